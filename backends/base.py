@@ -1,0 +1,77 @@
+"""The contract every backend implements, and the request/result types the rows share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+StepCallback = Callable[[int, int], None]  # (step just finished, total steps)
+ProgressCallback = Callable[[str], None]  # a short human-readable line about what loading is doing
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One visitor request; validated by `backends.requests.validate_request` before any row sees it."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 42
+    steps: int = 20
+    guidance_scale: float = 7.5
+    height: int = 512
+    width: int = 512
+    scheduler: str = "dpm++"
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What every row is loaded with, so that all rows run under the same conditions."""
+
+    sizes: tuple[int, ...]  # square resolutions the static-shape rows are compiled for
+    threads: int  # intra-op threads for torch and OpenVINO alike
+    cache_dir: Path  # exported / quantized IR lives here
+    tome_ratio: float = 0.5  # Token Merging ratio of the int8-tome row
+    int8_mode: str = "full"  # "full" (int8 activations + weights) or "hybrid" (quality-first)
+    int8_source: str | None = None  # prebuilt OpenVINO INT8/ToMe IR (dir or hub id) for the int8-tome row
+    calibration_prompts: int = 4  # prompts from assets/calibration_prompts.txt used to calibrate int8
+    steps: int = 20  # denoising steps used for warm-up and calibration (the app's default)
+
+
+@dataclass
+class LoadInfo:
+    """Filled by `Backend.load`; shown on the row's card and in the benchmark."""
+
+    seconds: float = 0.0
+    ram_added_mb: float = 0.0
+    disk_mb: float | None = None  # size of the row's model files on disk (IR, or the diffusers checkpoint)
+    cache: str = "n/a"  # "hit", "built" or "n/a"
+    precision: str = ""  # what actually runs, read back from the runtime where it can be
+    notes: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    """A Stable Diffusion pipeline that one row of the comparison runs.
+
+    Implementations live one per file in this package and are created by `backends.create_backend`.
+    Heavy imports (torch extensions, OpenVINO) go inside the methods so that a missing package makes
+    only that backend unavailable.
+    """
+
+    id: ClassVar[str]  # stable id used by the CLI, the UI and the JSON output, e.g. "openvino-static"
+    title: ClassVar[str]  # what the card calls it, e.g. "OpenVINO, static shapes"
+
+    def load(self, model: Any, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        """Build the pipeline(s) for every size in `settings.sizes` from `model` (a `ModelSource`), warm
+        each one up with a full generation, and report what it cost. Raise on failure: the caller marks
+        the row unavailable with the exception's message."""
+        ...
+
+    def generate(self, request: GenerationRequest, latents: Any, on_step: StepCallback) -> np.ndarray:
+        """Run the pipeline once on exactly these initial `latents` (the caller makes them once per
+        request and hands every row a copy) and return the image as float32 HWC in [0, 1].
+        Must call `on_step` after every denoising step. The caller times this call."""
+        ...

@@ -1,0 +1,30 @@
+"""`baseline`: plain diffusers StableDiffusionPipeline in fp32 on PyTorch, default settings."""
+
+from __future__ import annotations
+
+from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
+from .common import model_files_mb, run_pipeline
+
+
+def load_diffusers_pipeline(model, progress: ProgressCallback):
+    """The pipeline exactly as `from_pretrained` gives it. The safety checker is applied by the caller to every
+    row's output, outside the timed section, so it is not part of any row's pipeline."""
+    from diffusers import StableDiffusionPipeline
+
+    progress(f"loading {model.model_id} with diffusers")
+    pipe = StableDiffusionPipeline.from_pretrained(model.path, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class BaselinePyTorch:
+    id = "baseline"
+    title = "PyTorch fp32 (plain diffusers)"
+
+    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        self.pipe = load_diffusers_pipeline(model, progress)
+        self.scheduler_config = self.pipe.scheduler.config
+        return LoadInfo(disk_mb=model_files_mb(model.path), precision="fp32")
+
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
+        return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)

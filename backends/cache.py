@@ -1,0 +1,111 @@
+"""An on-disk cache of exported / quantized OpenVINO IR that never trusts a partial entry.
+
+An entry is built in a temporary sibling directory and renamed into place only after a manifest listing
+every file with its size has been written; a lookup checks the manifest against the files. A process
+killed mid-export therefore leaves only a `.tmp-*` directory, which the next start deletes, and a
+truncated file fails the size check and is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "cache-manifest.json"
+KEY_LIBRARIES = ("openvino", "optimum-intel", "nncf", "diffusers", "transformers", "torch", "tomesd")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in KEY_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def cache_key(model_id: str, revision: str, variant: str) -> str:
+    """Model id + revision + backend variant + library versions -> a readable, unique directory name."""
+    blob = json.dumps([model_id, revision, variant, library_versions()], sort_keys=True)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{model_id}-{variant}")[-60:]
+    return f"{readable}-{digest}"
+
+
+def dir_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+class IRCache:
+    def __init__(self, root: Path):
+        self.root = Path(root) / "ir"
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob("*.tmp-*"):  # left by a process that died while building
+            if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def lookup(self, key: str) -> Path | None:
+        """The entry's directory if it is complete and intact; otherwise delete it and return None."""
+        entry = self.root / key
+        if not entry.exists():
+            return None
+        problem = _verify(entry)
+        if problem is None:
+            return entry
+        log.warning("cache entry %s is unusable (%s); rebuilding it", entry, problem)
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+
+    def get_or_build(self, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
+        """Return (entry dir, hit?). `build(tmp_dir)` writes the entry's files into `tmp_dir`."""
+        entry = self.lookup(key)
+        if entry is not None:
+            return entry, True
+        entry = self.root / key
+        tmp = self.root / f"{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            build(tmp)
+            files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+            if not files:
+                raise RuntimeError("the build wrote no files")
+            (tmp / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
+            shutil.rmtree(entry, ignore_errors=True)
+            tmp.rename(entry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return entry, False
+
+
+def _verify(entry: Path) -> str | None:
+    try:
+        files = json.loads((entry / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        return f"no readable manifest: {exc}"
+    for name, size in files.items():
+        path = entry / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, expected {size}"
+    return None
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

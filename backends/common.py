@@ -1,0 +1,89 @@
+"""The one way every row runs a diffusers-style pipeline, and small helpers the rows share."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .base import GenerationRequest, StepCallback
+from .requests import SCHEDULERS
+
+
+def make_scheduler(scheduler_id: str, base_config):
+    """The requested scheduler, built from the model's own scheduler config (identical on every row)."""
+    import diffusers
+
+    class_name, _label = SCHEDULERS[scheduler_id]
+    return getattr(diffusers, class_name).from_config(base_config)
+
+
+def run_pipeline(pipe, base_scheduler_config, request: GenerationRequest, latents, on_step: StepCallback):
+    """Call `pipe` exactly as a diffusers user would, on the caller's initial latents.
+
+    A fresh generator per call (used by ancestral schedulers) keeps rows independent of one another and of
+    any global RNG state. `output_type="np"` as in the source blog's measurements.
+    """
+    import torch
+
+    pipe.scheduler = make_scheduler(request.scheduler, base_scheduler_config)
+
+    def step_end(_pipe, step_index, _timestep, callback_kwargs):
+        on_step(step_index + 1, request.steps)
+        return callback_kwargs
+
+    with torch.no_grad():
+        result = pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            height=request.height,
+            width=request.width,
+            latents=latents.clone(),
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            output_type="np",
+            callback_on_step_end=step_end,
+        )
+    return np.asarray(result.images[0], dtype=np.float32)
+
+
+def model_files_mb(path) -> float:
+    """Size of a diffusers directory's weights (what a row loads from disk)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files if f.endswith((".safetensors", ".bin")))
+    return total / 2**20
+
+
+def ov_runtime_config(threads: int) -> dict:
+    """OpenVINO settings shared by both OpenVINO rows: one latency-oriented stream on the same threads as torch."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1"}
+
+
+def ov_precision(pipe) -> str:
+    """The UNet's inference precision as OpenVINO reports it (bf16 on AMX Xeons, f32 elsewhere)."""
+    try:
+        return str(pipe.unet.request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT"))
+    except Exception:  # property names move between OpenVINO releases; the card then says "unknown"
+        return "unknown"
+
+
+def run_in_child(target, args: tuple, progress, what: str) -> None:
+    """Run `target(*args)` in a fresh process and wait, reporting elapsed time.
+
+    Export and quantization peak at several times the model's size; in a child that memory goes back to the
+    system when it exits instead of staying in the app's heap, and a crash there cannot take the app down.
+    """
+    import multiprocessing
+    import time
+
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=target, args=args, name=what, daemon=True)
+    start = time.monotonic()
+    child.start()
+    while child.is_alive():
+        child.join(timeout=1.0)
+        progress(f"{what} ({time.monotonic() - start:.0f} s)")
+    if child.exitcode != 0:
+        raise RuntimeError(f"{what} failed in a child process (exit code {child.exitcode}); see the log above")

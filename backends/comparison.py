@@ -1,0 +1,225 @@
+"""Runs one request through every ready row, one row at a time, on identical inputs, and measures it.
+
+This is where the fairness rules live: one set of initial latents per request, the same scheduler config
+and thread settings on every row, rows never overlapping (one lock), warm-up at load, latency of the
+pipeline call only, fidelity against the baseline image of the same request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import BACKEND_IDS, create_backend
+from .base import GenerationRequest, LoadInfo, LoadSettings
+from .models import ModelSource
+from .requests import InvalidRequest, Limits, validate_request
+
+log = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+WARMUP_STEPS = 2  # enough to trigger every first-call compilation / primitive creation on each row
+
+
+@dataclass
+class RowStatus:
+    state: str = "waiting"  # waiting | loading | ready | unavailable | error
+    detail: str = ""
+    since: float = field(default_factory=time.monotonic)
+    load: LoadInfo | None = None
+
+    def describe(self) -> str:
+        if self.state == "loading":
+            return f"loading: {self.detail} ({time.monotonic() - self.since:.0f} s)"
+        return f"{self.state}: {self.detail}" if self.detail else self.state
+
+
+@dataclass
+class RowResult:
+    backend: str
+    title: str
+    status: str  # "ok", "skipped" or "error"
+    message: str = ""
+    image: np.ndarray | None = None  # float32 HWC in [0, 1]
+    latency_s: float | None = None  # the pipeline call, from entry to image
+    s_per_step: float | None = None  # mean interval between denoising step ends
+    speedup: float | None = None  # baseline latency / this latency, same request
+    psnr_db: float | None = None  # vs the baseline image of the same request
+    ssim: float | None = None
+    precision: str = ""
+    timed: tuple[float, float] | None = None  # perf_counter start/end of the timed section
+
+    def figures(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed")}
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def make_latents(seed: int, height: int, width: int, channels: int = 4, vae_scale: int = 8):
+    """The request's initial noise, made once and handed to every row; equals what diffusers makes from a
+    CPU generator seeded with `seed`, so the baseline row is exactly plain diffusers."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((1, channels, height // vae_scale, width // vae_scale), generator=generator)
+
+
+def fidelity(image: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of an image against the reference, both on 8-bit RGB like what a visitor sees."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a, b = to_uint8(image), to_uint8(reference)
+    psnr = float("inf") if np.array_equal(a, b) else peak_signal_noise_ratio(b, a, data_range=255)
+    ssim = structural_similarity(b, a, channel_axis=-1, data_range=255)
+    return float(psnr), float(ssim)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+class Comparison:
+    """The loaded rows of one model and the lock that keeps their timed sections apart."""
+
+    def __init__(self, model: ModelSource, backend_ids: list[str], settings: LoadSettings, factory=create_backend):
+        unknown = [b for b in backend_ids if b not in BACKEND_IDS]
+        if unknown:
+            raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_IDS)}")
+        self.model = model
+        self.settings = settings
+        self.order = list(backend_ids)
+        self.limits = Limits(sizes=settings.sizes)
+        self._factory = factory
+        self.backends: dict = {}
+        self.status = {b: RowStatus() for b in self.order}
+        self.lock = threading.Lock()  # one request at a time through the rows
+        self.timed_sections: list[tuple[str, float, float]] = []  # every timed section, for overlap checks
+        self.safety = None  # a SafetyFilter when the model ships a checker and it is enabled
+
+    # ------------------------------------------------------------------------------------------ loading
+    def load_all(self) -> None:
+        """Load every row in order; a row that fails is marked unavailable and the others go on."""
+        for backend_id in self.order:
+            self.load_row(backend_id)
+
+    def load_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load_all, name="row-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def load_row(self, backend_id: str) -> None:
+        import psutil
+
+        status = self.status[backend_id]
+        status.state, status.detail, status.since = "loading", "starting", time.monotonic()
+
+        def progress(line: str) -> None:
+            status.detail = line
+            log.info("[%s] %s", backend_id, line)
+
+        rss0 = psutil.Process().memory_info().rss
+        t0 = time.perf_counter()
+        try:
+            backend = self._factory(backend_id)
+            info = backend.load(self.model, self.settings, progress)
+            for size in self.settings.sizes:
+                progress(f"warming up at {size}x{size}")
+                with self.lock:  # a warm-up must not overlap a request being timed on another row
+                    warm = GenerationRequest("warm-up", steps=WARMUP_STEPS, height=size, width=size)
+                    backend.generate(warm, make_latents(0, size, size), lambda *_: None)
+        except Exception as exc:  # any failure makes this row unavailable, never the app
+            log.exception("row %s could not load", backend_id)
+            status.state, status.detail, status.since = "unavailable", _reason(exc), time.monotonic()
+            return
+        info.seconds = time.perf_counter() - t0
+        info.ram_added_mb = (psutil.Process().memory_info().rss - rss0) / 2**20
+        self.backends[backend_id] = backend
+        status.load = info
+        status.state, status.detail, status.since = "ready", "", time.monotonic()
+
+    def ready(self) -> list[str]:
+        return [b for b in self.order if self.status[b].state == "ready"]
+
+    # ------------------------------------------------------------------------------------------ requests
+    def validate(self, **fields) -> GenerationRequest:
+        return validate_request(limits=self.limits, **fields)
+
+    def run(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[str, int, int], None] = lambda *_: None,
+        backend_ids: list[str] | None = None,
+    ) -> Iterator[RowResult]:
+        """Yield one RowResult per row, in the fixed order, as soon as each row finishes."""
+        wanted = self.order if backend_ids is None else backend_ids
+        unknown = [b for b in wanted if b not in self.order]
+        if unknown:
+            raise InvalidRequest(f"unknown backend id(s) {', '.join(unknown)}; this app runs {', '.join(self.order)}")
+        with self.lock:
+            latents = make_latents(request.seed, request.height, request.width)
+            baseline: RowResult | None = None
+            for backend_id in wanted:
+                row = self._run_row(backend_id, request, latents, on_step)
+                if backend_id == BASELINE and row.status == "ok":
+                    baseline = row
+                if baseline is not None and row.status == "ok":
+                    row.speedup = baseline.latency_s / row.latency_s
+                    row.psnr_db, row.ssim = fidelity(row.image, baseline.image)
+                yield row
+
+    def _run_row(self, backend_id, request, latents, on_step) -> RowResult:
+        backend = self.backends.get(backend_id)
+        title = getattr(backend, "title", backend_id)
+        if backend is None:
+            return RowResult(backend_id, title, "skipped", f"not ready ({self.status[backend_id].describe()})")
+        steps: list[float] = []
+
+        def step_done(step: int, total: int) -> None:
+            steps.append(time.perf_counter())
+            on_step(backend_id, step, total)
+
+        try:
+            start = time.perf_counter()
+            image = backend.generate(request, latents, step_done)
+            end = time.perf_counter()
+        except Exception as exc:  # the row shows its error; the other rows and the next request go on
+            log.exception("row %s failed", backend_id)
+            return RowResult(backend_id, title, "error", _reason(exc))
+        self.timed_sections.append((backend_id, start, end))
+        del self.timed_sections[:-1000]
+        if self.safety is not None:
+            image, flagged = self.safety(image)
+            note = "safety checker blanked this image" if flagged else ""
+        else:
+            note = ""
+        per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else end - start
+        load = self.status[backend_id].load
+        return RowResult(
+            backend_id,
+            title,
+            "ok",
+            note,
+            image=image,
+            latency_s=end - start,
+            s_per_step=per_step,
+            precision=load.precision if load else "",
+            timed=(start, end),
+        )
+
+
+def prompt_truncation(tokenizer, prompt: str) -> str | None:
+    """What CLIP's 77-token limit drops from `prompt` (diffusers truncates the same way), or None."""
+    ids = tokenizer(prompt, truncation=False, add_special_tokens=False).input_ids
+    keep = tokenizer.model_max_length - 2  # start and end tokens take two places
+    if len(ids) <= keep:
+        return None
+    return tokenizer.decode(ids[keep:]).strip()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300]

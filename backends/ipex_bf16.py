@@ -1,0 +1,63 @@
+"""`ipex-bf16`: Intel Extension for PyTorch, bf16 under CPU autocast (AMX where the CPU has it).
+
+The recipe of the source blog: UNet, VAE and text encoder in channels-last, `ipex.optimize(dtype=bfloat16)`
+(the UNet with a sample input so IPEX can pick its kernels for the real shapes), then every call under
+`torch.autocast("cpu", dtype=torch.bfloat16)` — without autocast IPEX optimizes for fp32 and the gain is lost.
+"""
+
+from __future__ import annotations
+
+from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
+from .baseline import load_diffusers_pipeline
+from .common import model_files_mb, run_pipeline
+
+INSTALL_HINT = "pip install intel-extension-for-pytorch==2.8.0 (needs torch 2.8.x)"
+
+
+class IpexBf16:
+    id = "ipex-bf16"
+    title = "Intel Extension for PyTorch, bf16"
+
+    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        import torch
+
+        try:
+            import intel_extension_for_pytorch as ipex
+        except ImportError as exc:
+            raise RuntimeError(f"intel-extension-for-pytorch is not importable ({exc}); {INSTALL_HINT}") from exc
+
+        pipe = load_diffusers_pipeline(model, progress)
+        progress("ipex.optimize(dtype=bfloat16) on UNet, VAE and text encoder")
+        size = settings.sizes[0]
+        unet_in = (
+            torch.randn(2, pipe.unet.config.in_channels, size // 8, size // 8).to(memory_format=torch.channels_last),
+            torch.tensor(921),
+            torch.randn(2, 77, pipe.text_encoder.config.hidden_size),
+        )
+        pipe.unet = pipe.unet.to(memory_format=torch.channels_last).eval()
+        pipe.vae = pipe.vae.to(memory_format=torch.channels_last).eval()
+        pipe.text_encoder = pipe.text_encoder.eval()
+        pipe.unet = ipex.optimize(pipe.unet, dtype=torch.bfloat16, inplace=True, sample_input=unet_in)
+        pipe.vae = ipex.optimize(pipe.vae, dtype=torch.bfloat16, inplace=True)
+        pipe.text_encoder = ipex.optimize(pipe.text_encoder, dtype=torch.bfloat16, inplace=True)
+        self.pipe = pipe
+        self.scheduler_config = pipe.scheduler.config
+        native = _cpu_has_native_bf16()
+        return LoadInfo(
+            disk_mb=model_files_mb(model.path),
+            precision="bf16 autocast" + ("" if native else " (no AMX/AVX512-BF16 on this CPU: emulated, slow)"),
+        )
+
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags

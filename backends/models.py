@@ -1,0 +1,236 @@
+"""Where the weights come from: a Hub id, a local diffusers directory, or a locally built stand-in.
+
+The stand-ins exist because a booth laptop (and this project's CI) cannot reach the Hugging Face Hub. They are
+real diffusers pipelines with random weights, built from configs the way diffusers' own tests do
+(`get_dummy_components`), so every backend loads them through exactly the code path it uses for a real model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+STANDINS = ("tiny", "sd15-standin")
+STANDIN_REVISION = "standin-v1"  # bump when a stand-in's config changes, so caches keyed on it are rebuilt
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+HUB_PROBE_TIMEOUT_S = 5.0  # how long we wait to learn the Hub is unreachable before falling back
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A local diffusers directory every backend loads from, and where it came from."""
+
+    requested: str  # what the user asked for (CLI flag / env var)
+    model_id: str  # hub id, local path or stand-in name actually loaded
+    path: Path  # local diffusers directory (model_index.json inside)
+    revision: str  # hub commit, or STANDIN_REVISION, or "local"; part of every cache key
+    standin: bool  # random weights: images are noise, latencies are real
+    fallback_reason: str | None = None  # set when `requested` could not be loaded and we fell back to tiny
+
+
+class ModelUnavailable(RuntimeError):
+    """The requested model cannot be loaded (and strict mode forbids the fallback)."""
+
+
+def resolve_model(requested: str, cache_dir: Path, strict: bool = False) -> ModelSource:
+    """Turn a model setting into a local directory, building a stand-in or downloading from the Hub.
+
+    An unreachable, uncached Hub model falls back to `tiny` (with the reason recorded) unless `strict`.
+    """
+    if requested in STANDINS:
+        return _standin(requested, cache_dir)
+    local = Path(requested).expanduser()
+    if local.is_dir():
+        if not (local / "model_index.json").is_file():
+            raise ModelUnavailable(f"{local} is not a diffusers model directory (no model_index.json)")
+        return ModelSource(requested, str(local), local.resolve(), "local", standin=False)
+    try:
+        path, revision = _from_hub(requested)
+    except Exception as exc:  # network, auth, missing repo: all mean "cannot load it here"
+        reason = f"could not load {requested!r} from the Hugging Face Hub ({type(exc).__name__}: {exc})"
+        if strict:
+            raise ModelUnavailable(reason) from exc
+        log.warning("%s; falling back to the 'tiny' stand-in", reason)
+        standin = _standin("tiny", cache_dir)
+        return ModelSource(requested, standin.model_id, standin.path, standin.revision, True, reason)
+    return ModelSource(requested, requested, path, revision, standin=False)
+
+
+def _from_hub(repo_id: str) -> tuple[Path, str]:
+    from huggingface_hub import HfApi, snapshot_download
+
+    patterns = ["*.json", "*.txt", "*.safetensors"]
+    try:  # cached already: no network at all
+        path = snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)
+    except Exception:
+        # One quick metadata call tells us whether the Hub is reachable, instead of a time-out per file.
+        info = HfApi().model_info(repo_id, timeout=HUB_PROBE_TIMEOUT_S)
+        path = snapshot_download(repo_id, revision=info.sha, allow_patterns=patterns)
+    return Path(path), Path(path).name  # snapshot folders are named after the commit
+
+
+# ---------------------------------------------------------------------------------------------- stand-ins
+
+
+def _standin(name: str, cache_dir: Path) -> ModelSource:
+    target = cache_dir / "standins" / f"{name}-{STANDIN_REVISION}"
+    if not (target / ".complete").is_file():
+        shutil.rmtree(target, ignore_errors=True)
+        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("building the %r stand-in in %s (once)", name, target)
+        build_standin(name, tmp)
+        (tmp / ".complete").write_text("ok\n")
+        tmp.rename(target)
+    return ModelSource(name, name, target, STANDIN_REVISION, standin=True)
+
+
+def build_standin(name: str, out: Path) -> None:
+    """Write a random-weight diffusers StableDiffusionPipeline directory to `out`."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = make_clip_tokenizer()
+    if name == "tiny":
+        # Shaped like diffusers' test components, but with a VAE that downsamples 8x like SD's, and
+        # cross-attention at the highest resolution so that Token Merging has something to merge.
+        unet_kw = dict(
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=8,
+        )
+        vae_kw = dict(
+            block_out_channels=(8, 16, 16, 32),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=128,
+        )
+        text_kw = dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=3,
+            projection_dim=32,
+        )
+    elif name == "sd15-standin":
+        # The SD-1.5 architecture: 859.5 M-parameter UNet, CLIP ViT-L/14 text encoder, SD VAE.
+        unet_kw = dict(
+            block_out_channels=(320, 640, 1280, 1280),
+            layers_per_block=2,
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+        )
+        vae_kw = dict(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=2,
+            sample_size=512,
+        )
+        text_kw = dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            projection_dim=768,
+        )
+    else:
+        raise ValueError(f"unknown stand-in {name!r}; choose one of {', '.join(STANDINS)}")
+
+    with torch.random.fork_rng():  # deterministic weights without touching the process's global RNG
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(**unet_kw)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, **vae_kw)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408,  # CLIP's: same embedding size whatever the generated tokenizer holds
+                max_position_embeddings=77,
+                hidden_act="quick_gelu",
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                **text_kw,
+            )
+        )
+    scheduler = PNDMScheduler(  # SD-1.5's own scheduler config; rows swap in the requested one per call
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out)
+    (out / "STANDIN.md").write_text(
+        f"Random-weight stand-in {name!r} built locally by backends/models.py. Images are noise; latencies are real.\n"
+    )
+
+
+def make_clip_tokenizer():
+    """A CLIP tokenizer whose BPE vocabulary we learn locally from our own prompts (no Hub download).
+
+    CLIP's byte-level BPE needs every byte symbol, alone and word-final ("x</w>"), so any input tokenizes;
+    the merges are learned with the `tokenizers` trainer so prompts split into word pieces as with CLIP.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_symbols = list(bytes_to_unicode().values())
+    corpus = (ASSETS / "calibration_prompts.txt").read_text().splitlines()
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.normalizer = normalizers.Lowercase()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=2048, end_of_word_suffix="</w>", initial_alphabet=byte_symbols, show_progress=False
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    merges = [m.split(" ") if isinstance(m, str) else m for m in json.loads(bpe.to_str())["model"]["merges"]]
+
+    vocab = byte_symbols + [s + "</w>" for s in byte_symbols]
+    known = set(vocab)
+    kept = []
+    for a, b in merges:
+        if a in known and b in known and a + b not in known:
+            kept.append((a, b))
+            known.add(a + b)
+            vocab.append(a + b)
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, merges=kept, model_max_length=77)
