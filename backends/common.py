@@ -64,26 +64,42 @@ def ov_runtime_config(threads: int) -> dict:
 def ov_precision(pipe) -> str:
     """The UNet's inference precision as OpenVINO reports it (bf16 on AMX Xeons, f32 elsewhere)."""
     try:
-        return str(pipe.unet.request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT"))
+        request = pipe.unet.request  # a CompiledModel in optimum-intel 2.x
+        compiled = request if hasattr(request, "get_property") else request.get_compiled_model()
+        return compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # "f32", "bf16", ...
     except Exception:  # property names move between OpenVINO releases; the card then says "unknown"
         return "unknown"
 
 
+def _child_main(target, args, errors) -> None:
+    try:
+        target(*args)
+    except BaseException as exc:
+        errors.put(f"{type(exc).__name__}: {str(exc).strip()[:500]}")
+        raise
+
+
 def run_in_child(target, args: tuple, progress, what: str) -> None:
-    """Run `target(*args)` in a fresh process and wait, reporting elapsed time.
+    """Run `target(*args)` in a fresh process and wait, reporting elapsed time; re-raise its error here.
 
     Export and quantization peak at several times the model's size; in a child that memory goes back to the
     system when it exits instead of staying in the app's heap, and a crash there cannot take the app down.
     """
     import multiprocessing
+    import queue
     import time
 
     ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=target, args=args, name=what, daemon=True)
+    errors = ctx.Queue()
+    child = ctx.Process(target=_child_main, args=(target, args, errors), name=what, daemon=True)
     start = time.monotonic()
     child.start()
     while child.is_alive():
         child.join(timeout=1.0)
         progress(f"{what} ({time.monotonic() - start:.0f} s)")
     if child.exitcode != 0:
-        raise RuntimeError(f"{what} failed in a child process (exit code {child.exitcode}); see the log above")
+        try:
+            reason = errors.get(timeout=1.0)
+        except queue.Empty:
+            reason = f"exit code {child.exitcode}" + (" (killed: out of memory?)" if child.exitcode == -9 else "")
+        raise RuntimeError(f"{what} failed: {reason}")

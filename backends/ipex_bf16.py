@@ -26,6 +26,12 @@ class IpexBf16:
         except ImportError as exc:
             raise RuntimeError(f"intel-extension-for-pytorch is not importable ({exc}); {INSTALL_HINT}") from exc
 
+        if not (_cpu_has("avx512bw", "avx512vl", "avx512dq") or _cpu_has("avx_ne_convert")):
+            # IPEX's bf16 kernels (weight prepack, oneDNN layer norm) refuse to run without these; checking
+            # first gives the visitor this sentence instead of a oneDNN primitive error.
+            raise RuntimeError(
+                f"IPEX bf16 needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; this CPU ({_cpu_model()}) has neither"
+            )
         pipe = load_diffusers_pipeline(model, progress)
         progress("ipex.optimize(dtype=bfloat16) on UNet, VAE and text encoder")
         size = settings.sizes[0]
@@ -42,11 +48,10 @@ class IpexBf16:
         pipe.text_encoder = ipex.optimize(pipe.text_encoder, dtype=torch.bfloat16, inplace=True)
         self.pipe = pipe
         self.scheduler_config = pipe.scheduler.config
-        native = _cpu_has_native_bf16()
-        return LoadInfo(
-            disk_mb=model_files_mb(model.path),
-            precision="bf16 autocast" + ("" if native else " (no AMX/AVX512-BF16 on this CPU: emulated, slow)"),
-        )
+        precision = "bf16 autocast"
+        if not (_cpu_has("amx_bf16") or _cpu_has("avx512_bf16")):
+            precision += ", no native bf16 on this CPU (emulated)"
+        return LoadInfo(disk_mb=model_files_mb(model.path), precision=precision)
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
         import torch
@@ -55,9 +60,21 @@ class IpexBf16:
             return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)
 
 
-def _cpu_has_native_bf16() -> bool:
+def _cpu_has(*flags: str) -> bool:
+    """True when /proc/cpuinfo lists every flag (Linux; elsewhere we assume the CPU lacks them)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            present = set(next((line for line in f if line.startswith("flags")), "").split())
     except OSError:
         return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return all(flag in present for flag in flags)
+
+
+def _cpu_model() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"

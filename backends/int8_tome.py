@@ -1,0 +1,140 @@
+"""`int8-tome`: OpenVINO pipeline whose UNet has Token Merging and 8-bit NNCF quantization.
+
+Build (once per model, size and settings; cached): the diffusers pipeline gets export-friendly ToMe
+(`backends/tome.py`), is exported to OpenVINO IR at the static size it will run at, calibrated on a few
+prompts from `assets/calibration_prompts.txt` at the app's step count, and quantized with optimum-intel's
+`OVQuantizer`:
+- mode "full" (default): `OVQuantizationConfig`, 8-bit activations *and* weights on the UNet's convolutions
+  and MatMuls (NNCF's transformer preset, with SmoothQuant), so int8 GEMM kernels (AMX-INT8 / VNNI) do the work;
+- mode "hybrid" (quality-first): optimum-intel's hybrid mode, 8-bit convolutions and weight-only 8-bit MatMuls.
+A prebuilt OpenVINO INT8/ToMe pipeline (local dir or hub id) can be given instead (`LoadSettings.int8_source`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
+from .cache import IRCache, cache_key, dir_size_mb
+from .common import ov_precision, run_in_child, run_pipeline
+from .models import ASSETS
+from .openvino_static import load_static_pipelines
+
+MODES = ("full", "hybrid")
+CALIBRATION_STRIDE = 4  # keep every 4th denoising step's UNet input: covers the trajectory with few samples
+
+
+def calibration_prompts(count: int) -> list[str]:
+    prompts = [p for p in (ASSETS / "calibration_prompts.txt").read_text().splitlines() if p.strip()]
+    return prompts[: max(1, count)]
+
+
+def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode: str, prompts, steps: int) -> None:
+    """Child-process body: ToMe -> export at `size` -> calibrate -> quantize -> save to `out_dir`."""
+    import logging
+    import tempfile
+
+    import nncf
+    import torch
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+    from optimum.exporters.openvino import export_from_model
+    from optimum.intel import (
+        OVConfig,
+        OVQuantizationConfig,
+        OVQuantizer,
+        OVStableDiffusionPipeline,
+        OVWeightQuantizationConfig,
+    )
+    from optimum.intel.openvino.quantization import InferRequestWrapper, OVCalibrationDataset
+
+    from backends.tome import apply_tome
+
+    log = logging.getLogger("int8-tome build")
+    pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
+    patched = apply_tome(pipe.unet, ratio)
+    log.info("Token Merging (ratio %.2f) on %d self-attention blocks", ratio, patched)
+    # optimum traces the UNet with a latent of `sample_size`: make that the size it will run at, so the
+    # token counts the merge is traced with are the ones it runs with.
+    pipe.unet.register_to_config(sample_size=size // 8)
+    with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as fp32_dir:
+        with torch.no_grad():
+            export_from_model(pipe, fp32_dir, task="text-to-image")
+        del pipe
+        ov_pipe = OVStableDiffusionPipeline.from_pretrained(fp32_dir, compile=False)
+        ov_pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
+        ov_pipe.compile()
+        ov_pipe.scheduler = DPMSolverMultistepScheduler.from_config(ov_pipe.scheduler.config)
+        ov_pipe.set_progress_bar_config(disable=True)
+
+        samples: list = []
+        ov_pipe.unet.request = InferRequestWrapper(ov_pipe.unet.request, samples)
+        for i, prompt in enumerate(prompts):
+            log.info("calibration prompt %d/%d: %s", i + 1, len(prompts), prompt)
+            ov_pipe(prompt, num_inference_steps=steps, height=size, width=size, output_type="np",
+                    generator=torch.Generator("cpu").manual_seed(i))
+        ov_pipe.unet.request = ov_pipe.unet.request.request
+        samples = samples[::CALIBRATION_STRIDE]
+        log.info("quantizing the UNet (%s) on %d calibration samples", mode, len(samples))
+        if mode == "full":
+            config = OVQuantizationConfig(num_samples=len(samples), model_type="transformer")
+        else:
+            config = OVWeightQuantizationConfig(bits=8, quant_method="hybrid", num_samples=len(samples))
+        OVQuantizer(ov_pipe).quantize(
+            calibration_dataset=OVCalibrationDataset({"unet": nncf.Dataset(samples)}),
+            ov_config=OVConfig(quantization_config=config),
+            save_directory=out_dir,
+        )
+
+
+class Int8Tome:
+    id = "int8-tome"
+    title = "OpenVINO INT8 + Token Merging"
+
+    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        if settings.int8_mode not in MODES:
+            raise ValueError(f"unknown int8 mode {settings.int8_mode!r}; choose one of {', '.join(MODES)}")
+        if settings.int8_source:
+            return self._load_prebuilt(settings, progress)
+        cache = IRCache(settings.cache_dir)
+        prompts = calibration_prompts(settings.calibration_prompts)
+        self.pipes, hits, disk = {}, [], 0.0
+        for size in settings.sizes:
+            variant = (
+                f"int8-{settings.int8_mode}-tome{settings.tome_ratio:g}-{size}px"
+                f"-cal{len(prompts)}x{settings.steps}"
+            )
+            args = (str(model.path), None, size, settings.tome_ratio, settings.int8_mode, prompts, settings.steps)
+
+            def build(tmp, args=args, size=size):
+                what = f"ToMe + export + calibration + {settings.int8_mode} int8 quantization at {size}x{size}"
+                run_in_child(build_int8_tome, (args[0], str(tmp), *args[2:]), progress, what)
+
+            ir_dir, hit = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)
+            self.pipes.update(load_static_pipelines(ir_dir, replace(settings, sizes=(size,)), progress))
+            hits.append(hit)
+            disk += dir_size_mb(ir_dir)
+        return self._info(disk, "hit" if all(hits) else "built", settings)
+
+    def _load_prebuilt(self, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        source = Path(settings.int8_source).expanduser()
+        if not source.is_dir():
+            from huggingface_hub import snapshot_download
+
+            progress(f"downloading {settings.int8_source}")
+            source = Path(snapshot_download(settings.int8_source))
+        self.pipes = load_static_pipelines(source, settings, progress)
+        return self._info(dir_size_mb(source), "prebuilt", settings)
+
+    def _info(self, disk_mb: float, cache: str, settings: LoadSettings) -> LoadInfo:
+        first = self.pipes[settings.sizes[0]]
+        self.scheduler_config = first.scheduler.config
+        mode = "int8 activations+weights" if settings.int8_mode == "full" else "hybrid int8"
+        return LoadInfo(
+            disk_mb=disk_mb,
+            cache=cache,
+            precision=f"UNet {mode}, ToMe {settings.tome_ratio:g}; rest {ov_precision(first)}",
+        )
+
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
+        return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step)
