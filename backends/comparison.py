@@ -86,7 +86,14 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 class Comparison:
     """The loaded rows of one model and the lock that keeps their timed sections apart."""
 
-    def __init__(self, model: ModelSource, backend_ids: list[str], settings: LoadSettings, factory=create_backend):
+    def __init__(
+        self,
+        model: ModelSource,
+        backend_ids: list[str],
+        settings: LoadSettings,
+        factory=create_backend,
+        safety_checker: bool = True,
+    ):
         unknown = [b for b in backend_ids if b not in BACKEND_IDS]
         if unknown:
             raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_IDS)}")
@@ -99,11 +106,26 @@ class Comparison:
         self.status = {b: RowStatus() for b in self.order}
         self.lock = threading.Lock()  # one request at a time through the rows
         self.timed_sections: list[tuple[str, float, float]] = []  # every timed section, for overlap checks
+        self.titles = {b: b for b in self.order}  # replaced by each backend's own title once created
         self.safety = None  # a SafetyFilter when the model ships a checker and it is enabled
+        self.safety_enabled = safety_checker
+        self._tokenizer = None
+
+    def tokenizer(self):
+        """The model's CLIP tokenizer (every row uses the same one), for reporting prompt truncation."""
+        if self._tokenizer is None:
+            from transformers import CLIPTokenizer
+
+            self._tokenizer = CLIPTokenizer.from_pretrained(self.model.path / "tokenizer")
+        return self._tokenizer
 
     # ------------------------------------------------------------------------------------------ loading
     def load_all(self) -> None:
         """Load every row in order; a row that fails is marked unavailable and the others go on."""
+        from .safety import SafetyFilter
+
+        if self.safety_enabled and SafetyFilter.available(self.model.path):
+            self.safety = SafetyFilter(self.model.path)
         for backend_id in self.order:
             self.load_row(backend_id)
 
@@ -126,6 +148,7 @@ class Comparison:
         t0 = time.perf_counter()
         try:
             backend = self._factory(backend_id)
+            self.titles[backend_id] = backend.title
             info = backend.load(self.model, self.settings, progress)
             for size in self.settings.sizes:
                 progress(f"warming up at {size}x{size}")
@@ -148,6 +171,19 @@ class Comparison:
     # ------------------------------------------------------------------------------------------ requests
     def validate(self, **fields) -> GenerationRequest:
         return validate_request(limits=self.limits, **fields)
+
+    def truncation(self, request: GenerationRequest) -> str | None:
+        """A note on what CLIP's 77-token limit drops from the prompts (diffusers truncates the same way, on
+        every row alike), or None when nothing is dropped."""
+        tokenizer = self.tokenizer()
+        keep = tokenizer.model_max_length - 2  # the start and end tokens take two of the 77 places
+        notes = []
+        for name, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+            ids = tokenizer(text, truncation=False, add_special_tokens=False).input_ids
+            if len(ids) > keep:
+                dropped = tokenizer.decode(ids[keep:]).strip()
+                notes.append(f"{name} is {len(ids)} tokens; CLIP reads the first {keep}, so this was dropped: {dropped!r}")
+        return "; ".join(notes) or None
 
     def run(
         self,
@@ -175,7 +211,7 @@ class Comparison:
 
     def _run_row(self, backend_id, request, latents, on_step) -> RowResult:
         backend = self.backends.get(backend_id)
-        title = getattr(backend, "title", backend_id)
+        title = self.titles[backend_id]
         if backend is None:
             return RowResult(backend_id, title, "skipped", f"not ready ({self.status[backend_id].describe()})")
         steps: list[float] = []
@@ -211,15 +247,6 @@ class Comparison:
             precision=load.precision if load else "",
             timed=(start, end),
         )
-
-
-def prompt_truncation(tokenizer, prompt: str) -> str | None:
-    """What CLIP's 77-token limit drops from `prompt` (diffusers truncates the same way), or None."""
-    ids = tokenizer(prompt, truncation=False, add_special_tokens=False).input_ids
-    keep = tokenizer.model_max_length - 2  # start and end tokens take two places
-    if len(ids) <= keep:
-        return None
-    return tokenizer.decode(ids[keep:]).strip()
 
 
 def _reason(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
 from .baseline import load_diffusers_pipeline
 from .common import model_files_mb, run_pipeline
+from .system_info import cpu_flags, cpu_model
 
 INSTALL_HINT = "pip install intel-extension-for-pytorch==2.8.0 (needs torch 2.8.x)"
 
@@ -26,11 +27,12 @@ class IpexBf16:
         except ImportError as exc:
             raise RuntimeError(f"intel-extension-for-pytorch is not importable ({exc}); {INSTALL_HINT}") from exc
 
-        if not (_cpu_has("avx512bw", "avx512vl", "avx512dq") or _cpu_has("avx_ne_convert")):
+        flags = cpu_flags()
+        if not ({"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags):
             # IPEX's bf16 kernels (weight prepack, oneDNN layer norm) refuse to run without these; checking
             # first gives the visitor this sentence instead of a oneDNN primitive error.
             raise RuntimeError(
-                f"IPEX bf16 needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; this CPU ({_cpu_model()}) has neither"
+                f"IPEX bf16 needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; this CPU ({cpu_model()}) has neither"
             )
         pipe = load_diffusers_pipeline(model, progress)
         progress("ipex.optimize(dtype=bfloat16) on UNet, VAE and text encoder")
@@ -49,7 +51,7 @@ class IpexBf16:
         self.pipe = pipe
         self.scheduler_config = pipe.scheduler.config
         precision = "bf16 autocast"
-        if not (_cpu_has("amx_bf16") or _cpu_has("avx512_bf16")):
+        if not flags & {"amx_bf16", "avx512_bf16"}:
             precision += ", no native bf16 on this CPU (emulated)"
         return LoadInfo(disk_mb=model_files_mb(model.path), precision=precision)
 
@@ -58,23 +60,3 @@ class IpexBf16:
 
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)
-
-
-def _cpu_has(*flags: str) -> bool:
-    """True when /proc/cpuinfo lists every flag (Linux; elsewhere we assume the CPU lacks them)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            present = set(next((line for line in f if line.startswith("flags")), "").split())
-    except OSError:
-        return False
-    return all(flag in present for flag in flags)
-
-
-def _cpu_model() -> str:
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"

@@ -1,0 +1,231 @@
+"""Stable Diffusion side by side on Xeon: one prompt, one seed, every backend, honest latency.
+
+Run `python app.py --model tiny` (or set SBS_MODEL); `python app.py --help` lists every setting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+
+import gradio as gr
+import pandas as pd
+
+from backends.comparison import BASELINE, Comparison, RowResult, to_uint8
+from backends.requests import GUIDANCE_RANGE, MAX_SEED, SCHEDULERS, STEPS_RANGE, InvalidRequest
+from backends.settings import Settings, build_comparison
+from backends.system_info import system_info
+
+log = logging.getLogger("app")
+
+EXAMPLES = [  # from the source blogs
+    ["sailing ship in storm by Rembrandt", "", 42],
+    ["cartoon bird", "", 42],
+    ["a photograph of an astronaut riding a horse", "blurry, low quality", 7],
+]
+STANDIN_BANNER = "**Random-weight stand-in model `{name}`: images are noise, latencies are real.**"
+
+
+# ------------------------------------------------------------------------------------------ view helpers
+def card_markdown(comparison: Comparison, backend_id: str, row: RowResult | None = None) -> str:
+    status = comparison.status[backend_id]
+    lines = [f"### {comparison.titles[backend_id]}"]
+    if row is not None and row.status == "ok":
+        big = "reference" if backend_id == BASELINE else (f"{row.speedup:.1f}× faster" if row.speedup else "no baseline")
+        lines.append(f"## {big}")
+        figures = f"**{row.latency_s:.2f} s** total · {row.s_per_step:.3f} s/step"
+        if row.psnr_db is not None:
+            figures += f" · PSNR {row.psnr_db:.1f} dB · SSIM {row.ssim:.3f}"
+        lines.append(figures)
+        if row.message:
+            lines.append(f"_{row.message}_")
+    elif row is not None:
+        lines.append(f"**{row.status}**: {row.message}")
+    load = status.load
+    if load is not None:
+        lines.append(
+            f"precision: {load.precision} · loaded in {load.seconds:.0f} s (cache {load.cache}), "
+            f"+{load.ram_added_mb:.0f} MB RAM" + (f", {load.disk_mb:.0f} MB on disk" if load.disk_mb else "")
+        )
+    lines.append(f"status: {status.describe()}")
+    return "\n\n".join(lines)
+
+
+def headline(rows: list[RowResult]) -> str:
+    fastest = max((r for r in rows if r.status == "ok" and r.speedup), key=lambda r: r.speedup, default=None)
+    if fastest is None or fastest.backend == BASELINE:
+        return ""
+    psnr = f", PSNR {fastest.psnr_db:.0f} dB vs baseline" if fastest.psnr_db is not None else ""
+    return f"# {fastest.title}: {fastest.speedup:.1f}× faster than baseline{psnr}"
+
+
+def latency_chart(rows: list[RowResult]) -> pd.DataFrame:
+    done = [r for r in rows if r.status == "ok"]
+    return pd.DataFrame(
+        {
+            "row": [r.title for r in done],
+            "latency (s)": [round(r.latency_s, 3) for r in done],
+            "kind": ["baseline" if r.backend == BASELINE else "optimized" for r in done],
+        }
+    )
+
+
+def system_markdown(comparison: Comparison) -> str:
+    info = system_info(comparison.settings.threads)
+    model = comparison.model
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["isa"].items())
+    libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
+    return "\n".join(
+        [
+            f"- **CPU**: {info['cpu']}, {info['logical_cpus_usable']} logical CPUs usable, {info['threads_used']} threads per row",
+            f"- **ISA**: {isa}",
+            f"- **Allocator**: {info['allocator']} {info['malloc_conf']} · **OpenMP**: {', '.join(info['openmp'])}",
+            f"- **Thread env**: {json.dumps(info['env']) if info['env'] else 'defaults'}",
+            f"- **Model**: `{model.model_id}`" + (" (random-weight stand-in)" if model.standin else "")
+            + (f" — requested `{model.requested}`, fallback: {model.fallback_reason}" if model.fallback_reason else ""),
+            f"- **Sizes compiled**: {', '.join(f'{s}x{s}' for s in comparison.settings.sizes)}",
+            f"- **Libraries**: Python {info['python']}, {libs}",
+        ]
+    )
+
+
+def health(comparison: Comparison) -> dict:
+    """Readiness of every row, for `/health` style checks through the API."""
+    return {
+        "ready": comparison.ready(),
+        "rows": {b: comparison.status[b].describe() for b in comparison.order},
+        "model": comparison.model.model_id,
+        "standin": comparison.model.standin,
+    }
+
+
+# ------------------------------------------------------------------------------------------ handlers
+def make_generate(comparison: Comparison):
+    n = len(comparison.order)
+
+    def generate(prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, progress=gr.Progress()):
+        """Run the prompt through every ready row; yields after each row so cards fill as rows finish.
+
+        Outputs: seed, message, headline, chart, figures JSON, then one image and one card per row."""
+        if random_seed:
+            seed = secrets.randbelow(MAX_SEED + 1)
+        try:
+            side = int(str(size).split("x")[0]) if size else size
+            request = comparison.validate(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                seed=seed,
+                steps=steps,
+                guidance_scale=guidance,
+                height=side,
+                width=side,
+                scheduler=scheduler,
+            )
+        except (InvalidRequest, ValueError) as exc:
+            raise gr.Error(str(exc), duration=None) from None
+        notes = []
+        if random_seed:
+            notes.append(f"Random seed: **{request.seed}**")
+        truncated = comparison.truncation(request)
+        if truncated:
+            notes.append(f"Note: {truncated}")
+        skipped = [comparison.titles[b] for b in comparison.order if b not in comparison.ready()]
+        if skipped:
+            notes.append("Not ready yet, skipped: " + ", ".join(skipped))
+        images = [None] * n
+        cards = [card_markdown(comparison, b) for b in comparison.order]
+        rows: list[RowResult] = []
+
+        def on_step(backend_id, step, total):
+            progress((step, total), desc=f"{comparison.titles[backend_id]}: step {step}/{total}")
+
+        def snapshot():
+            figures = {"seed": request.seed, "truncated": truncated, "rows": [r.figures() for r in rows]}
+            return [request.seed, "\n\n".join(notes), headline(rows), latency_chart(rows), figures, *images, *cards]
+
+        yield snapshot()
+        for row in comparison.run(request, on_step=on_step):
+            i = comparison.order.index(row.backend)
+            rows.append(row)
+            images[i] = to_uint8(row.image) if row.image is not None else None
+            cards[i] = card_markdown(comparison, row.backend, row)
+            yield snapshot()
+
+    return generate
+
+
+def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
+    model = comparison.model
+    sizes = [f"{s}x{s}" for s in comparison.settings.sizes]
+    with gr.Blocks(title="Stable Diffusion side by side on Xeon") as demo:
+        gr.Markdown("# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; rows run one after another and each is timed the same way.")
+        if model.standin:
+            gr.Markdown(STANDIN_BANNER.format(name=model.model_id))
+        if model.fallback_reason:
+            gr.Markdown(f"**Fell back to the `tiny` stand-in**: {model.fallback_reason}")
+        with gr.Row():
+            with gr.Column(scale=3):
+                prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0][0], max_length=1000)
+                negative = gr.Textbox(label="Negative prompt", max_length=1000)
+            with gr.Column(scale=2):
+                with gr.Row():
+                    seed = gr.Number(label="Seed", value=42, precision=0, minimum=0, maximum=MAX_SEED)
+                    random_seed = gr.Checkbox(label="Random seed", value=False)
+                steps = gr.Slider(*STEPS_RANGE, value=comparison.settings.steps, step=1, label="Steps")
+                guidance = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
+                with gr.Row():
+                    size = gr.Dropdown(sizes, value=sizes[0], label="Resolution (compiled sizes)")
+                    scheduler = gr.Dropdown([(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler")
+        button = gr.Button("Generate on every row", variant="primary")
+        gr.Examples(EXAMPLES, inputs=[prompt, negative, seed])
+        message = gr.Markdown()
+        title = gr.Markdown()
+        images, cards = [], []
+        with gr.Row(equal_height=True):
+            for backend_id in comparison.order:
+                with gr.Column(min_width=220):
+                    images.append(gr.Image(label=backend_id, type="numpy", format="png", height=320, interactive=False))
+                    cards.append(gr.Markdown(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
+        chart = gr.BarPlot(latency_chart([]), x="row", y="latency (s)", color="kind", title="Latency of the last request (lower is better)", color_map={"baseline": "#d62728", "optimized": "#1f77b4"}, sort=None)
+        figures = gr.JSON(label="Figures (also returned by the /generate API)")
+        with gr.Accordion("System: what is this running on?", open=False):
+            system = gr.Markdown(system_markdown(comparison))
+        status_json = gr.JSON(visible=False)
+
+        button.click(
+            make_generate(comparison),
+            inputs=[prompt, negative, seed, random_seed, steps, guidance, size, scheduler],
+            outputs=[seed, message, title, chart, figures, *images, *cards],
+            api_name="generate",
+            concurrency_limit=1,  # one request at a time through the rows: fair timing
+        )
+
+        def refresh_cards():
+            # Only while rows are still loading: afterwards a refresh would wipe a request's results.
+            if all(comparison.status[b].state in ("ready", "unavailable") for b in comparison.order):
+                return [gr.skip()] * len(cards)
+            return [card_markdown(comparison, b) for b in comparison.order]
+
+        timer = gr.Timer(2.0)
+        timer.tick(refresh_cards, outputs=cards, api_name=False, queue=False, show_progress="hidden")
+        timer.tick(lambda: health(comparison), outputs=status_json, api_name="health", queue=False, show_progress="hidden")
+        demo.load(lambda: system_markdown(comparison), outputs=system, api_name=False, queue=False)
+    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    return demo
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env().updated(Settings.parser(__doc__).parse_args(argv))
+    comparison = build_comparison(settings)
+    comparison.load_in_background()
+    started = time.monotonic()
+    demo = build_demo(comparison, settings.queue_size)
+    log.info("UI up after %.1f s; rows load in the background", time.monotonic() - started)
+    demo.launch(server_name="0.0.0.0", server_port=settings.port, show_error=True)
+
+
+if __name__ == "__main__":
+    main()
