@@ -141,17 +141,21 @@ def make_generate(comparison: Comparison):
         def on_step(backend_id, step, total):
             progress((step, total), desc=f"{comparison.titles[backend_id]}: step {step}/{total}")
 
-        def snapshot():
+        def snapshot(final: bool):
             figures = {"seed": request.seed, "truncated": truncated, "rows": [r.figures() for r in rows]}
-            return [request.seed, "\n\n".join(notes), headline(rows), latency_chart(rows), figures, *images, *cards]
+            # The chart is drawn once, for the finished request: Gradio's bar plot keeps the colour legend
+            # of its first data, so drawing it row by row would lose the baseline/optimized colours.
+            chart = latency_chart(rows) if final else gr.skip()
+            return [request.seed, "\n\n".join(notes), headline(rows), chart, figures, *images, *cards]
 
-        yield snapshot()
+        yield snapshot(final=False)
         for row in comparison.run(request, on_step=on_step):
             i = comparison.order.index(row.backend)
             rows.append(row)
             images[i] = to_uint8(row.image) if row.image is not None else None
             cards[i] = card_markdown(comparison, row.backend, row)
-            yield snapshot()
+            yield snapshot(final=False)
+        yield snapshot(final=True)
 
     return generate
 
@@ -188,7 +192,7 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
                 with gr.Column(min_width=220):
                     images.append(gr.Image(label=backend_id, type="numpy", format="png", height=320, interactive=False))
                     cards.append(gr.Markdown(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
-        chart = gr.BarPlot(latency_chart([]), x="row", y="latency (s)", color="kind", title="Latency of the last request (lower is better)", color_map={"baseline": "#d62728", "optimized": "#1f77b4"}, sort=None)
+        chart = gr.BarPlot(None, x="row", y="latency (s)", color="kind", title="Latency of the last request (lower is better)", color_map={"baseline": "#d62728", "optimized": "#1f77b4"}, sort=None)
         figures = gr.JSON(label="Figures (also returned by the /generate API)")
         with gr.Accordion("System: what is this running on?", open=False):
             system = gr.Markdown(system_markdown(comparison))
@@ -200,6 +204,7 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
             outputs=[seed, message, title, chart, figures, *images, *cards],
             api_name="generate",
             concurrency_limit=1,  # one request at a time through the rows: fair timing
+            show_progress_on=[message],  # one progress bar following the running row's steps
         )
 
         def refresh_cards():
