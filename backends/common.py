@@ -72,6 +72,13 @@ def ov_precision(pipe) -> str:
 
 
 def _child_main(target, args, errors) -> None:
+    try:  # Linux: die with the parent, so a killed app leaves no orphan export eating memory
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     try:
         target(*args)
     except BaseException as exc:

@@ -250,5 +250,7 @@ class Comparison:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300]
+    """One line for a card. OpenVINO and oneDNN put the specific cause on the last line of their messages."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0].split(':')[0]}: ... {lines[-1]}"
+    return f"{type(exc).__name__}: {text}"[:400]

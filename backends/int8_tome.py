@@ -23,6 +23,7 @@ from .openvino_static import load_static_pipelines
 
 MODES = ("full", "hybrid")
 CALIBRATION_STRIDE = 4  # keep every 4th denoising step's UNet input: covers the trajectory with few samples
+BUILD_VERSION = 2  # bump when the build changes what it writes, so old cache entries are not reused
 
 
 def calibration_prompts(count: int) -> list[str]:
@@ -36,6 +37,7 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
     import tempfile
 
     import nncf
+    import numpy as np
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
     from optimum.exporters.openvino import export_from_model
@@ -54,16 +56,30 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
     pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
     patched = apply_tome(pipe.unet, ratio)
     log.info("Token Merging (ratio %.2f) on %d self-attention blocks", ratio, patched)
-    # optimum traces the UNet with a latent of `sample_size`: make that the size it will run at, so the
-    # token counts the merge is traced with are the ones it runs with.
-    pipe.unet.register_to_config(sample_size=size // 8)
+    # ToMe's token partition is fixed when the UNet is traced, so trace it at the latent size it will run at.
+    # optimum traces with a latent of `sample_size - 1` per side ("discount for any resolution",
+    # optimum/exporters/openvino/input_generators.py), hence the +1; the saved config is put back afterwards.
+    latent = size // 8
+    pipe.unet.register_to_config(sample_size=latent + 1)
+    probe = (torch.randn(2, 4, latent, latent, generator=torch.Generator().manual_seed(0)), torch.tensor([500]),
+             torch.randn(2, 77, pipe.text_encoder.config.hidden_size, generator=torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        expected = pipe.unet(*probe, return_dict=False)[0].numpy()
     with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as fp32_dir:
         with torch.no_grad():
             export_from_model(pipe, fp32_dir, task="text-to-image")
         del pipe
+        unet_config = Path(fp32_dir) / "unet" / "config.json"
+        unet_config.write_text(unet_config.read_text().replace(f'"sample_size": {latent + 1}', f'"sample_size": {latent}'))
         ov_pipe = OVStableDiffusionPipeline.from_pretrained(fp32_dir, compile=False)
         ov_pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
         ov_pipe.compile()
+        # The exported ToMe UNet must compute what the PyTorch one does at this size (a partition traced at
+        # another size would silently mix up tokens).
+        got = ov_pipe.unet.request([p.numpy() for p in probe])[0]
+        error = float(np.abs(got - expected).max() / (np.abs(expected).max() + 1e-6))
+        if error > 1e-3:
+            raise RuntimeError(f"exported ToMe UNet differs from PyTorch by {error:.2e} (relative) at {size}x{size}")
         ov_pipe.scheduler = DPMSolverMultistepScheduler.from_config(ov_pipe.scheduler.config)
         ov_pipe.set_progress_bar_config(disable=True)
 
@@ -101,7 +117,7 @@ class Int8Tome:
         self.pipes, hits, disk = {}, [], 0.0
         for size in settings.sizes:
             variant = (
-                f"int8-{settings.int8_mode}-tome{settings.tome_ratio:g}-{size}px"
+                f"int8-v{BUILD_VERSION}-{settings.int8_mode}-tome{settings.tome_ratio:g}-{size}px"
                 f"-cal{len(prompts)}x{settings.steps}"
             )
             args = (str(model.path), None, size, settings.tome_ratio, settings.int8_mode, prompts, settings.steps)

@@ -1,0 +1,100 @@
+"""Shared fixtures: the `tiny` stand-in and a comparison with every row loaded, built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import BACKEND_IDS
+from backends.base import LoadInfo
+from backends.comparison import Comparison
+from backends.models import resolve_model
+from backends.settings import Settings, build_comparison
+
+TINY_SIZE = 128
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    # SBS_TEST_CACHE lets a developer reuse stand-ins and IR between runs; CI starts empty.
+    return Path(os.environ.get("SBS_TEST_CACHE") or tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(cache_dir) -> Settings:
+    return Settings(model="tiny", cache_dir=str(cache_dir), threads=2, calibration_prompts=2, steps=20)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(cache_dir):
+    return resolve_model("tiny", cache_dir)
+
+
+@pytest.fixture(scope="session")
+def comparison(tiny_settings) -> Comparison:
+    comparison = build_comparison(tiny_settings)
+    comparison.load_all()
+    return comparison
+
+
+def ready_or_skip(comparison: Comparison, backend_id: str) -> None:
+    status = comparison.status[backend_id]
+    if status.state != "ready":
+        pytest.skip(f"{backend_id} is not available on this machine: {status.detail}")
+
+
+def cpu_supports_ipex_bf16() -> bool:
+    from backends.system_info import cpu_flags
+
+    flags = cpu_flags()
+    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags
+
+
+class FakeBackend:
+    """A stand-in row for app-level tests: a real (cheap) computation from the latents, so identical inputs
+    give identical images; optionally raises on chosen calls, for fault injection."""
+
+    title = "fake"
+
+    def __init__(self, backend_id: str, fail_on: set[int] | None = None, delay: float = 0.0):
+        self.id = backend_id
+        self.title = f"fake {backend_id}"
+        self.fail_on = fail_on or set()
+        self.delay = delay
+        self.calls = 0
+
+    def load(self, model, settings, progress):
+        progress("fake load")
+        return LoadInfo(precision="fake")
+
+    def generate(self, request, latents, on_step):
+        import time
+
+        if request.prompt != "warm-up":  # count visitor requests only
+            self.calls += 1
+        if self.calls in self.fail_on and request.prompt != "warm-up":
+            raise RuntimeError(f"injected failure on call {self.calls}")
+        for step in range(request.steps):
+            time.sleep(self.delay / max(1, request.steps))
+            on_step(step + 1, request.steps)
+        x = latents[0, :3].numpy()
+        img = np.kron(1 / (1 + np.exp(-x)), np.ones((8, 8)))  # upsample the latent 8x to image size
+        return np.transpose(img, (1, 2, 0)).astype(np.float32)
+
+
+def fake_comparison(tiny_model, cache_dir, backends=BACKEND_IDS, **fake_kwargs) -> Comparison:
+    from backends.base import LoadSettings
+
+    fakes = {b: FakeBackend(b, **fake_kwargs.get(b, {})) for b in backends}
+    comparison = Comparison(
+        tiny_model,
+        list(backends),
+        LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=cache_dir),
+        factory=lambda b: fakes[b],
+    )
+    comparison.load_all()
+    return comparison
