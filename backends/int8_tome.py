@@ -114,7 +114,7 @@ class Int8Tome:
             return self._load_prebuilt(settings, progress)
         cache = IRCache(settings.cache_dir)
         prompts = calibration_prompts(settings.calibration_prompts)
-        self.pipes, hits, disk = {}, [], 0.0
+        self.pipes, self.ir_dirs, hits, disk = {}, {}, [], 0.0
         for size in settings.sizes:
             variant = (
                 f"int8-v{BUILD_VERSION}-{settings.int8_mode}-tome{settings.tome_ratio:g}-{size}px"
@@ -128,6 +128,7 @@ class Int8Tome:
 
             ir_dir, hit = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)
             self.pipes.update(load_static_pipelines(ir_dir, replace(settings, sizes=(size,)), progress))
+            self.ir_dirs[size] = ir_dir
             hits.append(hit)
             disk += dir_size_mb(ir_dir)
         return self._info(disk, "hit" if all(hits) else "built", settings)
@@ -140,6 +141,7 @@ class Int8Tome:
             progress(f"downloading {settings.int8_source}")
             source = Path(snapshot_download(settings.int8_source))
         self.pipes = load_static_pipelines(source, settings, progress)
+        self.ir_dirs = dict.fromkeys(settings.sizes, source)
         return self._info(dir_size_mb(source), "prebuilt", settings)
 
     def _info(self, disk_mb: float, cache: str, settings: LoadSettings) -> LoadInfo:

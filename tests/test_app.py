@@ -1,0 +1,132 @@
+"""The Gradio app: handlers called directly, then the real server through gradio_client on loopback."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import time
+
+import gradio as gr
+import pytest
+
+import app
+from backends import BACKEND_IDS
+from conftest import TINY_SIZE, fake_comparison
+
+SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
+
+
+def run_handler(comparison, **overrides):
+    args = dict(prompt="cartoon bird", negative_prompt="", seed=42, random_seed=False, steps=4, guidance=7.5, size=SIZE, scheduler="dpm++")
+    args.update(overrides)
+    updates = list(app.make_generate(comparison)(**args, progress=lambda *a, **k: None))
+    return updates
+
+
+def test_handler_streams_one_update_per_row_then_the_chart(comparison):
+    updates = run_handler(comparison)
+    n = len(BACKEND_IDS)
+    assert len(updates) == n + 2  # start, one per row, final (with the chart)
+    seed, message, title, chart, figures, *rest = updates[-1]
+    images, cards = rest[:n], rest[n:]
+    assert seed == 42 and [r["backend"] for r in figures["rows"]] == list(BACKEND_IDS)
+    for backend_id, image, card in zip(BACKEND_IDS, images, cards):
+        if backend_id in comparison.ready():
+            assert image.shape == (TINY_SIZE, TINY_SIZE, 3) and " s** total" in card
+        else:
+            assert image is None and "skipped" in card and "Not ready yet, skipped" in message
+    assert "faster than baseline" in title
+    assert list(chart["row"]) == [comparison.titles[b] for b in comparison.ready()]
+    # Cards fill as rows finish: after the first row only the first image is there.
+    assert updates[1][5] is not None and all(image is None for image in updates[1][6 : 5 + n])
+
+
+def test_random_seed_is_shown(comparison):
+    seed, message, *_ = run_handler(comparison, random_seed=True, seed=1)[-1]
+    assert f"Random seed: **{seed}**" in message
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [({"prompt": " "}, "prompt is empty"), ({"steps": 500}, "between 1 and 50"), ({"size": "256x256"}, "not offered"), ({"seed": -3}, "between 0 and")],
+)
+def test_bad_input_is_a_clear_error_and_the_next_request_works(comparison, overrides, fragment):
+    with pytest.raises(gr.Error, match=fragment):
+        run_handler(comparison, **overrides)
+    assert run_handler(comparison)[-1][4]["rows"][0]["status"] == "ok"
+
+
+def test_long_prompt_note_names_what_was_dropped(comparison):
+    prompt = " ".join(f"w{i}" for i in range(100)) + " lastword"
+    message = run_handler(comparison, prompt=prompt, steps=1)[-1][1]
+    assert "dropped" in message and "lastword" in message
+
+
+def test_health_and_system_panel(comparison):
+    health = app.health(comparison)
+    assert set(health["rows"]) == set(BACKEND_IDS) and "baseline" in health["ready"] and health["standin"]
+    panel = app.system_markdown(comparison)
+    assert "CPU" in panel and "amx_bf16" in panel and "tiny" in panel and "stand-in" in panel
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(comparison):
+    demo = app.build_demo(comparison, queue_size=8)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_generate_api_returns_one_image_and_one_figure_set_per_ready_row(server, comparison):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    out = client.predict("cartoon bird", "", 42, False, 4, 7.5, SIZE, "dpm++", api_name="/generate")
+    figures, images = out[4], out[5 : 5 + len(BACKEND_IDS)]
+    ok = [r for r in figures["rows"] if r["status"] == "ok"]
+    assert [r["backend"] for r in ok] == comparison.ready()
+    assert sum(image is not None for image in images) == len(ok)
+    assert all(r["latency_s"] > 0 for r in ok)
+    assert client.predict(api_name="/health")["ready"] == comparison.ready()
+
+
+def test_twenty_concurrent_requests_are_served_or_told_the_queue_is_full(server, comparison):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    before = len(comparison.timed_sections)
+    jobs = [client.submit(f"prompt {i}", "", i, False, 2, 7.5, SIZE, "dpm++", api_name="/generate") for i in range(20)]
+    served, full = 0, 0
+    deadline = time.monotonic() + 600
+    for job in jobs:
+        try:
+            job.result(timeout=max(1, deadline - time.monotonic()))
+            served += 1
+        except concurrent.futures.TimeoutError:
+            pytest.fail("a request hung")
+        except Exception as exc:  # gradio_client raises the server's "queue is full" as an error
+            assert "queue" in str(exc).lower() and "full" in str(exc).lower(), exc
+            full += 1
+    assert served + full == 20 and served >= 1
+    print(f"load test: {served} served, {full} told the queue is full")
+    sections = sorted(comparison.timed_sections[before:], key=lambda s: s[1])
+    assert len(sections) == served * len(comparison.ready())
+    for (_, _, end), (_, start, _) in zip(sections, sections[1:]):
+        assert end <= start, "two rows' timed sections overlapped"
+    assert client.predict("after the load", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")[4]["rows"]
+
+
+def test_row_failing_mid_request_shows_its_error_in_the_ui(tiny_model, cache_dir):
+    comparison = fake_comparison(tiny_model, cache_dir, **{"ipex-bf16": {"fail_on": {1}}})
+    _seed, _message, _title, _chart, figures, *rest = run_handler(comparison)[-1]
+    cards = rest[len(BACKEND_IDS) :]
+    assert "injected failure" in cards[1] and "error" in cards[1]
+    assert [r["status"] for r in figures["rows"]] == ["ok", "error", "ok", "ok"]
+    assert all(r["status"] == "ok" for r in run_handler(comparison)[-1][4]["rows"])

@@ -1,0 +1,100 @@
+"""IR cache (hit, truncated entry rebuilt, killed build not trusted) and model sources (fallback, strict)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from backends.base import LoadSettings
+from backends.cache import IRCache
+from backends.comparison import Comparison
+from backends.models import ModelUnavailable, resolve_model
+from conftest import TINY_SIZE
+
+
+def test_cache_builds_once_then_hits(tmp_path):
+    cache = IRCache(tmp_path)
+    calls = []
+
+    def build(out: Path):
+        calls.append(out)
+        (out / "model.bin").write_bytes(b"x" * 100)
+
+    first, hit1 = cache.get_or_build("k", build)
+    second, hit2 = cache.get_or_build("k", build)
+    assert (hit1, hit2) == (False, True) and first == second and len(calls) == 1
+
+
+def test_truncated_or_partial_entries_are_rebuilt(tmp_path):
+    cache = IRCache(tmp_path)
+    build = lambda out: (out / "model.bin").write_bytes(b"x" * 100)  # noqa: E731
+    entry, _ = cache.get_or_build("k", build)
+    (entry / "model.bin").write_bytes(b"x" * 10)  # truncated
+    assert cache.lookup("k") is None and not entry.exists()
+    entry, hit = cache.get_or_build("k", build)
+    (entry / "cache-manifest.json").unlink()  # no manifest: never trusted
+    assert not hit and cache.lookup("k") is None
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    cache = IRCache(tmp_path)
+
+    def build(out: Path):
+        (out / "half.bin").write_bytes(b"x")
+        raise RuntimeError("killed mid-export")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("k", build)
+    assert cache.lookup("k") is None and list((tmp_path / "ir").iterdir()) == []
+
+
+def test_dead_process_temp_dirs_are_removed_at_start(tmp_path):
+    stale = tmp_path / "ir" / "k.tmp-999999999"
+    stale.mkdir(parents=True)
+    IRCache(tmp_path)
+    assert not stale.exists()
+
+
+def test_openvino_row_second_load_hits_cache_and_rebuilds_truncated(tiny_model, tmp_path):
+    settings = LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path)
+
+    def load():
+        comparison = Comparison(tiny_model, ["openvino-static"], settings)
+        comparison.load_all()
+        return comparison.status["openvino-static"]
+
+    first = load()
+    assert first.state == "ready" and first.load.cache == "built"
+    second = load()
+    assert second.state == "ready" and second.load.cache == "hit"
+    (weights,) = list((tmp_path / "ir").glob("*/unet/openvino_model.bin"))
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    third = load()
+    assert third.state == "ready" and third.load.cache == "built", third.detail
+
+
+def test_unreachable_hub_falls_back_to_tiny_quickly(cache_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+    start = time.monotonic()
+    source = resolve_model("no-such-org/no-such-model-for-tests", cache_dir)
+    assert time.monotonic() - start < 60  # a hang guard, not a speed assertion
+    assert source.standin and source.model_id == "tiny" and "no-such-model-for-tests" in source.fallback_reason
+
+
+def test_strict_mode_refuses_the_fallback(cache_dir):
+    with pytest.raises(ModelUnavailable, match="no-such-model-for-tests"):
+        resolve_model("no-such-org/no-such-model-for-tests", cache_dir, strict=True)
+
+
+def test_local_directory_without_model_index_is_refused(tmp_path):
+    with pytest.raises(ModelUnavailable, match="model_index.json"):
+        resolve_model(str(tmp_path), tmp_path)
+
+
+def test_local_diffusers_directory_loads_on_the_same_path(tiny_model, tmp_path):
+    source = resolve_model(str(tiny_model.path), tmp_path)
+    assert not source.standin and source.path == tiny_model.path.resolve()
