@@ -33,7 +33,9 @@ def card_markdown(comparison: Comparison, backend_id: str, row: RowResult | None
     status = comparison.status[backend_id]
     lines = [f"### {comparison.titles[backend_id]}"]
     if row is not None and row.status == "ok":
-        big = "reference" if backend_id == BASELINE else (f"{row.speedup:.1f}× faster" if row.speedup else "no baseline")
+        big = (
+            "reference" if backend_id == BASELINE else (f"{row.speedup:.1f}× faster" if row.speedup else "no baseline")
+        )
         lines.append(f"## {big}")
         figures = f"**{row.latency_s:.2f} s** total · {row.s_per_step:.3f} s/step"
         if row.psnr_db is not None:
@@ -79,11 +81,13 @@ def system_markdown(comparison: Comparison) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
     return "\n".join(
         [
-            f"- **CPU**: {info['cpu']}, {info['logical_cpus_usable']} logical CPUs usable, {info['threads_used']} threads per row",
+            f"- **CPU**: {info['cpu']}, {info['logical_cpus_usable']} logical CPUs usable, "
+            f"{info['threads_used']} threads per row",
             f"- **ISA**: {isa}",
             f"- **Allocator**: {info['allocator']} {info['malloc_conf']} · **OpenMP**: {', '.join(info['openmp'])}",
             f"- **Thread env**: {json.dumps(info['env']) if info['env'] else 'defaults'}",
-            f"- **Model**: `{model.model_id}`" + (" (random-weight stand-in)" if model.standin else "")
+            f"- **Model**: `{model.model_id}`"
+            + (" (random-weight stand-in)" if model.standin else "")
             + (f" — requested `{model.requested}`, fallback: {model.fallback_reason}" if model.fallback_reason else ""),
             f"- **Sizes compiled**: {', '.join(f'{s}x{s}' for s in comparison.settings.sizes)}",
             f"- **Libraries**: Python {info['python']}, {libs}",
@@ -164,7 +168,10 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
     model = comparison.model
     sizes = [f"{s}x{s}" for s in comparison.settings.sizes]
     with gr.Blocks(title="Stable Diffusion side by side on Xeon") as demo:
-        gr.Markdown("# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; rows run one after another and each is timed the same way.")
+        gr.Markdown(
+            "# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; "
+            "rows run one after another and each is timed the same way."
+        )
         if model.standin:
             gr.Markdown(STANDIN_BANNER.format(name=model.model_id))
         if model.fallback_reason:
@@ -181,7 +188,9 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
                 guidance = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
                 with gr.Row():
                     size = gr.Dropdown(sizes, value=sizes[0], label="Resolution (compiled sizes)")
-                    scheduler = gr.Dropdown([(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler")
+                    scheduler = gr.Dropdown(
+                        [(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler"
+                    )
         button = gr.Button("Generate on every row", variant="primary")
         gr.Examples(EXAMPLES, inputs=[prompt, negative, seed])
         message = gr.Markdown()
@@ -192,7 +201,15 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
                 with gr.Column(min_width=220):
                     images.append(gr.Image(label=backend_id, type="numpy", format="png", height=320, interactive=False))
                     cards.append(gr.Markdown(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
-        chart = gr.BarPlot(None, x="row", y="latency (s)", color="kind", title="Latency of the last request (lower is better)", color_map={"baseline": "#d62728", "optimized": "#1f77b4"}, sort=None)
+        chart = gr.BarPlot(
+            None,
+            x="row",
+            y="latency (s)",
+            color="kind",
+            title="Latency of the last request (lower is better)",
+            color_map={"baseline": "#d62728", "optimized": "#1f77b4"},
+            sort=None,
+        )
         figures = gr.JSON(label="Figures (also returned by the /generate API)")
         with gr.Accordion("System: what is this running on?", open=False):
             system = gr.Markdown(system_markdown(comparison))
@@ -215,7 +232,9 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
 
         timer = gr.Timer(2.0)
         timer.tick(refresh_cards, outputs=cards, api_name=False, queue=False, show_progress="hidden")
-        timer.tick(lambda: health(comparison), outputs=status_json, api_name="health", queue=False, show_progress="hidden")
+        timer.tick(
+            lambda: health(comparison), outputs=status_json, api_name="health", queue=False, show_progress="hidden"
+        )
         demo.load(lambda: system_markdown(comparison), outputs=system, api_name=False, queue=False)
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     return demo

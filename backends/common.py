@@ -71,7 +71,19 @@ def ov_precision(pipe) -> str:
         return "unknown"
 
 
-def _child_main(target, args, errors) -> None:
+class _QueueHandler:
+    """Forwards the child's log lines to the parent, which shows the latest one as the row's progress."""
+
+    def __init__(self, messages):
+        import logging
+
+        self.handler = logging.Handler(logging.INFO)
+        self.handler.emit = lambda record: messages.put(("progress", record.getMessage()))
+
+
+def _child_main(target, args, messages) -> None:
+    import logging
+
     try:  # Linux: die with the parent, so a killed app leaves no orphan export eating memory
         import ctypes
         import signal
@@ -79,15 +91,19 @@ def _child_main(target, args, errors) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    logging.basicConfig(level=logging.WARNING)
+    for name in ("backends", "int8-tome build"):
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).addHandler(_QueueHandler(messages).handler)
     try:
         target(*args)
     except BaseException as exc:
-        errors.put(f"{type(exc).__name__}: {str(exc).strip()[:500]}")
+        messages.put(("error", f"{type(exc).__name__}: {str(exc).strip()[:500]}"))
         raise
 
 
 def run_in_child(target, args: tuple, progress, what: str) -> None:
-    """Run `target(*args)` in a fresh process and wait, reporting elapsed time; re-raise its error here.
+    """Run `target(*args)` in a fresh process and wait, reporting its progress; re-raise its error here.
 
     Export and quantization peak at several times the model's size; in a child that memory goes back to the
     system when it exits instead of staying in the app's heap, and a crash there cannot take the app down.
@@ -97,16 +113,26 @@ def run_in_child(target, args: tuple, progress, what: str) -> None:
     import time
 
     ctx = multiprocessing.get_context("spawn")
-    errors = ctx.Queue()
-    child = ctx.Process(target=_child_main, args=(target, args, errors), name=what, daemon=True)
+    messages = ctx.Queue()
+    child = ctx.Process(target=_child_main, args=(target, args, messages), name=what, daemon=True)
     start = time.monotonic()
     child.start()
-    while child.is_alive():
+    latest, error = "", None
+    while True:
         child.join(timeout=1.0)
-        progress(f"{what} ({time.monotonic() - start:.0f} s)")
-    if child.exitcode != 0:
         try:
-            reason = errors.get(timeout=1.0)
+            while True:
+                kind, text = messages.get_nowait()
+                if kind == "error":
+                    error = text
+                else:
+                    latest = text
         except queue.Empty:
-            reason = f"exit code {child.exitcode}" + (" (killed: out of memory?)" if child.exitcode == -9 else "")
-        raise RuntimeError(f"{what} failed: {reason}")
+            pass
+        if not child.is_alive():
+            break
+        progress(f"{what}{': ' + latest if latest else ''} ({time.monotonic() - start:.0f} s)")
+    if child.exitcode != 0:
+        if error is None:
+            error = f"exit code {child.exitcode}" + (" (killed: out of memory?)" if child.exitcode == -9 else "")
+        raise RuntimeError(f"{what} failed: {error}")

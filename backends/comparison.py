@@ -74,7 +74,9 @@ def fidelity(image: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     a, b = to_uint8(image), to_uint8(reference)
-    psnr = PSNR_IDENTICAL if np.array_equal(a, b) else min(PSNR_IDENTICAL, peak_signal_noise_ratio(b, a, data_range=255))
+    psnr = (
+        PSNR_IDENTICAL if np.array_equal(a, b) else min(PSNR_IDENTICAL, peak_signal_noise_ratio(b, a, data_range=255))
+    )
     ssim = structural_similarity(b, a, channel_axis=-1, data_range=255)
     return float(psnr), float(ssim)
 
@@ -182,7 +184,9 @@ class Comparison:
             ids = tokenizer(text, truncation=False, add_special_tokens=False).input_ids
             if len(ids) > keep:
                 dropped = tokenizer.decode(ids[keep:]).strip()
-                notes.append(f"{name} is {len(ids)} tokens; CLIP reads the first {keep}, so this was dropped: {dropped!r}")
+                notes.append(
+                    f"{name} is {len(ids)} tokens; CLIP reads the first {keep}, so this was dropped: {dropped!r}"
+                )
         return "; ".join(notes) or None
 
     def run(

@@ -52,7 +52,7 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
 
     from backends.tome import apply_tome
 
-    log = logging.getLogger("int8-tome build")
+    log = logging.getLogger("int8-tome build")  # forwarded to the row card by run_in_child
     pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
     patched = apply_tome(pipe.unet, ratio)
     log.info("Token Merging (ratio %.2f) on %d self-attention blocks", ratio, patched)
@@ -61,19 +61,26 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
     # optimum/exporters/openvino/input_generators.py), hence the +1; the saved config is put back afterwards.
     latent = size // 8
     pipe.unet.register_to_config(sample_size=latent + 1)
-    probe = (torch.randn(2, 4, latent, latent, generator=torch.Generator().manual_seed(0)), torch.tensor([500]),
-             torch.randn(2, 77, pipe.text_encoder.config.hidden_size, generator=torch.Generator().manual_seed(1)))
+    probe = (
+        torch.randn(2, 4, latent, latent, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([500]),
+        torch.randn(2, 77, pipe.text_encoder.config.hidden_size, generator=torch.Generator().manual_seed(1)),
+    )
     with torch.no_grad():
         expected = pipe.unet(*probe, return_dict=False)[0].numpy()
     with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as fp32_dir:
+        log.info("exporting the ToMe pipeline to OpenVINO IR")
         with torch.no_grad():
             export_from_model(pipe, fp32_dir, task="text-to-image")
         del pipe
         unet_config = Path(fp32_dir) / "unet" / "config.json"
-        unet_config.write_text(unet_config.read_text().replace(f'"sample_size": {latent + 1}', f'"sample_size": {latent}'))
+        unet_config.write_text(
+            unet_config.read_text().replace(f'"sample_size": {latent + 1}', f'"sample_size": {latent}')
+        )
         ov_pipe = OVStableDiffusionPipeline.from_pretrained(fp32_dir, compile=False)
         ov_pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
         ov_pipe.compile()
+        log.info("checking the exported UNet against PyTorch")
         # The exported ToMe UNet must compute what the PyTorch one does at this size (a partition traced at
         # another size would silently mix up tokens).
         got = ov_pipe.unet.request([p.numpy() for p in probe])[0]
@@ -87,8 +94,14 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
         ov_pipe.unet.request = InferRequestWrapper(ov_pipe.unet.request, samples)
         for i, prompt in enumerate(prompts):
             log.info("calibration prompt %d/%d: %s", i + 1, len(prompts), prompt)
-            ov_pipe(prompt, num_inference_steps=steps, height=size, width=size, output_type="np",
-                    generator=torch.Generator("cpu").manual_seed(i))
+            ov_pipe(
+                prompt,
+                num_inference_steps=steps,
+                height=size,
+                width=size,
+                output_type="np",
+                generator=torch.Generator("cpu").manual_seed(i),
+            )
         ov_pipe.unet.request = ov_pipe.unet.request.request
         samples = samples[::CALIBRATION_STRIDE]
         log.info("quantizing the UNet (%s) on %d calibration samples", mode, len(samples))
@@ -123,7 +136,7 @@ class Int8Tome:
             args = (str(model.path), None, size, settings.tome_ratio, settings.int8_mode, prompts, settings.steps)
 
             def build(tmp, args=args, size=size):
-                what = f"ToMe + export + calibration + {settings.int8_mode} int8 quantization at {size}x{size}"
+                what = f"building int8 + ToMe IR at {size}x{size}"
                 run_in_child(build_int8_tome, (args[0], str(tmp), *args[2:]), progress, what)
 
             ir_dir, hit = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)

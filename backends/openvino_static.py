@@ -54,9 +54,7 @@ class OpenVinoStatic:
         self.pipes = load_static_pipelines(ir_dir, settings, progress)
         first = self.pipes[settings.sizes[0]]
         self.scheduler_config = first.scheduler.config
-        return LoadInfo(
-            disk_mb=dir_size_mb(ir_dir), cache="hit" if hit else "built", precision=ov_precision(first)
-        )
+        return LoadInfo(disk_mb=dir_size_mb(ir_dir), cache="hit" if hit else "built", precision=ov_precision(first))
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
         pipe = self.pipes[request.height]

@@ -46,8 +46,15 @@ def _loaded_libraries() -> str:
 def system_info(threads: int | None = None) -> dict:
     maps = _loaded_libraries()
     flags = cpu_flags()
-    allocator = next((name for lib, name in (("libjemalloc", "jemalloc"), ("libtcmalloc", "tcmalloc")) if lib in maps), "glibc malloc")
-    openmp = [name for lib, name in (("libiomp5", "Intel OpenMP (libiomp5)"), ("libgomp", "GNU OpenMP (libgomp)")) if lib in maps]
+    allocator = next(
+        (name for lib, name in (("libjemalloc", "jemalloc"), ("libtcmalloc", "tcmalloc")) if lib in maps),
+        "glibc malloc",
+    )
+    openmp = [
+        name
+        for lib, name in (("libiomp5", "Intel OpenMP (libiomp5)"), ("libgomp", "GNU OpenMP (libgomp)"))
+        if lib in maps
+    ]
     versions = {}
     for name in LIBRARIES:
         try:
@@ -66,7 +73,11 @@ def system_info(threads: int | None = None) -> dict:
         "allocator": allocator,
         "malloc_conf": os.environ.get("MALLOC_CONF", ""),
         "openmp": openmp or ["none loaded yet"],
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME", "LD_PRELOAD") if k in os.environ},
+        "env": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "KMP_AFFINITY", "KMP_BLOCKTIME", "LD_PRELOAD")
+            if k in os.environ
+        },
         "python": platform.python_version(),
         "libraries": versions,
     }

@@ -8,16 +8,25 @@ import time
 
 import gradio as gr
 import pytest
+from conftest import TINY_SIZE, fake_comparison
 
 import app
 from backends import BACKEND_IDS
-from conftest import TINY_SIZE, fake_comparison
 
 SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
 
 
 def run_handler(comparison, **overrides):
-    args = dict(prompt="cartoon bird", negative_prompt="", seed=42, random_seed=False, steps=4, guidance=7.5, size=SIZE, scheduler="dpm++")
+    args = dict(
+        prompt="cartoon bird",
+        negative_prompt="",
+        seed=42,
+        random_seed=False,
+        steps=4,
+        guidance=7.5,
+        size=SIZE,
+        scheduler="dpm++",
+    )
     args.update(overrides)
     updates = list(app.make_generate(comparison)(**args, progress=lambda *a, **k: None))
     return updates
@@ -30,7 +39,7 @@ def test_handler_streams_one_update_per_row_then_the_chart(comparison):
     seed, message, title, chart, figures, *rest = updates[-1]
     images, cards = rest[:n], rest[n:]
     assert seed == 42 and [r["backend"] for r in figures["rows"]] == list(BACKEND_IDS)
-    for backend_id, image, card in zip(BACKEND_IDS, images, cards):
+    for backend_id, image, card in zip(BACKEND_IDS, images, cards, strict=True):
         if backend_id in comparison.ready():
             assert image.shape == (TINY_SIZE, TINY_SIZE, 3) and " s** total" in card
         else:
@@ -48,7 +57,12 @@ def test_random_seed_is_shown(comparison):
 
 @pytest.mark.parametrize(
     "overrides, fragment",
-    [({"prompt": " "}, "prompt is empty"), ({"steps": 500}, "between 1 and 50"), ({"size": "256x256"}, "not offered"), ({"seed": -3}, "between 0 and")],
+    [
+        ({"prompt": " "}, "prompt is empty"),
+        ({"steps": 500}, "between 1 and 50"),
+        ({"size": "256x256"}, "not offered"),
+        ({"seed": -3}, "between 0 and"),
+    ],
 )
 def test_bad_input_is_a_clear_error_and_the_next_request_works(comparison, overrides, fragment):
     with pytest.raises(gr.Error, match=fragment):
@@ -118,7 +132,7 @@ def test_twenty_concurrent_requests_are_served_or_told_the_queue_is_full(server,
     print(f"load test: {served} served, {full} told the queue is full")
     sections = sorted(comparison.timed_sections[before:], key=lambda s: s[1])
     assert len(sections) == served * len(comparison.ready())
-    for (_, _, end), (_, start, _) in zip(sections, sections[1:]):
+    for (_, _, end), (_, start, _) in zip(sections[:-1], sections[1:], strict=True):
         assert end <= start, "two rows' timed sections overlapped"
     assert client.predict("after the load", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")[4]["rows"]
 

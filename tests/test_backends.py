@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import TINY_SIZE, cpu_supports_ipex_bf16, fake_comparison, ready_or_skip
 
 from backends import BACKEND_IDS
 from backends.base import GenerationRequest
 from backends.comparison import fidelity, make_latents
-from conftest import TINY_SIZE, cpu_supports_ipex_bf16, fake_comparison, ready_or_skip
 
 REQUEST = GenerationRequest("sailing ship in storm by Rembrandt", seed=42, steps=8, height=TINY_SIZE, width=TINY_SIZE)
 
@@ -81,7 +81,7 @@ def test_run_gives_every_row_identical_inputs_and_figures(comparison):
         else:
             assert row.status == "skipped" and "not ready" in row.message
     sections = sorted(comparison.timed_sections[-len(comparison.ready()) :], key=lambda s: s[1])
-    for (_, _, end), (_, start, _) in zip(sections, sections[1:]):
+    for (_, _, end), (_, start, _) in zip(sections[:-1], sections[1:], strict=True):
         assert end <= start  # rows never overlap
 
 
@@ -115,8 +115,8 @@ def test_unknown_backend_id_is_named(comparison):
 
 def test_failed_load_leaves_other_rows_working(tiny_model, cache_dir):
     from backends.base import LoadSettings
-    from backends.comparison import Comparison
     from backends.baseline import BaselinePyTorch
+    from backends.comparison import Comparison
 
     def factory(backend_id):
         if backend_id == "openvino-static":

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SIZE
 
 from backends.base import LoadSettings
 from backends.cache import IRCache
 from backends.comparison import Comparison
 from backends.models import ModelUnavailable, resolve_model
-from conftest import TINY_SIZE
 
 
 def test_cache_builds_once_then_hits(tmp_path):

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One install script for `make setup`, CI and the Dockerfile, so all three run the same steps.
+#
+#   scripts/install.sh [--dev] [--cpu-torch]
+#     --dev        also test tools (pytest, Playwright, ruff, hadolint) and Debian's chromium for browser tests
+#     --cpu-torch  torch/torchvision CPU builds from the PyTorch CPU wheel index (Docker image), no CUDA libraries
+#   VENV=path      where the virtual environment lives (default .venv next to this repo)
+#   PYTHON=python3.11  the interpreter to create it with
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0 cpu_torch=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    --cpu-torch) cpu_torch=1 ;;
+    *) echo "install.sh: unknown option $arg (use --dev, --cpu-torch)" >&2; exit 2 ;;
+  esac
+done
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+# Debian packages: jemalloc for the allocator variant, chromium for the browser test.
+apt_packages=(libjemalloc2)
+[ "$dev" = 1 ] && apt_packages+=(chromium)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install.sh: apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "install.sh: please install the Debian packages: ${missing[*]} (needs root)" >&2
+    [ "$dev" = 1 ] && exit 1
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+stamp="$VENV/.installed-$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)-$dev-$cpu_torch"
+if [ -f "$stamp" ]; then
+  echo "install.sh: $VENV is up to date"
+  exit 0
+fi
+if [ "$cpu_torch" = 1 ]; then
+  "${pip[@]}" --index-url https://download.pytorch.org/whl/cpu torch==2.8.0+cpu torchvision==0.23.0+cpu
+  grep -vE '^(torch|torchvision|triton|nvidia-)' requirements.txt > "$VENV/requirements-cpu.txt"
+  "${pip[@]}" -r "$VENV/requirements-cpu.txt"
+else
+  "${pip[@]}" -r requirements.txt
+fi
+[ "$dev" = 1 ] && "${pip[@]}" -r requirements-dev.txt
+"$VENV/bin/python" -m pip check
+rm -f "$VENV"/.installed-*
+touch "$stamp"
+echo "install.sh: done ($VENV)"
