@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,20 @@ def fake_comparison(tiny_model, cache_dir, backends=BACKEND_IDS, **fake_kwargs) 
     )
     comparison.load_all()
     return comparison
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(comparison):
+    import app
+
+    demo = app.build_demo(comparison, queue_size=8)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import time
 
 import gradio as gr
@@ -81,21 +80,6 @@ def test_health_and_system_panel(comparison):
     assert set(health["rows"]) == set(BACKEND_IDS) and "baseline" in health["ready"] and health["standin"]
     panel = app.system_markdown(comparison)
     assert "CPU" in panel and "amx_bf16" in panel and "tiny" in panel and "stand-in" in panel
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(comparison):
-    demo = app.build_demo(comparison, queue_size=8)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
 
 
 def test_generate_api_returns_one_image_and_one_figure_set_per_ready_row(server, comparison):
