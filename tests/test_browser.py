@@ -35,6 +35,7 @@ def test_visitor_generates_and_sees_every_card(page, comparison):
     page.get_by_label("Prompt", exact=True).fill("cartoon bird")
     page.get_by_role("button", name="Generate on every row").click()
     page.get_by_text("faster than baseline").wait_for(timeout=180_000)
+    page.locator(".vega-embed").first.wait_for(timeout=30_000)  # the latency chart, drawn when the request ends
     page.wait_for_timeout(1000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-after-generate.png"), full_page=True)
