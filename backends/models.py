@@ -92,13 +92,8 @@ def _standin(name: str, cache_dir: Path) -> ModelSource:
     return ModelSource(name, name, target, STANDIN_REVISION, standin=True)
 
 
-def build_standin(name: str, out: Path) -> None:
-    """Write a random-weight diffusers StableDiffusionPipeline directory to `out`."""
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    tokenizer = make_clip_tokenizer()
+def standin_configs(name: str) -> tuple[dict, dict, dict]:
+    """UNet2DConditionModel, AutoencoderKL and CLIPTextConfig arguments of a stand-in."""
     if name == "tiny":
         # Shaped like diffusers' test components, but with a VAE that downsamples 8x like SD's, and
         # cross-attention at the highest resolution so that Token Merging has something to merge.
@@ -160,7 +155,17 @@ def build_standin(name: str, out: Path) -> None:
         )
     else:
         raise ValueError(f"unknown stand-in {name!r}; choose one of {', '.join(STANDINS)}")
+    return unet_kw, vae_kw, text_kw
 
+
+def build_standin(name: str, out: Path) -> None:
+    """Write a random-weight diffusers StableDiffusionPipeline directory to `out`."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet_kw, vae_kw, text_kw = standin_configs(name)
+    tokenizer = make_clip_tokenizer()
     with torch.random.fork_rng():  # deterministic weights without touching the process's global RNG
         torch.manual_seed(0)
         unet = UNet2DConditionModel(**unet_kw)
