@@ -122,7 +122,7 @@ def time_row(comparison, backend_id: str, request, passes: int):
     for i in range(passes):
         steps: list[float] = []
         start = time.perf_counter()
-        image = backend.generate(request, latents, lambda *_: steps.append(time.perf_counter()))
+        image = backend.generate(request, latents, lambda *_, steps=steps: steps.append(time.perf_counter()))
         latencies.append(time.perf_counter() - start)
         per_step.append((steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else latencies[-1])
         log.info("[%s] pass %d/%d: %.2f s", backend_id, i + 1, passes, latencies[-1])
@@ -363,7 +363,8 @@ def main(argv=None) -> dict:
         if "throughput_images_per_min" in r:
             print(
                 f"\n{r['backend']}: {r['throughput_images_per_min']:.2f} images/min with {args.throughput} in flight "
-                f"(throughput mode) vs {r['latency_images_per_min']:.2f} images/min one at a time ({r['mean_s']:.2f} s each)"
+                f"(throughput mode) vs {r['latency_images_per_min']:.2f} images/min one at a time "
+                f"({r['mean_s']:.2f} s each)"
             )
     for v in report.get("system_variants", []):
         if v["status"] == "ok":
