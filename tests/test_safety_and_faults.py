@@ -1,0 +1,99 @@
+"""Safety checker applied outside the timed section; a killed export leaves nothing a restart would trust."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import TINY_SIZE
+
+from backends.base import GenerationRequest, LoadSettings
+from backends.cache import IRCache
+from backends.comparison import Comparison
+from backends.models import ModelSource
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def model_with_safety_checker(tiny_model, root: Path) -> ModelSource:
+    """The tiny stand-in plus a random-weight StableDiffusionSafetyChecker, listed in model_index.json."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    path = root / "tiny-with-safety"
+    shutil.copytree(tiny_model.path, path)
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=768,
+    )  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        StableDiffusionSafetyChecker(config).save_pretrained(path / "safety_checker")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        path / "feature_extractor"
+    )
+    index = json.loads((path / "model_index.json").read_text())
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+    (path / "model_index.json").write_text(json.dumps(index))
+    return ModelSource("test", "tiny-with-safety", path, "local", standin=True)
+
+
+def test_safety_checker_runs_on_every_row_outside_the_timed_section(tiny_model, tmp_path, monkeypatch):
+    model = model_with_safety_checker(tiny_model, tmp_path)
+    settings = LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path)
+    comparison = Comparison(model, ["baseline"], settings)
+    comparison.load_all()
+    assert comparison.safety is not None
+    calls = []
+    original = comparison.safety.__call__
+
+    def spy(image):
+        calls.append(time.perf_counter())
+        return original(image)
+
+    monkeypatch.setattr(comparison, "safety", spy)
+    (row,) = comparison.run(GenerationRequest("cartoon bird", steps=2, height=TINY_SIZE, width=TINY_SIZE))
+    assert row.status == "ok" and len(calls) == 1
+    assert calls[0] >= row.timed[1]  # after the timed section ended
+    image, flagged = original(row.image)
+    assert image.shape == row.image.shape and (not flagged or not image.any())
+
+    off = Comparison(model, ["baseline"], settings, safety_checker=False)
+    off.load_all()
+    assert off.safety is None
+
+
+def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tmp_path):
+    script = (
+        "from pathlib import Path\n"
+        "from backends.base import LoadSettings\n"
+        "from backends.comparison import Comparison\n"
+        "from backends.models import ModelSource\n"
+        "if __name__ == '__main__':\n"
+        f"    m = ModelSource('tiny', 'tiny', Path({str(tiny_model.path)!r}), {tiny_model.revision!r}, True)\n"
+        f"    Comparison(m, ['openvino-static'], LoadSettings(({TINY_SIZE},), 2, Path({str(tmp_path)!r}))).load_all()\n"
+    )
+    app = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=False)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "ir").glob("*.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    partial = list((tmp_path / "ir").glob("*.tmp-*"))
+    assert partial, "the export never started"
+    time.sleep(2)  # well inside the export
+    os.kill(app.pid, signal.SIGKILL)
+    app.wait()
+    entries = [p for p in (tmp_path / "ir").iterdir() if ".tmp-" not in p.name]
+    assert entries == []  # nothing was renamed into place
+    time.sleep(1)  # the export child dies with its parent (PR_SET_PDEATHSIG)
+    IRCache(tmp_path)  # a restart clears what the dead process left
+    assert list((tmp_path / "ir").iterdir()) == []
