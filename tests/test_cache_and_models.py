@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -77,8 +76,7 @@ def test_openvino_row_second_load_hits_cache_and_rebuilds_truncated(tiny_model, 
     assert third.state == "ready" and third.load.cache == "built", third.detail
 
 
-def test_unreachable_hub_falls_back_to_tiny_quickly(cache_dir, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
+def test_unreachable_hub_falls_back_to_tiny_quickly(cache_dir):
     start = time.monotonic()
     source = resolve_model("no-such-org/no-such-model-for-tests", cache_dir)
     assert time.monotonic() - start < 60  # a hang guard, not a speed assertion
