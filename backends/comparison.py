@@ -211,6 +211,12 @@ class Comparison:
                 if baseline is not None and row.status == "ok" and row is not baseline:
                     row.speedup = baseline.latency_s / row.latency_s
                     row.psnr_db, row.ssim = fidelity(row.image, baseline.image)
+                loading = [b for b in self.order if self.status[b].state == "loading"]
+                if row.status == "ok" and loading:
+                    # Loading (export, quantization) runs beside requests so the app serves at once; say so
+                    # rather than show a latency inflated by it as if it were clean.
+                    note = f"timed while {', '.join(loading)} was loading: latency inflated"
+                    row.message = f"{row.message}; {note}" if row.message else note
                 yield row
 
     def _run_row(self, backend_id, request, latents, on_step) -> RowResult:
