@@ -1,7 +1,7 @@
 """`int8-tome`: OpenVINO pipeline whose UNet has Token Merging and 8-bit NNCF quantization.
 
-Build (once per model, size and settings; cached): the diffusers pipeline gets export-friendly ToMe
-(`backends/tome.py`), is exported to OpenVINO IR at the static size it will run at, calibrated on a few
+Build (once per model, size and settings; cached): the diffusers pipeline gets Token Merging from `tomesd`
+(deterministic), is exported to OpenVINO IR at the static size it will run at, calibrated on a few
 prompts from `assets/calibration_prompts.txt` at the app's step count, and quantized with optimum-intel's
 `OVQuantizer`:
 - mode "full" (default): `OVQuantizationConfig`, 8-bit activations *and* weights on the UNet's convolutions
@@ -23,7 +23,7 @@ from .openvino_static import load_static_pipelines
 
 MODES = ("full", "hybrid")
 CALIBRATION_STRIDE = 4  # keep every 4th denoising step's UNet input: covers the trajectory with few samples
-BUILD_VERSION = 2  # bump when the build changes what it writes, so old cache entries are not reused
+BUILD_VERSION = 3  # bump when the build changes what it writes, so old cache entries are not reused
 
 
 def calibration_prompts(count: int) -> list[str]:
@@ -38,6 +38,7 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
 
     import nncf
     import numpy as np
+    import tomesd
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
     from optimum.exporters.openvino import export_from_model
@@ -50,15 +51,17 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
     )
     from optimum.intel.openvino.quantization import InferRequestWrapper, OVCalibrationDataset
 
-    from backends.tome import apply_tome
-
     log = logging.getLogger("int8-tome build")  # forwarded to the row card by run_in_child
     pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
-    patched = apply_tome(pipe.unet, ratio)
-    log.info("Token Merging (ratio %.2f) on %d self-attention blocks", ratio, patched)
-    # ToMe's token partition is fixed when the UNet is traced, so trace it at the latent size it will run at.
-    # optimum traces with a latent of `sample_size - 1` per side ("discount for any resolution",
-    # optimum/exporters/openvino/input_generators.py), hence the +1; the saved config is put back afterwards.
+    # tomesd's defaults (merge before self-attention, highest resolution only, 2x2 strides); use_rand=False
+    # picks destinations deterministically, so the graph has no random op and a seed gives one image.
+    tomesd.apply_patch(pipe, ratio=ratio, use_rand=False)
+    patched = sum(type(m).__name__.startswith("ToMe") for m in pipe.unet.modules())
+    log.info("Token Merging (tomesd, ratio %.2f) on %d transformer blocks", ratio, patched)
+    # tomesd's merge turns the traced token counts into constants, so the UNet must be traced at exactly the
+    # latent size it will run at (traced elsewhere and reshaped, OpenVINO fails with "Broadcast incorrect
+    # target shape"). optimum traces with a latent of `sample_size - 1` per side ("discount for any
+    # resolution", optimum/exporters/openvino/input_generators.py), hence the +1; the saved config is put back.
     latent = size // 8
     pipe.unet.register_to_config(sample_size=latent + 1)
     probe = (
@@ -81,8 +84,7 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
         ov_pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
         ov_pipe.compile()
         log.info("checking the exported UNet against PyTorch")
-        # The exported ToMe UNet must compute what the PyTorch one does at this size (a partition traced at
-        # another size would silently mix up tokens).
+        # The exported ToMe UNet must compute what the PyTorch one does at this size.
         got = ov_pipe.unet.request([p.numpy() for p in probe])[0]
         error = float(np.abs(got - expected).max() / (np.abs(expected).max() + 1e-6))
         if error > 1e-3:
@@ -121,6 +123,8 @@ class Int8Tome:
     title = "OpenVINO INT8 + Token Merging"
 
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        if not 0.0 < settings.tome_ratio <= 0.75:  # tomesd's limit: at most 3 of every 2x2 tokens merged
+            raise ValueError(f"ToMe ratio must be above 0 and at most 0.75, got {settings.tome_ratio}")
         if settings.int8_mode not in MODES:
             raise ValueError(f"unknown int8 mode {settings.int8_mode!r}; choose one of {', '.join(MODES)}")
         if settings.int8_source:

@@ -7,8 +7,6 @@ import collections
 import pytest
 from conftest import TINY_SIZE, ready_or_skip
 
-from backends.tome import _partition
-
 RANDOM_OPS = {"RandomUniform", "Multinomial", "RandomNormal"}
 
 
@@ -38,23 +36,19 @@ def test_unet_is_quantized_on_activations_and_weights(unet_ir):
 
 
 def test_self_attention_runs_on_merged_tokens(unet_ir, tiny_settings):
-    latent = TINY_SIZE // 8
-    tokens = latent * latent
-    src, _dst = _partition(latent, latent, 2, 2)
-    merged = tokens - min(int(tokens * tiny_settings.tome_ratio), len(src))
+    tokens = (TINY_SIZE // 8) ** 2
+    merged = tokens - int(tokens * tiny_settings.tome_ratio)  # tomesd: r = int(N * ratio) tokens merged away
     self_attention = [
         op
         for op in unet_ir.get_ops()
         if op.get_type_name() == "ScaledDotProductAttention" and "attn1" in op.get_friendly_name()
     ]
-    assert self_attention, "no self-attention found in the IR"
-    high_res = [op for op in self_attention if ".attention/" in op.get_friendly_name()]  # the ToMe-wrapped ones
-    assert high_res
-    for op in high_res:
-        assert op.input(0).get_partial_shape()[2].get_length() == merged < tokens
+    lengths = [op.input(0).get_partial_shape()[2].get_length() for op in self_attention]
+    # tiny has three transformer blocks at the highest resolution (one down, two up) and one in the mid block.
+    assert sorted(lengths) == sorted([merged] * 3 + [tokens // 4]), lengths
     means = [
         op
         for op in unet_ir.get_ops()
         if op.get_type_name() == "ScatterElementsUpdate" and op.get_attributes()["reduction"] == "mean"
     ]
-    assert len(means) == len(high_res)  # one merge per wrapped block
+    assert len(means) >= 3  # at least one merge per merged block
