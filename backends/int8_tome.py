@@ -33,6 +33,7 @@ def calibration_prompts(count: int) -> list[str]:
 
 def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode: str, prompts, steps: int) -> None:
     """Child-process body: ToMe -> export at `size` -> calibrate -> quantize -> save to `out_dir`."""
+    import gc
     import logging
     import tempfile
 
@@ -76,6 +77,7 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
         with torch.no_grad():
             export_from_model(pipe, fp32_dir, task="text-to-image")
         del pipe
+        gc.collect()
         unet_config = Path(fp32_dir) / "unet" / "config.json"
         unet_config.write_text(
             unet_config.read_text().replace(f'"sample_size": {latent + 1}', f'"sample_size": {latent}')
@@ -105,6 +107,8 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
                 generator=torch.Generator("cpu").manual_seed(i),
             )
         ov_pipe.unet.request = ov_pipe.unet.request.request
+        ov_pipe.clear_requests()  # drop the compiled models: NNCF works on the IR, this halves the peak
+        gc.collect()
         samples = samples[::CALIBRATION_STRIDE]
         log.info("quantizing the UNet (%s) on %d calibration samples", mode, len(samples))
         if mode == "full":
