@@ -58,7 +58,7 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
     # picks destinations deterministically, so the graph has no random op and a seed gives one image.
     tomesd.apply_patch(pipe, ratio=ratio, use_rand=False)
     patched = sum(type(m).__name__.startswith("ToMe") for m in pipe.unet.modules())
-    log.info("Token Merging (tomesd, ratio %.2f) on %d transformer blocks", ratio, patched)
+    log.info("Token Merging: tomesd ratio %.2f on %d blocks (merging at full resolution)", ratio, patched)
     # tomesd's merge turns the traced token counts into constants, so the UNet must be traced at exactly the
     # latent size it will run at (traced elsewhere and reshaped, OpenVINO fails with "Broadcast incorrect
     # target shape"). optimum traces with a latent of `sample_size - 1` per side ("discount for any
