@@ -116,7 +116,7 @@ def make_generate(comparison: Comparison):
         if random_seed:
             seed = secrets.randbelow(MAX_SEED + 1)
         try:
-            side = int(str(size).split("x")[0]) if size else size
+            side = str(size).split("x")[0] if size else size  # "512x512" -> "512"; validation says what is wrong
             request = comparison.validate(
                 prompt=prompt,
                 negative_prompt=negative_prompt,
