@@ -25,7 +25,8 @@ lint: setup-dev
 
 ## benchmark: the README table on the SD-1.5-sized stand-in (slow: run it in the background)
 benchmark: setup
-	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --json artifacts/benchmark-sd15.json --save-images artifacts/benchmark-images
+	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --calibration-prompts 2 \
+		--json artifacts/benchmark-sd15.json --save-images artifacts/benchmark-images
 
 clean-cache:
 	rm -rf $${SBS_CACHE_DIR:-$$HOME/.cache/sd-side-by-side}
