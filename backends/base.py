@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -50,7 +50,6 @@ class LoadInfo:
     disk_mb: float | None = None  # size of the row's model files on disk (IR, or the diffusers checkpoint)
     cache: str = "n/a"  # "hit", "built" or "n/a"
     precision: str = ""  # what actually runs, read back from the runtime where it can be
-    notes: list[str] = field(default_factory=list)
 
 
 class Backend(Protocol):

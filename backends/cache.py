@@ -14,8 +14,9 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
+
+from .system_info import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,7 @@ KEY_LIBRARIES = ("openvino", "optimum-intel", "nncf", "diffusers", "transformers
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in KEY_LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "missing"
-    return versions
+    return package_versions(KEY_LIBRARIES)
 
 
 def cache_key(model_id: str, revision: str, variant: str) -> str:

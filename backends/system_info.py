@@ -19,6 +19,16 @@ LIBRARIES = (
 ISA_FLAGS = ("amx_bf16", "amx_int8", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx2")
 
 
+def package_versions(names) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -55,12 +65,7 @@ def system_info(threads: int | None = None) -> dict:
         for lib, name in (("libiomp5", "Intel OpenMP (libiomp5)"), ("libgomp", "GNU OpenMP (libgomp)"))
         if lib in maps
     ]
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    versions = package_versions(LIBRARIES)
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
