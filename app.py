@@ -135,9 +135,10 @@ def make_generate(comparison: Comparison):
         truncated = comparison.truncation(request)
         if truncated:
             notes.append(f"Note: {truncated}")
-        skipped = [comparison.titles[b] for b in comparison.order if b not in comparison.ready()]
+        ready = comparison.ready()
+        skipped = [f"{comparison.titles[b]} ({comparison.status[b].state})" for b in comparison.order if b not in ready]
         if skipped:
-            notes.append("Not ready yet, skipped: " + ", ".join(skipped))
+            notes.append("Skipped, not ready: " + ", ".join(skipped))
         images = [None] * n
         cards = [card_markdown(comparison, b) for b in comparison.order]
         rows: list[RowResult] = []

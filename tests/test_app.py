@@ -42,7 +42,7 @@ def test_handler_streams_one_update_per_row_then_the_chart(comparison):
         if backend_id in comparison.ready():
             assert image.shape == (TINY_SIZE, TINY_SIZE, 3) and " s** total" in card
         else:
-            assert image is None and "skipped" in card and "Not ready yet, skipped" in message
+            assert image is None and "skipped" in card and "Skipped, not ready" in message
     assert "faster than baseline" in title
     assert list(chart["row"]) == [comparison.titles[b] for b in comparison.ready()]
     # Cards fill as rows finish: after the first row only the first image is there.
