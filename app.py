@@ -95,6 +95,18 @@ def system_markdown(comparison: Comparison) -> str:
     )
 
 
+def loading_cards(comparison: Comparison) -> list:
+    """Card updates for the status timer: only rows still loading, or that just finished (refreshing the
+    others would wipe the results of a request shown on them)."""
+    now = time.monotonic()
+    return [
+        card_markdown(comparison, b)
+        if comparison.status[b].state in ("waiting", "loading") or now - comparison.status[b].since < 5
+        else gr.skip()
+        for b in comparison.order
+    ]
+
+
 def health(comparison: Comparison) -> dict:
     """Readiness of every row, for `/health` style checks through the API."""
     return {
@@ -150,7 +162,7 @@ def make_generate(comparison: Comparison):
             figures = {"seed": request.seed, "truncated": truncated, "rows": [r.figures() for r in rows]}
             # The chart is drawn once, for the finished request: Gradio's bar plot keeps the colour legend
             # of its first data, so drawing it row by row would lose the baseline/optimized colours.
-            chart = latency_chart(rows) if final else gr.skip()
+            chart = gr.BarPlot(latency_chart(rows), sort=[r.title for r in rows]) if final else gr.skip()
             return [request.seed, "\n\n".join(notes), headline(rows), chart, figures, *images, *cards]
 
         yield snapshot(final=False)
@@ -225,14 +237,10 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
             show_progress_on=[message],  # one progress bar following the running row's steps
         )
 
-        def refresh_cards():
-            # Only while rows are still loading: afterwards a refresh would wipe a request's results.
-            if all(comparison.status[b].state in ("ready", "unavailable") for b in comparison.order):
-                return [gr.skip()] * len(cards)
-            return [card_markdown(comparison, b) for b in comparison.order]
-
         timer = gr.Timer(2.0)
-        timer.tick(refresh_cards, outputs=cards, api_name=False, queue=False, show_progress="hidden")
+        timer.tick(
+            lambda: loading_cards(comparison), outputs=cards, api_name=False, queue=False, show_progress="hidden"
+        )
         timer.tick(
             lambda: health(comparison), outputs=status_json, api_name="health", queue=False, show_progress="hidden"
         )

@@ -110,12 +110,10 @@ def run_in_child(target, args: tuple, progress, what: str) -> None:
     """
     import multiprocessing
     import queue
-    import time
 
     ctx = multiprocessing.get_context("spawn")
     messages = ctx.Queue()
     child = ctx.Process(target=_child_main, args=(target, args, messages), name=what, daemon=True)
-    start = time.monotonic()
     child.start()
     latest, error = "", None
     while True:
@@ -131,7 +129,7 @@ def run_in_child(target, args: tuple, progress, what: str) -> None:
             pass
         if not child.is_alive():
             break
-        progress(f"{what}{': ' + latest if latest else ''} ({time.monotonic() - start:.0f} s)")
+        progress(f"{what}{': ' + latest if latest else ''}")  # the card adds the elapsed time
     if child.exitcode != 0:
         if error is None:
             error = f"exit code {child.exitcode}" + (" (killed: out of memory?)" if child.exitcode == -9 else "")

@@ -75,6 +75,16 @@ def test_long_prompt_note_names_what_was_dropped(comparison):
     assert "dropped" in message and "lastword" in message
 
 
+def test_status_timer_refreshes_only_loading_rows(tiny_model, cache_dir):
+    comparison = fake_comparison(tiny_model, cache_dir)
+    comparison.status["openvino-static"].since -= 60  # ready for a minute: its card may hold results
+    comparison.status["int8-tome"].state = "loading"
+    comparison.status["int8-tome"].detail = "building int8 + ToMe IR"
+    updates = app.loading_cards(comparison)
+    assert isinstance(updates[2], type(gr.skip()))  # untouched
+    assert "loading: building int8 + ToMe IR" in updates[3]
+
+
 def test_health_and_system_panel(comparison):
     health = app.health(comparison)
     assert set(health["rows"]) == set(BACKEND_IDS) and "baseline" in health["ready"] and health["standin"]
