@@ -141,18 +141,26 @@ class Int8Tome:
                 f"int8-v{BUILD_VERSION}-{settings.int8_mode}-tome{settings.tome_ratio:g}-{size}px"
                 f"-cal{len(prompts)}x{settings.steps}"
             )
-            args = (str(model.path), None, size, settings.tome_ratio, settings.int8_mode, prompts, settings.steps)
 
-            def build(tmp, args=args, size=size):
-                what = f"building int8 + ToMe IR at {size}x{size}"
-                run_in_child(build_int8_tome, (args[0], str(tmp), *args[2:]), progress, what)
+            def build(tmp, size=size):
+                args = (
+                    str(model.path),
+                    str(tmp),
+                    size,
+                    settings.tome_ratio,
+                    settings.int8_mode,
+                    prompts,
+                    settings.steps,
+                )
+                run_in_child(build_int8_tome, args, progress, f"building int8 + ToMe IR at {size}x{size}")
 
             ir_dir, hit = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)
             self.pipes.update(load_static_pipelines(ir_dir, replace(settings, sizes=(size,)), progress))
             self.ir_dirs[size] = ir_dir
             hits.append(hit)
             disk += dir_size_mb(ir_dir)
-        return self._info(disk, "hit" if all(hits) else "built", settings)
+        mode = "int8 activations+weights" if settings.int8_mode == "full" else "hybrid int8"
+        return self._info(disk, "hit" if all(hits) else "built", f"UNet {mode}, ToMe {settings.tome_ratio:g}", settings)
 
     def _load_prebuilt(self, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         source = Path(settings.int8_source).expanduser()
@@ -163,17 +171,12 @@ class Int8Tome:
             source = Path(snapshot_download(settings.int8_source))
         self.pipes = load_static_pipelines(source, settings, progress)
         self.ir_dirs = dict.fromkeys(settings.sizes, source)
-        return self._info(dir_size_mb(source), "prebuilt", settings)
+        return self._info(dir_size_mb(source), "prebuilt", f"prebuilt IR {settings.int8_source}", settings)
 
-    def _info(self, disk_mb: float, cache: str, settings: LoadSettings) -> LoadInfo:
+    def _info(self, disk_mb: float, cache: str, what: str, settings: LoadSettings) -> LoadInfo:
         first = self.pipes[settings.sizes[0]]
         self.scheduler_config = first.scheduler.config
-        mode = "int8 activations+weights" if settings.int8_mode == "full" else "hybrid int8"
-        return LoadInfo(
-            disk_mb=disk_mb,
-            cache=cache,
-            precision=f"UNet {mode}, ToMe {settings.tome_ratio:g}; rest {ov_precision(first)}",
-        )
+        return LoadInfo(disk_mb=disk_mb, cache=cache, precision=f"{what}; rest {ov_precision(first)}")
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
         return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step)
