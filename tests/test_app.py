@@ -44,7 +44,10 @@ def test_handler_streams_one_update_per_row_then_the_chart(comparison):
         else:
             assert image is None and "skipped" in card and "Skipped, not ready" in message
     assert "faster than baseline" in title
-    assert list(chart["row"]) == [comparison.titles[b] for b in comparison.ready()]
+    titles = [comparison.titles[b] for b in comparison.ready()]
+    assert [row[0] for row in chart.value["data"]] == titles and chart.sort == [
+        comparison.titles[b] for b in BACKEND_IDS
+    ]
     # Cards fill as rows finish: after the first row only the first image is there.
     assert updates[1][5] is not None and all(image is None for image in updates[1][6 : 5 + n])
 
