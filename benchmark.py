@@ -10,6 +10,7 @@ OpenMP and core pinning, the blog's system-level tuning, and reports them beside
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import logging
@@ -45,16 +46,10 @@ def parse_args(argv=None):
     parser.add_argument("--save-images", type=Path, default=None, help="write <backend>.png per row here")
     parser.add_argument("--throughput", type=int, default=0, help="images in flight for the OpenVINO throughput mode")
     parser.add_argument("--system-variants", action="store_true", help="also measure jemalloc / Intel OpenMP / pinning")
-    parser.add_argument("--variant-name", default="default", help=argparse_hidden())
+    parser.add_argument("--variant-name", default="default", help=argparse.SUPPRESS)  # set by --system-variants
     args = parser.parse_args(argv)
     settings = Settings.from_env().updated(args)
     return args, settings
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 # --------------------------------------------------------------------------------------------- FLOPs
@@ -112,7 +107,7 @@ def peak_rss_mb() -> float:
 
 def time_row(comparison, backend_id: str, request, passes: int):
     """Warm-up once (excluded), then `passes` timed generations on the same latents."""
-    from backends.comparison import make_latents
+    from backends.comparison import make_latents, seconds_per_step
 
     backend = comparison.backends[backend_id]
     latents = make_latents(request.seed, request.height, request.width)
@@ -124,7 +119,7 @@ def time_row(comparison, backend_id: str, request, passes: int):
         start = time.perf_counter()
         image = backend.generate(request, latents, lambda *_, steps=steps: steps.append(time.perf_counter()))
         latencies.append(time.perf_counter() - start)
-        per_step.append((steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else latencies[-1])
+        per_step.append(seconds_per_step(steps, latencies[-1]))
         log.info("[%s] pass %d/%d: %.2f s", backend_id, i + 1, passes, latencies[-1])
     return latencies, per_step, image
 

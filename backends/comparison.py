@@ -81,6 +81,12 @@ def fidelity(image: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return float(psnr), float(ssim)
 
 
+def seconds_per_step(step_ends: list[float], latency: float) -> float:
+    """Mean interval between denoising step ends (text encoding and VAE decode excluded); the whole latency
+    when there was a single step."""
+    return (step_ends[-1] - step_ends[0]) / (len(step_ends) - 1) if len(step_ends) > 1 else latency
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
@@ -244,7 +250,7 @@ class Comparison:
             note = "safety checker blanked this image" if flagged else ""
         else:
             note = ""
-        per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else end - start
+        per_step = seconds_per_step(steps, end - start)
         load = self.status[backend_id].load
         return RowResult(
             backend_id,

@@ -27,8 +27,7 @@ class IpexBf16:
         except ImportError as exc:
             raise RuntimeError(f"intel-extension-for-pytorch is not importable ({exc}); {INSTALL_HINT}") from exc
 
-        flags = cpu_flags()
-        if not ({"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags):
+        if not cpu_runs_ipex_bf16():
             # IPEX's bf16 kernels (weight prepack, oneDNN layer norm) refuse to run without these; checking
             # first gives the visitor this sentence instead of a oneDNN primitive error.
             raise RuntimeError(
@@ -51,7 +50,7 @@ class IpexBf16:
         self.pipe = pipe
         self.scheduler_config = pipe.scheduler.config
         precision = "bf16 autocast"
-        if not flags & {"amx_bf16", "avx512_bf16"}:
+        if not cpu_flags() & {"amx_bf16", "avx512_bf16"}:
             precision += ", no native bf16 on this CPU (emulated)"
         return LoadInfo(disk_mb=model_files_mb(model.path), precision=precision)
 
@@ -60,3 +59,9 @@ class IpexBf16:
 
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)
+
+
+def cpu_runs_ipex_bf16() -> bool:
+    """IPEX's bf16 kernels (weight prepack, oneDNN layer norm) need AVX-512 BW/VL/DQ or AVX-NE-CONVERT."""
+    flags = cpu_flags()
+    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags

@@ -48,13 +48,6 @@ def ready_or_skip(comparison: Comparison, backend_id: str) -> None:
         pytest.skip(f"{backend_id} is not available on this machine: {status.detail}")
 
 
-def cpu_supports_ipex_bf16() -> bool:
-    from backends.system_info import cpu_flags
-
-    flags = cpu_flags()
-    return {"avx512bw", "avx512vl", "avx512dq"} <= flags or "avx_ne_convert" in flags
-
-
 class FakeBackend:
     """A stand-in row for app-level tests: a real (cheap) computation from the latents, so identical inputs
     give identical images; optionally raises on chosen calls, for fault injection."""
