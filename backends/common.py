@@ -48,6 +48,47 @@ def run_pipeline(pipe, base_scheduler_config, request: GenerationRequest, latent
     return np.asarray(result.images[0], dtype=np.float32)
 
 
+def release_mapped_weights(directory) -> float:
+    """Drop this process's resident pages of the files under `directory` that are memory-mapped; MB dropped.
+
+    OpenVINO reads IR weights with mmap and its CPU plugin repacks them into its own buffers at compile time,
+    yet keeps the mapping: each compiled model then holds its weights twice in RSS (SD-1.5 fp32 UNet: 3.4 GB
+    mapped + 3.5 GB repacked). Inference never reads the mapped copy (checked: RSS stays down after a call,
+    outputs bit-identical), and no OpenVINO option releases it, hence this. The mappings are read-only and
+    shared, so MADV_DONTNEED only unmaps clean page-cache pages; a later read would fault them back in.
+    Linux only; elsewhere (or if /proc is unreadable) it does nothing.
+    """
+    import ctypes
+    import ctypes.util
+
+    # Real paths: a hub snapshot's files are symlinks to blobs, and /proc/self/maps shows the targets.
+    files = {os.path.realpath(os.path.join(root, f)) for root, _dirs, names in os.walk(directory) for f in names}
+    try:
+        with open("/proc/self/maps") as maps:
+            ranges = []
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].strip() in files and fields[1][1] != "w":
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    ranges.append((start, end))
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    except OSError:
+        return 0.0
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    before = _rss_file_kb()
+    for start, end in ranges:
+        libc.madvise(start, end - start, 4)  # MADV_DONTNEED
+    return max(0.0, (before - _rss_file_kb()) / 1024)
+
+
+def _rss_file_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1])
+    return 0
+
+
 def model_files_mb(path) -> float:
     """Size of a diffusers directory's weights (what a row loads from disk)."""
     total = 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
 from .cache import IRCache, cache_key, dir_size_mb
-from .common import ov_precision, ov_runtime_config, run_in_child, run_pipeline
+from .common import ov_precision, ov_runtime_config, release_mapped_weights, run_in_child, run_pipeline
 
 INSTALL_HINT = "pip install optimum-intel==2.2.0 openvino==2026.4.1 nncf==3.4.0"
 
@@ -38,6 +38,9 @@ def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCall
         pipe.compile()
         pipe.set_progress_bar_config(disable=True)
         pipes[size] = pipe
+    released = release_mapped_weights(ir_dir)
+    if released:
+        progress(f"compiled; released {released:.0f} MB of mapped IR weights that OpenVINO had repacked")
     return pipes
 
 
@@ -52,6 +55,7 @@ class OpenVinoStatic:
             key, lambda tmp: run_in_child(export_ir, (str(model.path), str(tmp)), progress, "exporting to OpenVINO IR")
         )
         self.pipes = load_static_pipelines(ir_dir, settings, progress)
+        self.ir_dirs = dict.fromkeys(settings.sizes, ir_dir)  # size -> IR directory, as in the int8 row
         first = self.pipes[settings.sizes[0]]
         self.scheduler_config = first.scheduler.config
         return LoadInfo(disk_mb=dir_size_mb(ir_dir), cache="hit" if hit else "built", precision=ov_precision(first))
