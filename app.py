@@ -111,6 +111,7 @@ def health(comparison: Comparison) -> dict:
     """Readiness of every row, for `/health` style checks through the API."""
     return {
         "ready": comparison.ready(),
+        "warm": comparison.warm(),
         "rows": {b: comparison.status[b].describe() for b in comparison.order},
         "model": comparison.model.model_id,
         "standin": comparison.model.standin,
@@ -158,6 +159,9 @@ def make_generate(comparison: Comparison):
         def on_step(backend_id, step, total):
             progress((step, total), desc=f"{comparison.titles[backend_id]}: step {step}/{total}")
 
+        def on_warmup(backend_id):
+            progress(None, desc=f"{comparison.titles[backend_id]}: first run at this size, warming up (not timed)")
+
         def snapshot(final: bool):
             figures = {"seed": request.seed, "truncated": truncated, "rows": [r.figures() for r in rows]}
             # The chart is drawn once, for the finished request: Gradio's bar plot keeps the colour legend
@@ -166,7 +170,7 @@ def make_generate(comparison: Comparison):
             return [request.seed, "\n\n".join(notes), headline(rows), chart, figures, *images, *cards]
 
         yield snapshot(final=False)
-        for row in comparison.run(request, on_step=on_step):
+        for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup):
             i = comparison.order.index(row.backend)
             rows.append(row)
             images[i] = to_uint8(row.image) if row.image is not None else None

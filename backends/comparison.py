@@ -1,8 +1,12 @@
 """Runs one request through every ready row, one row at a time, on identical inputs, and measures it.
 
 This is where the fairness rules live: one set of initial latents per request, the same scheduler config
-and thread settings on every row, rows never overlapping (one lock), warm-up at load, latency of the
-pipeline call only, fidelity against the baseline image of the same request.
+and thread settings on every row, rows never overlapping (one lock), a warm-up before a row's first timed
+run at each size, latency of the pipeline call only, fidelity against the baseline image of the same request.
+
+Start-up is two passes: every row is loaded (exported, quantized or read from the cache, then compiled) and
+serves at once; then each row is warmed up. A request that reaches a row before its warm-up warms it
+first, outside the timed section, so no latency ever includes first-call costs.
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ class RowStatus:
     detail: str = ""
     since: float = field(default_factory=time.monotonic)
     load: LoadInfo | None = None
+    warm_sizes: set[int] = field(default_factory=set)  # sizes this row has run its warm-up at
+    warmup_s: float = 0.0  # time spent in warm-ups so far
 
     def describe(self) -> str:
         if self.state == "loading":
             return f"loading: {self.detail} ({time.monotonic() - self.since:.0f} s)"
+        if self.state == "ready" and self.detail:
+            return f"ready, {self.detail}"
         return f"{self.state}: {self.detail}" if self.detail else self.state
 
 
@@ -129,13 +137,25 @@ class Comparison:
 
     # ------------------------------------------------------------------------------------------ loading
     def load_all(self) -> None:
-        """Load every row in order; a row that fails is marked unavailable and the others go on."""
+        """Load every row in order, then warm each up; a row that fails is marked unavailable and the others
+        go on. Rows serve as soon as they are loaded (see `warm_up`)."""
         from .safety import SafetyFilter
 
         if self.safety_enabled and SafetyFilter.available(self.model.path):
             self.safety = SafetyFilter(self.model.path)
         for backend_id in self.order:
             self.load_row(backend_id)
+        for backend_id in self.ready():
+            for size in self.settings.sizes:
+                with self.lock:  # a warm-up must not overlap a request being timed on another row
+                    try:
+                        self.warm_up(backend_id, size)
+                    except Exception as exc:  # the row cannot run at all: unavailable, not the app
+                        log.exception("row %s failed its warm-up", backend_id)
+                        self.backends.pop(backend_id, None)
+                        status = self.status[backend_id]
+                        status.state, status.detail, status.since = "unavailable", _reason(exc), time.monotonic()
+                        break
 
     def load_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.load_all, name="row-loader", daemon=True)
@@ -158,11 +178,6 @@ class Comparison:
             backend = self._factory(backend_id)
             self.titles[backend_id] = backend.title
             info = backend.load(self.model, self.settings, progress)
-            for size in self.settings.sizes:
-                progress(f"warming up at {size}x{size}")
-                with self.lock:  # a warm-up must not overlap a request being timed on another row
-                    warm = GenerationRequest("warm-up", steps=WARMUP_STEPS, height=size, width=size)
-                    backend.generate(warm, make_latents(0, size, size), lambda *_: None)
         except Exception as exc:  # any failure makes this row unavailable, never the app
             log.exception("row %s could not load", backend_id)
             status.state, status.detail, status.since = "unavailable", _reason(exc), time.monotonic()
@@ -171,7 +186,30 @@ class Comparison:
         info.ram_added_mb = (psutil.Process().memory_info().rss - rss0) / 2**20
         self.backends[backend_id] = backend
         status.load = info
-        status.state, status.detail, status.since = "ready", "", time.monotonic()
+        status.state, status.detail, status.since = "ready", "warm-up pending", time.monotonic()
+
+    def warm_up(self, backend_id: str, size: int) -> None:
+        """Run a loaded row once at `size`, untimed, unless it has been already; the caller holds the lock.
+
+        One denoising step runs every component once (text encoder, UNet, VAE decoder), which is where
+        first-call costs (memory allocation, kernel and primitive creation) are paid."""
+        status = self.status[backend_id]
+        if size in status.warm_sizes:
+            return
+        status.detail = f"warming up at {size}x{size}"
+        log.info("[%s] %s", backend_id, status.detail)
+        start = time.perf_counter()
+        warm = GenerationRequest("warm-up", steps=WARMUP_STEPS, height=size, width=size)
+        self.backends[backend_id].generate(warm, make_latents(0, size, size), lambda *_: None)
+        status.warmup_s += time.perf_counter() - start
+        status.warm_sizes.add(size)
+        pending = [s for s in self.settings.sizes if s not in status.warm_sizes]
+        status.detail = f"warm-up pending at {', '.join(map(str, pending))}" if pending else ""
+        status.since = time.monotonic()
+
+    def warm(self) -> list[str]:
+        """Rows warmed up at every offered size."""
+        return [b for b in self.ready() if set(self.settings.sizes) <= self.status[b].warm_sizes]
 
     def ready(self) -> list[str]:
         return [b for b in self.order if self.status[b].state == "ready"]
@@ -200,8 +238,10 @@ class Comparison:
         request: GenerationRequest,
         on_step: Callable[[str, int, int], None] = lambda *_: None,
         backend_ids: list[str] | None = None,
+        on_warmup: Callable[[str], None] = lambda *_: None,
     ) -> Iterator[RowResult]:
-        """Yield one RowResult per row, in the fixed order, as soon as each row finishes."""
+        """Yield one RowResult per row, in the fixed order, as soon as each row finishes. `on_step` follows
+        the timed run's steps; `on_warmup(backend_id)` says a row is being warmed up first (untimed)."""
         wanted = self.order if backend_ids is None else backend_ids
         unknown = [b for b in wanted if b not in self.order]
         if unknown:
@@ -210,7 +250,7 @@ class Comparison:
             latents = make_latents(request.seed, request.height, request.width)
             baseline: RowResult | None = None
             for backend_id in wanted:
-                row = self._run_row(backend_id, request, latents, on_step)
+                row = self._run_row(backend_id, request, latents, on_step, on_warmup)
                 if backend_id == BASELINE and row.status == "ok":
                     baseline = row
                     row.speedup = 1.0
@@ -225,7 +265,7 @@ class Comparison:
                     row.message = f"{row.message}; {note}" if row.message else note
                 yield row
 
-    def _run_row(self, backend_id, request, latents, on_step) -> RowResult:
+    def _run_row(self, backend_id, request, latents, on_step, on_warmup) -> RowResult:
         backend = self.backends.get(backend_id)
         title = self.titles[backend_id]
         if backend is None:
@@ -237,6 +277,9 @@ class Comparison:
             on_step(backend_id, step, total)
 
         try:
+            if request.height not in self.status[backend_id].warm_sizes:
+                on_warmup(backend_id)
+                self.warm_up(backend_id, request.height)
             start = time.perf_counter()
             image = backend.generate(request, latents, step_done)
             end = time.perf_counter()

@@ -60,6 +60,7 @@ class FakeBackend:
         self.fail_on = fail_on or set()
         self.delay = delay
         self.calls = 0
+        self.runs: list[tuple[str, float, float]] = []  # (prompt, start, end) of every call, warm-ups included
 
     def load(self, model, settings, progress):
         progress("fake load")
@@ -68,6 +69,7 @@ class FakeBackend:
     def generate(self, request, latents, on_step):
         import time
 
+        start = time.perf_counter()
         if request.prompt != "warm-up":  # count visitor requests only
             self.calls += 1
         if self.calls in self.fail_on and request.prompt != "warm-up":
@@ -77,10 +79,12 @@ class FakeBackend:
             on_step(step + 1, request.steps)
         x = latents[0, :3].numpy()
         img = np.kron(1 / (1 + np.exp(-x)), np.ones((8, 8)))  # upsample the latent 8x to image size
+        self.runs.append((request.prompt, start, time.perf_counter()))
         return np.transpose(img, (1, 2, 0)).astype(np.float32)
 
 
-def fake_comparison(tiny_model, cache_dir, backends=BACKEND_IDS, **fake_kwargs) -> Comparison:
+def fake_comparison(tiny_model, cache_dir, backends=BACKEND_IDS, load=True, **fake_kwargs) -> Comparison:
+    """A Comparison of FakeBackends (loaded and warmed up unless `load=False`); `comparison.fakes` holds them."""
     from backends.base import LoadSettings
 
     fakes = {b: FakeBackend(b, **fake_kwargs.get(b, {})) for b in backends}
@@ -90,7 +94,9 @@ def fake_comparison(tiny_model, cache_dir, backends=BACKEND_IDS, **fake_kwargs) 
         LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=cache_dir),
         factory=lambda b: fakes[b],
     )
-    comparison.load_all()
+    comparison.fakes = fakes
+    if load:
+        comparison.load_all()
     return comparison
 
 

@@ -91,6 +91,7 @@ def test_status_timer_refreshes_only_loading_rows(tiny_model, cache_dir):
 def test_health_and_system_panel(comparison):
     health = app.health(comparison)
     assert set(health["rows"]) == set(BACKEND_IDS) and "baseline" in health["ready"] and health["standin"]
+    assert health["warm"] == health["ready"]  # start-up warmed up every loaded row
     panel = app.system_markdown(comparison)
     assert "CPU" in panel and "amx_bf16" in panel and "tiny" in panel and "stand-in" in panel
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import TINY_SIZE, fake_comparison, ready_or_skip
@@ -141,3 +143,70 @@ def test_row_failing_mid_request_shows_error_and_next_request_works(tiny_model, 
     assert all(first[b].status == "ok" for b in BACKEND_IDS if b != "openvino-static")
     second = {r.backend: r for r in comparison.run(REQUEST)}
     assert all(r.status == "ok" for r in second.values())
+
+
+def test_a_row_serves_before_its_warm_up_and_is_warmed_outside_the_timed_section(tiny_model, cache_dir):
+    comparison = fake_comparison(tiny_model, cache_dir, load=False)
+    for backend_id in comparison.order:
+        comparison.load_row(backend_id)  # loaded, not warmed: what a request sees right after start-up
+    assert comparison.ready() == comparison.order and comparison.warm() == []
+    assert "warm-up pending" in comparison.status["baseline"].describe()
+    warmed = []
+    rows = list(comparison.run(REQUEST, on_warmup=warmed.append))
+    assert warmed == comparison.order and all(r.status == "ok" for r in rows)
+    for row in rows:
+        (warm_up, timed) = comparison.fakes[row.backend].runs
+        assert warm_up[0] == "warm-up" and warm_up[2] <= row.timed[0]  # finished before the timed section
+        assert timed[1] >= row.timed[0] and timed[2] <= row.timed[1]
+    assert comparison.warm() == comparison.order
+    warmed.clear()
+    list(comparison.run(REQUEST, on_warmup=warmed.append))
+    assert warmed == []  # once per row and size
+
+
+def test_release_mapped_weights_drops_resident_pages_and_keeps_the_data(tmp_path):
+    import mmap
+
+    from backends.common import release_mapped_weights
+
+    data = np.random.default_rng(0).bytes(8 * 2**20)
+    (tmp_path / "weights.bin").write_bytes(data)
+    with open(tmp_path / "weights.bin", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        touched = bytes(mapped[i] for i in range(0, len(data), 4096))  # read one byte of every page
+        assert len(touched) == len(data) // 4096
+        assert resident_kb(tmp_path) >= 8 * 1024 - 4
+        assert release_mapped_weights(tmp_path) >= 7
+        assert resident_kb(tmp_path) == 0
+        assert mapped[:] == data  # read back from the page cache, unchanged
+
+
+def test_openvino_rows_do_not_keep_the_ir_weights_resident(comparison, tmp_path):
+    import shutil
+
+    from backends.base import LoadSettings
+    from backends.common import run_pipeline
+    from backends.openvino_static import load_static_pipelines
+
+    ready_or_skip(comparison, "openvino-static")
+    backend = comparison.backends["openvino-static"]
+    ir_dir = shutil.copytree(backend.ir_dirs[TINY_SIZE], tmp_path / "ir")  # mapped by this load only
+    pipes = load_static_pipelines(ir_dir, LoadSettings((TINY_SIZE,), 2, tmp_path), lambda _: None)
+    weights_kb = sum(f.stat().st_size for f in ir_dir.rglob("*.bin")) / 1024
+    # Compiling touches every weight (OpenVINO repacks them); without the release they stay resident.
+    assert weights_kb > 0 and resident_kb(ir_dir) < 0.05 * weights_kb
+    latents = make_latents(REQUEST.seed, TINY_SIZE, TINY_SIZE)
+    image = run_pipeline(pipes[TINY_SIZE], backend.scheduler_config, REQUEST, latents, lambda *_: None)
+    np.testing.assert_array_equal(image, generate(comparison, "openvino-static"))  # the same model still
+
+
+def resident_kb(directory: Path) -> int:
+    """Resident kB of this process's mappings of files under `directory`."""
+    root, total, inside = str(Path(directory).resolve()), 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            first = line.split(maxsplit=5)
+            if "-" in first[0] and len(first) >= 5:  # a mapping's header line
+                inside = len(first) == 6 and first[5].strip().startswith(root)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
