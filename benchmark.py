@@ -6,6 +6,9 @@ Per row: timed load (export/quantization or cache hit), one warm-up generation (
 generations of the same prompt and seed with `output_type="np"`, as the blog measured. Ratios are against the
 baseline of this same run. `--system-variants` re-runs the chosen rows in child processes with jemalloc, Intel
 OpenMP and core pinning, the blog's system-level tuning, and reports them beside the default.
+
+`--startup` measures the app's start instead: the same loading as `app.py` (every row loaded, then warmed
+up), with the time until each row serves and until it is warm, and the process's memory with all rows loaded.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--save-images", type=Path, default=None, help="write <backend>.png per row here")
     parser.add_argument("--throughput", type=int, default=0, help="images in flight for the OpenVINO throughput mode")
     parser.add_argument("--system-variants", action="store_true", help="also measure jemalloc / Intel OpenMP / pinning")
+    parser.add_argument("--startup", action="store_true", help="measure the app's start-up time and memory instead")
     parser.add_argument("--variant-name", default="default", help=argparse.SUPPRESS)  # set by --system-variants
     args = parser.parse_args(argv)
     settings = Settings.from_env().updated(args)
@@ -221,28 +225,27 @@ def system_variants(argv: list[str], args) -> list[dict]:
     """Re-run this benchmark in child processes under the blog's system-level settings."""
     n = len(os.sched_getaffinity(0))
     iomp = Path(sys.prefix) / "lib" / "libiomp5.so"
-    variants = {"jemalloc": {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": MALLOC_CONF}}
+    # TBB_ENABLE_SANITIZERS=1: without it OpenVINO aborts under a preloaded jemalloc (see scripts/runtime-env.sh).
+    jemalloc = {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": MALLOC_CONF, "TBB_ENABLE_SANITIZERS": "1"}
+    rows = args.backends.split(",") if args.backends else []
+    torch_rows = [b for b in rows if b in ("baseline", "ipex-bf16")] or ["baseline", "ipex-bf16"]
+    variants = {"jemalloc": (jemalloc, rows)}  # every row, as the app runs under scripts/start.sh
     if iomp.exists():
-        variants["jemalloc + Intel OpenMP"] = {
-            "LD_PRELOAD": f"{JEMALLOC}:{iomp}",
-            "MALLOC_CONF": MALLOC_CONF,
-            "OMP_NUM_THREADS": str(n),
-            "KMP_BLOCKTIME": "1",
-        }
+        # PyTorch rows only, as the blog tuned them: Intel OpenMP replaces PyTorch's OpenMP runtime.
+        iomp_env = {**jemalloc, "LD_PRELOAD": f"{JEMALLOC}:{iomp}", "OMP_NUM_THREADS": str(n), "KMP_BLOCKTIME": "1"}
+        variants["jemalloc + Intel OpenMP"] = (iomp_env, torch_rows)
     results = []
-    torch_rows = [b for b in args.backends.split(",") if b in ("baseline", "ipex-bf16")] if args.backends else []
-    torch_rows = torch_rows or ["baseline", "ipex-bf16"]
-    for name, env in variants.items():
+    for name, (env, variant_rows) in variants.items():
         if not Path(JEMALLOC).exists():
             results.append(
                 {"variant": name, "status": "unavailable", "reason": f"{JEMALLOC} missing (apt libjemalloc2)"}
             )
             continue
         out = args.json.with_suffix(f".{name.replace(' ', '').replace('+', '-')}.json")
-        # PyTorch rows only, as the blog tuned them: under a preloaded jemalloc OpenVINO aborts while compiling
-        # ("free(): invalid pointer"), and Intel OpenMP's spinning threads slow OpenVINO's own thread pool.
         child = [a for a in argv if a != "--system-variants"]
-        child += ["--json", str(out), "--variant-name", name, "--backends", ",".join(torch_rows), "--throughput", "0"]
+        child += ["--json", str(out), "--variant-name", name, "--throughput", "0"]
+        if variant_rows:
+            child += ["--backends", ",".join(variant_rows)]
         cmd = ["taskset", "-c", f"0-{n - 1}", sys.executable, __file__, *child]  # pinned to the cores we use
         log.info("variant %s: %s", name, " ".join(cmd))
         # The same thread count as the default run: Intel OpenMP narrows the main thread's affinity when it
@@ -257,16 +260,102 @@ def system_variants(argv: list[str], args) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------- main
+def process_memory_gb() -> dict:
+    """This process's resident memory now (total, anonymous, file-backed) and its peak, in GB."""
+    keys = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "peak"}
+    out = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in keys:
+                out[keys[name]] = round(int(value.split()[0]) / 2**20, 2)
+    return out
+
+
+def startup(settings, args) -> dict:
+    """Start-up as the app does it (model resolved, rows loaded in order, then warmed up), timed from the start
+    of this function: when each row could serve a request and when it was warm."""
+    from backends.settings import build_comparison
+
+    start = time.perf_counter()
+    comparison = build_comparison(settings)
+    seen: dict[str, dict] = {b: {} for b in comparison.order}
+    done = threading.Event()
+
+    def poll():
+        now = round(time.perf_counter() - start, 1)
+        for b, status in comparison.status.items():
+            if status.state == "ready":
+                seen[b].setdefault("serving_s", now)
+            if b in comparison.warm():
+                seen[b].setdefault("warm_s", now)
+
+    def watch():  # polls the statuses the app's cards show; 0.1 s resolution
+        while not done.wait(0.1):
+            poll()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    comparison.load_all()
+    done.set()
+    watcher.join()
+    poll()
+    total = round(time.perf_counter() - start, 1)
+    rows = []
+    for b in comparison.order:
+        status = comparison.status[b]
+        row = {"backend": b, "state": status.state, **seen[b]}
+        if status.load is not None:
+            load, warmup = round(status.load.seconds, 1), round(status.warmup_s, 1)
+            row.update(load_s=load, cache=status.load.cache, warmup_s=warmup)
+        else:
+            row["reason"] = status.detail
+        rows.append(row)
+    ready = [r for r in rows if r["state"] == "ready"]
+    report = {
+        "mode": "startup",
+        "model": comparison.model.model_id,
+        "sizes": list(comparison.settings.sizes),
+        "all_serving_s": max((r.get("serving_s", total) for r in ready), default=None),
+        "all_warm_s": total,
+        "memory_gb": process_memory_gb(),
+        "rows": rows,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    print(f"\n{report['model']} start-up, sizes {report['sizes']}")
+    print("| row | state | serving after (s) | warm after (s) | load (s) | cache | warm-up (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["state"] == "ready":
+            print(
+                f"| {r['backend']} | ready | {r['serving_s']} | {r['warm_s']} | {r['load_s']} | {r['cache']} "
+                f"| {r['warmup_s']} |"
+            )
+        else:
+            print(f"| {r['backend']} | {r['state']}: {r['reason']} | | | | | |")
+    memory = report["memory_gb"]
+    print(
+        f"\nall rows serving after {report['all_serving_s']} s, all warm after {report['all_warm_s']} s; "
+        f"RSS with every row loaded {memory['rss']} GB (anonymous {memory['anon']}, file-backed {memory['file']}), "
+        f"peak {memory['peak']} GB"
+    )
+    return report
+
+
 def main(argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args, settings = parse_args(argv)
-    settings.sizes = str(args.size)
+    if not args.startup:  # start-up uses the app's sizes
+        settings.sizes = str(args.size)
 
     from backends.comparison import fidelity, make_latents, to_uint8
     from backends.settings import build_comparison
     from backends.system_info import system_info
 
+    if args.startup:
+        return startup(settings, args)
     comparison = build_comparison(settings)
     request = comparison.validate(
         prompt=args.prompt, seed=args.seed, steps=settings.steps, height=args.size, width=args.size
