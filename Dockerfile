@@ -1,4 +1,4 @@
-# Hugging Face Space (Docker SDK) image: CPU-only torch, the pinned requirements, jemalloc and Intel OpenMP installed.
+# Hugging Face Space (Docker SDK) image: CPU-only torch, the pinned requirements, jemalloc (preloaded) and Intel OpenMP.
 FROM python:3.11-slim-bookworm
 
 ENV VENV=/opt/venv \
@@ -15,12 +15,9 @@ RUN useradd --create-home --uid 1000 user && mkdir -p /home/user/.cache && chown
 COPY --chown=1000 . .
 USER 1000
 
-# The blog's allocator tuning, ready but off: with jemalloc preloaded, OpenVINO aborts while compiling
-# ("free(): invalid pointer", seen with openvino 2026.4.1), and Intel OpenMP's spinning threads slowed the
-# OpenVINO rows in the same process. benchmark.py --system-variants measures them on the PyTorch rows.
-ENV SBS_JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
-    SBS_IOMP=/opt/venv/lib/libiomp5.so \
-    MALLOC_CONF=oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:60000,muzzy_decay_ms:60000 \
+# scripts/start.sh preloads jemalloc with the blog's MALLOC_CONF (SBS_JEMALLOC= turns it off) and sets the
+# threads from the CPUs the container gets; SBS_IOMP=$SBS_IOMP_PATH also preloads Intel OpenMP (opt-in).
+ENV SBS_IOMP_PATH=/opt/venv/lib/libiomp5.so \
     SBS_MODEL=stable-diffusion-v1-5/stable-diffusion-v1-5
 
 EXPOSE 7860

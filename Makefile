@@ -12,7 +12,7 @@ setup-dev:
 
 ## demo: the app on $(MODEL) (falls back to the `tiny` stand-in offline), http://localhost:7860
 demo: setup
-	$(PY) app.py --model $(MODEL)
+	PYTHON=$(PY) bash scripts/start.sh --model $(MODEL)
 
 ## test: lint, then every test on the `tiny` stand-in (browser test included)
 test: setup-dev lint

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -45,3 +47,34 @@ def test_every_requirement_is_pinned():
         for line in (REPO / name).read_text().splitlines():
             if line.strip() and not line.startswith("#"):
                 assert "==" in line, f"{name}: {line} is not pinned"
+
+
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+# Under the launcher's environment: the allocator actually mapped, threads set, and an OpenVINO compile plus
+# a PyTorch op (both rows' runtimes) complete. OpenVINO aborted here under plain LD_PRELOAD=jemalloc.
+UNDER_LAUNCHER_ENV = """
+import os, sys
+import numpy as np, openvino as ov, openvino.opset13 as ops, torch
+x = ops.parameter([1, 64], np.float32)
+model = ov.Model([ops.matmul(x, ops.constant(np.ones((64, 64), np.float32)), False, False)], [x])
+out = ov.Core().compile_model(model, "CPU")(np.ones((1, 64), np.float32))[0]
+assert out[0, 0] == 64 and torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 3, 3))[0, 0, 0, 0] == 9
+maps = open("/proc/self/maps").read()
+print("jemalloc" if "libjemalloc" in maps else "glibc", os.environ["SBS_THREADS"], os.environ.get("MALLOC_CONF", ""))
+"""
+
+
+def test_launcher_environment_preloads_jemalloc_and_openvino_runs_under_it():
+    if not JEMALLOC.exists():
+        pytest.skip(f"{JEMALLOC} missing: scripts/install.sh installs libjemalloc2 as root")
+    python = str(REPO / ".venv" / "bin" / "python")
+    code = f"source scripts/runtime-env.sh && exec {python} -c '{UNDER_LAUNCHER_ENV}'"
+    clean = {"SBS_THREADS": "", "OMP_NUM_THREADS": "", "MALLOC_CONF": "", "LD_PRELOAD": "", "PYTHON": python}
+    done = run("bash", "-c", code, **clean)
+    assert done.returncode == 0, done.stderr[-2000:]
+    allocator, threads, malloc_conf = (done.stdout.split() + ["", "", ""])[:3]
+    assert allocator == "jemalloc" and int(threads) == len(os.sched_getaffinity(0))
+    assert "oversize_threshold:1" in malloc_conf
+
+    off = run("bash", "-c", code, **clean, SBS_JEMALLOC="")
+    assert off.returncode == 0 and off.stdout.startswith("glibc"), off.stderr[-2000:]
