@@ -15,9 +15,10 @@ RUN useradd --create-home --uid 1000 user && mkdir -p /home/user/.cache && chown
 COPY --chown=1000 . .
 USER 1000
 
-# scripts/start.sh preloads jemalloc with the blog's MALLOC_CONF (SBS_JEMALLOC= turns it off) and sets the
-# threads from the CPUs the container gets; SBS_IOMP=$SBS_IOMP_PATH also preloads Intel OpenMP (opt-in).
-ENV SBS_IOMP_PATH=/opt/venv/lib/libiomp5.so \
+# scripts/start.sh preloads jemalloc (SBS_JEMALLOC, SBS_JEMALLOC= turns it off) with the blog's MALLOC_CONF and
+# sets the threads from the CPUs the container gets; SBS_IOMP=$SBS_IOMP_PATH also preloads Intel OpenMP (opt-in).
+ENV SBS_JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+    SBS_IOMP_PATH=/opt/venv/lib/libiomp5.so \
     SBS_MODEL=stable-diffusion-v1-5/stable-diffusion-v1-5
 
 EXPOSE 7860

@@ -1,15 +1,15 @@
 # Sourced by scripts/start.sh (the app in the Docker image and `make demo`): the runtime environment.
 # - threads from the CPUs this process may actually use (a container's cgroup/affinity, not the host's count);
-# - Debian's jemalloc preloaded with the source blog's MALLOC_CONF (SBS_JEMALLOC= turns it off);
+# - jemalloc preloaded with the source blog's MALLOC_CONF when SBS_JEMALLOC names the library (the Docker image
+#   sets it; on the 2-core AMD dev machine it made the PyTorch UNet step 13 % slower, so it is not the default);
 # - Intel OpenMP preloaded only when asked (SBS_IOMP=path to libiomp5.so): opt-in, see README;
 # - the IR cache on the Space's persistent storage (/data) when there is one.
 cpus=$("${PYTHON:-python}" -c 'import os; print(len(os.sched_getaffinity(0)))')
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$cpus}
 export SBS_THREADS=${SBS_THREADS:-$cpus}
 
-jemalloc=${SBS_JEMALLOC-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}
-if [ -n "$jemalloc" ] && [ -f "$jemalloc" ]; then
-  export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"
+if [ -n "${SBS_JEMALLOC:-}" ] && [ -f "$SBS_JEMALLOC" ]; then
+  export LD_PRELOAD="$SBS_JEMALLOC${LD_PRELOAD:+:$LD_PRELOAD}"
   export MALLOC_CONF=${MALLOC_CONF:-oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:60000,muzzy_decay_ms:60000}
   # OpenVINO's oneTBB dlopens libtbbbind with RTLD_DEEPBIND, so hwloc inside it frees jemalloc's memory with
   # glibc's free and OpenVINO aborts in compile_model ("free(): invalid pointer"; oneTBB issue #1645).

@@ -70,7 +70,8 @@ def test_launcher_environment_preloads_jemalloc_and_openvino_runs_under_it():
     python = str(REPO / ".venv" / "bin" / "python")
     code = f"source scripts/runtime-env.sh && exec {python} -c '{UNDER_LAUNCHER_ENV}'"
     clean = {"SBS_THREADS": "", "OMP_NUM_THREADS": "", "MALLOC_CONF": "", "LD_PRELOAD": "", "PYTHON": python}
-    done = run("bash", "-c", code, **clean)
+    assert f"SBS_JEMALLOC={JEMALLOC}" in (REPO / "Dockerfile").read_text()  # the image turns it on
+    done = run("bash", "-c", code, **clean, SBS_JEMALLOC=str(JEMALLOC))
     assert done.returncode == 0, done.stderr[-2000:]
     allocator, threads, malloc_conf = (done.stdout.split() + ["", "", ""])[:3]
     assert allocator == "jemalloc" and int(threads) == len(os.sched_getaffinity(0))
