@@ -148,10 +148,7 @@ def make_generate(comparison: Comparison):
         truncated = comparison.truncation(request)
         if truncated:
             notes.append(f"Note: {truncated}")
-        ready = comparison.ready()
-        skipped = [f"{comparison.titles[b]} ({comparison.status[b].state})" for b in comparison.order if b not in ready]
-        if skipped:
-            notes.append("Skipped, not ready: " + ", ".join(skipped))
+        skipped: list[str] = []  # filled as rows are reached: a row still loading now may be ready by its turn
         images = [None] * n
         cards = [card_markdown(comparison, b) for b in comparison.order]
         rows: list[RowResult] = []
@@ -167,12 +164,15 @@ def make_generate(comparison: Comparison):
             # The chart is drawn once, for the finished request: Gradio's bar plot keeps the colour legend
             # of its first data, so drawing it row by row would lose the baseline/optimized colours.
             chart = gr.BarPlot(latency_chart(rows), sort=[r.title for r in rows]) if final else gr.skip()
-            return [request.seed, "\n\n".join(notes), headline(rows), chart, figures, *images, *cards]
+            message = notes + (["Skipped, not ready: " + ", ".join(skipped)] if skipped else [])
+            return [request.seed, "\n\n".join(message), headline(rows), chart, figures, *images, *cards]
 
         yield snapshot(final=False)
         for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup):
             i = comparison.order.index(row.backend)
             rows.append(row)
+            if row.status == "skipped":
+                skipped.append(f"{row.title} ({comparison.status[row.backend].state})")
             images[i] = to_uint8(row.image) if row.image is not None else None
             cards[i] = card_markdown(comparison, row.backend, row)
             yield snapshot(final=False)

@@ -52,6 +52,26 @@ def test_handler_streams_one_update_per_row_then_the_chart(comparison):
     assert updates[1][5] is not None and all(image is None for image in updates[1][6 : 5 + n])
 
 
+def test_a_row_that_finishes_loading_during_a_request_runs_and_is_not_called_skipped(tiny_model, cache_dir):
+    comparison = fake_comparison(tiny_model, cache_dir, load=False)
+    comparison.load_row("baseline")  # the others are still loading when the request starts
+    comparison.status["openvino-static"].state = "loading"
+    baseline = comparison.fakes["baseline"]
+    original = baseline.generate
+
+    def generate_while_a_row_finishes_loading(request, latents, on_step):
+        if request.prompt != "warm-up":
+            comparison.load_row("openvino-static")  # what the background loader does meanwhile
+        return original(request, latents, on_step)
+
+    baseline.generate = generate_while_a_row_finishes_loading
+    _seed, message, _title, _chart, figures, *_ = run_handler(comparison)[-1]
+    status = {r["backend"]: r["status"] for r in figures["rows"]}
+    assert status == {"baseline": "ok", "ipex-bf16": "skipped", "openvino-static": "ok", "int8-tome": "skipped"}
+    assert "Skipped, not ready: ipex-bf16 (waiting), int8-tome (waiting)" in message  # ids: never created
+    assert "openvino-static" not in message
+
+
 def test_random_seed_is_shown(comparison):
     seed, message, *_ = run_handler(comparison, random_seed=True, seed=1)[-1]
     assert f"Random seed: **{seed}**" in message
