@@ -54,7 +54,8 @@ def release_mapped_weights(directory) -> float:
     OpenVINO reads IR weights with mmap and its CPU plugin repacks them into its own buffers at compile time,
     yet keeps the mapping: each compiled model then holds its weights twice in RSS (SD-1.5 fp32 UNet: 3.4 GB
     mapped + 3.5 GB repacked). Inference never reads the mapped copy (checked: RSS stays down after a call,
-    outputs bit-identical), and no OpenVINO option releases it, hence this. The mappings are read-only and
+    outputs bit-identical); ENABLE_MMAP=False only moves that copy to the heap and compile_only from a reshaped
+    IR keeps it too (both measured), hence this. The mappings are read-only and
     shared, so MADV_DONTNEED only unmaps clean page-cache pages; a later read would fault them back in.
     Linux only; elsewhere (or if /proc is unreadable) it does nothing.
     """
