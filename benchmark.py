@@ -103,12 +103,6 @@ def cpu_peak_flops(threads: int) -> tuple[float, str]:
 
 
 # --------------------------------------------------------------------------------------------- measuring
-def peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def time_row(comparison, backend_id: str, request, passes: int):
     """Warm-up once (excluded), then `passes` timed generations on the same latents."""
     from backends.comparison import make_latents, seconds_per_step
@@ -260,22 +254,11 @@ def system_variants(argv: list[str], args) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------- main
-def process_memory_gb() -> dict:
-    """This process's resident memory now (total, anonymous, file-backed) and its peak, in GB."""
-    keys = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "peak"}
-    out = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in keys:
-                out[keys[name]] = round(int(value.split()[0]) / 2**20, 2)
-    return out
-
-
 def startup(settings, args) -> dict:
     """Start-up as the app does it (model resolved, rows loaded in order, then warmed up), timed from the start
     of this function: when each row could serve a request and when it was warm."""
     from backends.settings import build_comparison
+    from backends.system_info import process_memory_mb
 
     start = time.perf_counter()
     comparison = build_comparison(settings)
@@ -318,7 +301,7 @@ def startup(settings, args) -> dict:
         "sizes": list(comparison.settings.sizes),
         "all_serving_s": max((r.get("serving_s", total) for r in ready), default=None),
         "all_warm_s": total,
-        "memory_gb": process_memory_gb(),
+        "memory_gb": {k: round(v / 1024, 2) for k, v in process_memory_mb().items()},
         "rows": rows,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -352,7 +335,7 @@ def main(argv=None) -> dict:
 
     from backends.comparison import fidelity, make_latents, to_uint8
     from backends.settings import build_comparison
-    from backends.system_info import system_info
+    from backends.system_info import process_memory_mb, system_info
 
     if args.startup:
         return startup(settings, args)
@@ -388,7 +371,7 @@ def main(argv=None) -> dict:
                 "load_s": status.load.seconds,
                 "cache": status.load.cache,
                 "ram_added_mb": status.load.ram_added_mb,
-                "peak_rss_gb": peak_rss_mb() / 1024,
+                "peak_rss_gb": process_memory_mb()["peak"] / 1024,
                 "disk_mb": status.load.disk_mb,
                 "tflops": work / mean / 1e12,  # the baseline's work: ToMe rows report effective throughput
                 "peak_share": work / mean / peak,

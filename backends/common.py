@@ -8,6 +8,7 @@ import numpy as np
 
 from .base import GenerationRequest, StepCallback
 from .requests import SCHEDULERS
+from .system_info import process_memory_mb
 
 
 def make_scheduler(scheduler_id: str, base_config):
@@ -76,18 +77,10 @@ def release_mapped_weights(directory) -> float:
     except OSError:
         return 0.0
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    before = _rss_file_kb()
+    before = process_memory_mb().get("file", 0.0)
     for start, end in ranges:
         libc.madvise(start, end - start, 4)  # MADV_DONTNEED
-    return max(0.0, (before - _rss_file_kb()) / 1024)
-
-
-def _rss_file_kb() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssFile:"):
-                return int(line.split()[1])
-    return 0
+    return max(0.0, before - process_memory_mb().get("file", 0.0))
 
 
 def model_files_mb(path) -> float:

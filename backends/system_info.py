@@ -45,6 +45,22 @@ def cpu_flags() -> set[str]:
         return set()
 
 
+def process_memory_mb() -> dict[str, float]:
+    """This process's resident memory from /proc/self/status, in MB: total (rss), anonymous, file-backed (mapped
+    files, e.g. model weights read with mmap) and the peak; empty where /proc is not available."""
+    keys = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "peak"}
+    out = {}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in keys:
+                    out[keys[name]] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
 def _loaded_libraries() -> str:
     try:
         with open("/proc/self/maps") as f:
