@@ -28,7 +28,7 @@ from pathlib import Path
 log = logging.getLogger("benchmark")
 
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-MALLOC_CONF = "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:60000,muzzy_decay_ms:60000"
+RUNTIME_ENV = Path(__file__).resolve().parent / "scripts" / "runtime-env.sh"  # the launcher's environment
 BLOG = {  # the source blog's per-image latency, 32-core Sapphire Rapids, 512x512, 20 steps (for the README)
     "baseline": 32.3,
     "openvino-static": 4.7,
@@ -216,18 +216,16 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> None:
 
 # --------------------------------------------------------------------------------------------- variants
 def system_variants(argv: list[str], args) -> list[dict]:
-    """Re-run this benchmark in child processes under the blog's system-level settings."""
+    """Re-run this benchmark in child processes under the blog's system-level settings, each child started
+    through scripts/runtime-env.sh: the allocator and OpenMP environment the app's launcher applies."""
     n = len(os.sched_getaffinity(0))
     iomp = Path(sys.prefix) / "lib" / "libiomp5.so"
-    # TBB_ENABLE_SANITIZERS=1: without it OpenVINO aborts under a preloaded jemalloc (see scripts/runtime-env.sh).
-    jemalloc = {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": MALLOC_CONF, "TBB_ENABLE_SANITIZERS": "1"}
     rows = args.backends.split(",") if args.backends else []
     torch_rows = [b for b in rows if b in ("baseline", "ipex-bf16")] or ["baseline", "ipex-bf16"]
-    variants = {"jemalloc": (jemalloc, rows)}  # every row, as the app runs under scripts/start.sh
+    variants = {"jemalloc": ({"SBS_JEMALLOC": JEMALLOC}, rows)}  # every row, as the Docker image runs the app
     if iomp.exists():
         # PyTorch rows only, as the blog tuned them: Intel OpenMP replaces PyTorch's OpenMP runtime.
-        iomp_env = {**jemalloc, "LD_PRELOAD": f"{JEMALLOC}:{iomp}", "OMP_NUM_THREADS": str(n), "KMP_BLOCKTIME": "1"}
-        variants["jemalloc + Intel OpenMP"] = (iomp_env, torch_rows)
+        variants["jemalloc + Intel OpenMP"] = ({"SBS_JEMALLOC": JEMALLOC, "SBS_IOMP": str(iomp)}, torch_rows)
     results = []
     for name, (env, variant_rows) in variants.items():
         if not Path(JEMALLOC).exists():
@@ -240,11 +238,13 @@ def system_variants(argv: list[str], args) -> list[dict]:
         child += ["--json", str(out), "--variant-name", name, "--throughput", "0"]
         if variant_rows:
             child += ["--backends", ",".join(variant_rows)]
-        cmd = ["taskset", "-c", f"0-{n - 1}", sys.executable, __file__, *child]  # pinned to the cores we use
+        launch = f'source "{RUNTIME_ENV}" && exec "$0" "$@"'
+        # Pinned to the cores we use, and the same thread count as the default run: Intel OpenMP narrows the
+        # main thread's affinity when it loads, so a child must not derive its thread count from its own.
+        cmd = ["taskset", "-c", f"0-{n - 1}", "bash", "-c", launch, sys.executable, __file__, *child]
         log.info("variant %s: %s", name, " ".join(cmd))
-        # The same thread count as the default run: Intel OpenMP narrows the main thread's affinity when it
-        # loads, so a child must not derive its thread count from its own affinity.
-        env = {**os.environ, **env, "SBS_THREADS": str(args.threads or n)}
+        threads = str(args.threads or n)
+        env = {**os.environ, **env, "PYTHON": sys.executable, "SBS_THREADS": threads, "OMP_NUM_THREADS": threads}
         done = subprocess.run(cmd, env=env, check=False)
         if done.returncode != 0:
             results.append({"variant": name, "status": "error", "reason": f"exit code {done.returncode}"})
