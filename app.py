@@ -13,10 +13,11 @@ import time
 import gradio as gr
 import pandas as pd
 
-from backends.comparison import BASELINE, Comparison, RowResult, to_uint8
-from backends.requests import GUIDANCE_RANGE, MAX_SEED, SCHEDULERS, STEPS_RANGE, InvalidRequest
-from backends.settings import Settings, build_comparison
-from backends.system_info import system_info
+from backends.base import SCHEDULERS
+from harness.comparison import BASELINE, Comparison, RowResult, to_uint8
+from harness.settings import Settings, build_comparison
+from harness.system_info import system_info
+from harness.validation import GUIDANCE_RANGE, MAX_SEED, STEPS_RANGE, InvalidRequest
 
 log = logging.getLogger("app")
 
@@ -30,8 +31,8 @@ STANDIN_BANNER = "**Random-weight stand-in model `{name}`: images are noise, lat
 
 # ------------------------------------------------------------------------------------------ view helpers
 def card_markdown(comparison: Comparison, backend_id: str, row: RowResult | None = None) -> str:
-    status = comparison.status[backend_id]
-    lines = [f"### {comparison.titles[backend_id]}"]
+    status = comparison.rows.status[backend_id]
+    lines = [f"### {comparison.rows.titles[backend_id]}"]
     if row is not None and row.status == "ok":
         big = (
             "reference" if backend_id == BASELINE else (f"{row.speedup:.1f}× faster" if row.speedup else "no baseline")
@@ -75,21 +76,22 @@ def latency_chart(rows: list[RowResult]) -> pd.DataFrame:
 
 
 def system_markdown(comparison: Comparison) -> str:
-    info = system_info(comparison.settings.threads)
-    model = comparison.model
-    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["isa"].items())
+    info = system_info(comparison.rows.settings.threads)
+    model = comparison.rows.model
+    rows_here = "; ".join(f"{b}: {how}" for b, how in info["rows_here"].items())
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
     return "\n".join(
         [
             f"- **CPU**: {info['cpu']}, {info['logical_cpus_usable']} logical CPUs usable, "
             f"{info['threads_used']} threads per row",
-            f"- **ISA**: {isa}",
+            f"- **ISA**: {info['isa_summary']}",
+            f"- **How each row runs on this CPU**: {rows_here}",
             f"- **Allocator**: {info['allocator']} {info['malloc_conf']} · **OpenMP**: {', '.join(info['openmp'])}",
             f"- **Thread env**: {json.dumps(info['env']) if info['env'] else 'defaults'}",
             f"- **Model**: `{model.model_id}`"
             + (" (random-weight stand-in)" if model.standin else "")
             + (f" — requested `{model.requested}`, fallback: {model.fallback_reason}" if model.fallback_reason else ""),
-            f"- **Sizes compiled**: {', '.join(f'{s}x{s}' for s in comparison.settings.sizes)}",
+            f"- **Sizes compiled**: {', '.join(f'{s}x{s}' for s in comparison.rows.settings.sizes)}",
             f"- **Libraries**: Python {info['python']}, {libs}",
         ]
     )
@@ -101,26 +103,26 @@ def loading_cards(comparison: Comparison) -> list:
     now = time.monotonic()
     return [
         card_markdown(comparison, b)
-        if comparison.status[b].state in ("waiting", "loading") or now - comparison.status[b].since < 5
+        if comparison.rows.status[b].state in ("waiting", "loading") or now - comparison.rows.status[b].since < 5
         else gr.skip()
-        for b in comparison.order
+        for b in comparison.rows.order
     ]
 
 
 def health(comparison: Comparison) -> dict:
     """Readiness of every row, for `/health` style checks through the API."""
     return {
-        "ready": comparison.ready(),
-        "warm": comparison.warm(),
-        "rows": {b: comparison.status[b].describe() for b in comparison.order},
-        "model": comparison.model.model_id,
-        "standin": comparison.model.standin,
+        "ready": comparison.rows.ready(),
+        "warm": comparison.rows.warm(),
+        "rows": {b: comparison.rows.status[b].describe() for b in comparison.rows.order},
+        "model": comparison.rows.model.model_id,
+        "standin": comparison.rows.model.standin,
     }
 
 
 # ------------------------------------------------------------------------------------------ handlers
 def make_generate(comparison: Comparison):
-    n = len(comparison.order)
+    n = len(comparison.rows.order)
 
     def generate(prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, progress=gr.Progress()):
         """Run the prompt through every ready row; yields after each row so cards fill as rows finish.
@@ -150,14 +152,14 @@ def make_generate(comparison: Comparison):
             notes.append(f"Note: {truncated}")
         skipped: list[str] = []  # filled as rows are reached: a row still loading now may be ready by its turn
         images = [None] * n
-        cards = [card_markdown(comparison, b) for b in comparison.order]
+        cards = [card_markdown(comparison, b) for b in comparison.rows.order]
         rows: list[RowResult] = []
 
         def on_step(backend_id, step, total):
-            progress((step, total), desc=f"{comparison.titles[backend_id]}: step {step}/{total}")
+            progress((step, total), desc=f"{comparison.rows.titles[backend_id]}: step {step}/{total}")
 
         def on_warmup(backend_id):
-            progress(None, desc=f"{comparison.titles[backend_id]}: first run at this size, warming up (not timed)")
+            progress(None, desc=f"{comparison.rows.titles[backend_id]}: first run at this size, warming up (not timed)")
 
         def snapshot(final: bool):
             figures = {"seed": request.seed, "truncated": truncated, "rows": [r.figures() for r in rows]}
@@ -169,10 +171,10 @@ def make_generate(comparison: Comparison):
 
         yield snapshot(final=False)
         for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup):
-            i = comparison.order.index(row.backend)
+            i = comparison.rows.order.index(row.backend)
             rows.append(row)
             if row.status == "skipped":
-                skipped.append(f"{row.title} ({comparison.status[row.backend].state})")
+                skipped.append(f"{row.title} ({comparison.rows.status[row.backend].state})")
             images[i] = to_uint8(row.image) if row.image is not None else None
             cards[i] = card_markdown(comparison, row.backend, row)
             yield snapshot(final=False)
@@ -182,8 +184,8 @@ def make_generate(comparison: Comparison):
 
 
 def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
-    model = comparison.model
-    sizes = [f"{s}x{s}" for s in comparison.settings.sizes]
+    model = comparison.rows.model
+    sizes = [f"{s}x{s}" for s in comparison.rows.settings.sizes]
     with gr.Blocks(title="Stable Diffusion side by side on Xeon") as demo:
         gr.Markdown(
             "# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; "
@@ -201,7 +203,7 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
                 with gr.Row():
                     seed = gr.Number(label="Seed", value=42, precision=0, minimum=0, maximum=MAX_SEED)
                     random_seed = gr.Checkbox(label="Random seed", value=False)
-                steps = gr.Slider(*STEPS_RANGE, value=comparison.settings.steps, step=1, label="Steps")
+                steps = gr.Slider(*STEPS_RANGE, value=comparison.rows.settings.steps, step=1, label="Steps")
                 guidance = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
                 with gr.Row():
                     size = gr.Dropdown(sizes, value=sizes[0], label="Resolution (compiled sizes)")
@@ -214,7 +216,7 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
         title = gr.Markdown()
         images, cards = [], []
         with gr.Row(equal_height=True):
-            for backend_id in comparison.order:
+            for backend_id in comparison.rows.order:
                 with gr.Column(min_width=220):
                     images.append(gr.Image(label=backend_id, type="numpy", format="png", height=320, interactive=False))
                     cards.append(gr.Markdown(card_markdown(comparison, backend_id), elem_classes=["row-card"]))

@@ -1,4 +1,4 @@
-"""The contract every backend implements, and the request/result types the rows share."""
+"""The contract every row implements (`Backend`), and the request and load types the rows share."""
 
 from __future__ import annotations
 
@@ -12,10 +12,17 @@ import numpy as np
 StepCallback = Callable[[int, int], None]  # (step just finished, total steps)
 ProgressCallback = Callable[[str], None]  # a short human-readable line about what loading is doing
 
+SCHEDULERS = {  # GenerationRequest.scheduler -> (diffusers class name, label shown in the UI)
+    "dpm++": ("DPMSolverMultistepScheduler", "DPM-Solver++ (multistep)"),
+    "euler": ("EulerDiscreteScheduler", "Euler"),
+    "euler-a": ("EulerAncestralDiscreteScheduler", "Euler ancestral"),
+    "ddim": ("DDIMScheduler", "DDIM"),
+}
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One visitor request; validated by `backends.requests.validate_request` before any row sees it."""
+    """One visitor request; validated by `harness.validation.validate_request` before any row sees it."""
 
     prompt: str
     negative_prompt: str = ""
@@ -50,6 +57,7 @@ class LoadInfo:
     disk_mb: float | None = None  # size of the row's model files on disk (IR, or the diffusers checkpoint)
     cache: str = "n/a"  # "hit", "built" or "n/a"
     precision: str = ""  # what actually runs, read back from the runtime where it can be
+    compute: str = "fp32"  # the precision most of the work runs in: "fp32", "bf16" or "int8" (for the peak FLOP rate)
 
 
 class Backend(Protocol):
@@ -64,9 +72,9 @@ class Backend(Protocol):
     title: ClassVar[str]  # what the card calls it, e.g. "OpenVINO, static shapes"
 
     def load(self, model: Any, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
-        """Build the pipeline(s) for every size in `settings.sizes` from `model` (a `ModelSource`), warm
-        each one up with a full generation, and report what it cost. Raise on failure: the caller marks
-        the row unavailable with the exception's message."""
+        """Build the pipeline(s) for every size in `settings.sizes` from `model` (a `harness.model_sources.
+        ModelSource`) and report what it cost. No warm-up here: the harness warms every row up the same way.
+        Raise on failure: the caller marks the row unavailable with the exception's message."""
         ...
 
     def generate(self, request: GenerationRequest, latents: Any, on_step: StepCallback) -> np.ndarray:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from harness.build_cache import files_mb
+
 from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
-from .common import model_files_mb, run_pipeline
+from .pipeline import run_pipeline
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def load_diffusers_pipeline(model, progress: ProgressCallback):
-    """The pipeline exactly as `from_pretrained` gives it. The safety checker is applied by the caller to every
-    row's output, outside the timed section, so it is not part of any row's pipeline."""
+    """The pipeline exactly as `from_pretrained` gives it, without the safety checker: the harness applies the
+    model's checker to every row's output outside the timed section."""
     from diffusers import StableDiffusionPipeline
 
     progress(f"loading {model.model_id} with diffusers")
@@ -24,7 +28,7 @@ class BaselinePyTorch:
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         self.pipe = load_diffusers_pipeline(model, progress)
         self.scheduler_config = self.pipe.scheduler.config
-        return LoadInfo(disk_mb=model_files_mb(model.path), precision="fp32")
+        return LoadInfo(disk_mb=files_mb(model.path, WEIGHT_SUFFIXES), precision="fp32")
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
         return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import BACKEND_IDS
+from backends import BACKEND_IDS, create_backend
 from backends.base import LoadInfo
-from backends.comparison import Comparison
-from backends.models import resolve_model
-from backends.settings import Settings, build_comparison
+from harness.comparison import Comparison
+from harness.model_sources import resolve_model
+from harness.rows import RowSet
+from harness.settings import Settings, build_comparison
 
 TINY_SIZE = 128
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -43,7 +44,7 @@ def comparison(tiny_settings) -> Comparison:
 
 
 def ready_or_skip(comparison: Comparison, backend_id: str) -> None:
-    status = comparison.status[backend_id]
+    status = comparison.rows.status[backend_id]
     if status.state != "ready":
         pytest.skip(f"{backend_id} is not available on this machine: {status.detail}")
 
@@ -83,16 +84,18 @@ class FakeBackend:
         return np.transpose(img, (1, 2, 0)).astype(np.float32)
 
 
+def make_comparison(model, backend_ids, settings, factory=create_backend, safety_checker=True) -> Comparison:
+    """A comparison of real (or, with `factory`, chosen) rows, not loaded yet."""
+    return Comparison(RowSet(model, list(backend_ids), settings, factory=factory), safety_checker=safety_checker)
+
+
 def fake_comparison(tiny_model, cache_dir, backends=BACKEND_IDS, load=True, **fake_kwargs) -> Comparison:
     """A Comparison of FakeBackends (loaded and warmed up unless `load=False`); `comparison.fakes` holds them."""
     from backends.base import LoadSettings
 
     fakes = {b: FakeBackend(b, **fake_kwargs.get(b, {})) for b in backends}
-    comparison = Comparison(
-        tiny_model,
-        list(backends),
-        LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=cache_dir),
-        factory=lambda b: fakes[b],
+    comparison = make_comparison(
+        tiny_model, backends, LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=cache_dir), lambda b: fakes[b]
     )
     comparison.fakes = fakes
     if load:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_SIZE, fake_comparison, ready_or_skip
+from conftest import TINY_SIZE, fake_comparison, make_comparison, ready_or_skip
 
 from backends import BACKEND_IDS
 from backends.base import GenerationRequest
-from backends.comparison import fidelity, make_latents
-from backends.ipex_bf16 import cpu_runs_ipex_bf16
+from harness.comparison import fidelity, make_latents
+from harness.cpu import this_cpu
 
 REQUEST = GenerationRequest("sailing ship in storm by Rembrandt", seed=42, steps=8, height=TINY_SIZE, width=TINY_SIZE)
 
@@ -25,7 +25,7 @@ TOLERANCES = {  # backend -> (min PSNR dB, min SSIM)
 
 
 def generate(comparison, backend_id, request=REQUEST):
-    return comparison.backends[backend_id].generate(
+    return comparison.rows.backends[backend_id].generate(
         request, make_latents(request.seed, request.height, request.width), lambda *_: None
     )
 
@@ -53,9 +53,9 @@ def test_baseline_is_plain_diffusers(comparison):
     """Passing our latents changes nothing: the baseline equals diffusers seeded with the same generator."""
     import torch
 
-    row = comparison.backends["baseline"]
+    row = comparison.rows.backends["baseline"]
     pipe = row.pipe
-    from backends.common import make_scheduler
+    from backends.pipeline import make_scheduler
 
     pipe.scheduler = make_scheduler("dpm++", row.scheduler_config)
     plain = pipe(
@@ -75,7 +75,7 @@ def test_run_gives_every_row_identical_inputs_and_figures(comparison):
     by_id = {r.backend: r for r in rows}
     assert by_id["baseline"].speedup == 1.0
     for row in rows:
-        if comparison.status[row.backend].state == "ready":
+        if comparison.rows.status[row.backend].state == "ready":
             assert row.status == "ok", row.message
             assert row.latency_s > 0 and row.s_per_step > 0
             if row.backend != "baseline":
@@ -83,14 +83,14 @@ def test_run_gives_every_row_identical_inputs_and_figures(comparison):
                 assert row.psnr_db is not None and row.ssim is not None
         else:
             assert row.status == "skipped" and "not ready" in row.message
-    sections = sorted(comparison.timed_sections[-len(comparison.ready()) :], key=lambda s: s[1])
+    sections = sorted(comparison.timed_sections[-len(comparison.rows.ready()) :], key=lambda s: s[1])
     for (_, _, end), (_, start, _) in zip(sections[:-1], sections[1:], strict=True):
         assert end <= start  # rows never overlap
 
 
 def test_ipex_row_is_ready_or_says_why(comparison):
-    status = comparison.status["ipex-bf16"]
-    if cpu_runs_ipex_bf16():
+    status = comparison.rows.status["ipex-bf16"]
+    if this_cpu().ipex_bf16().runs:
         assert status.state == "ready", status.detail
     else:
         assert status.state == "unavailable" and "AVX-512" in status.detail
@@ -108,7 +108,7 @@ def test_long_prompt_is_truncated_and_reported(comparison):
 
 def test_unknown_backend_id_is_named(comparison):
     from backends import create_backend
-    from backends.requests import InvalidRequest
+    from harness.validation import InvalidRequest
 
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         create_backend("nope")
@@ -119,19 +119,18 @@ def test_unknown_backend_id_is_named(comparison):
 def test_failed_load_leaves_other_rows_working(tiny_model, cache_dir):
     from backends.base import LoadSettings
     from backends.baseline import BaselinePyTorch
-    from backends.comparison import Comparison
 
     def factory(backend_id):
         if backend_id == "openvino-static":
             raise MemoryError("injected: out of memory while loading")
         return BaselinePyTorch()
 
-    comparison = Comparison(
-        tiny_model, ["baseline", "openvino-static"], LoadSettings((TINY_SIZE,), 2, cache_dir), factory=factory
+    comparison = make_comparison(
+        tiny_model, ["baseline", "openvino-static"], LoadSettings((TINY_SIZE,), 2, cache_dir), factory
     )
     comparison.load_all()
-    assert comparison.status["openvino-static"].state == "unavailable"
-    assert "out of memory" in comparison.status["openvino-static"].detail
+    assert comparison.rows.status["openvino-static"].state == "unavailable"
+    assert "out of memory" in comparison.rows.status["openvino-static"].detail
     rows = list(comparison.run(REQUEST))
     assert rows[0].status == "ok" and rows[1].status == "skipped"
 
@@ -147,18 +146,18 @@ def test_row_failing_mid_request_shows_error_and_next_request_works(tiny_model, 
 
 def test_a_row_serves_before_its_warm_up_and_is_warmed_outside_the_timed_section(tiny_model, cache_dir):
     comparison = fake_comparison(tiny_model, cache_dir, load=False)
-    for backend_id in comparison.order:
-        comparison.load_row(backend_id)  # loaded, not warmed: what a request sees right after start-up
-    assert comparison.ready() == comparison.order and comparison.warm() == []
-    assert "warm-up pending" in comparison.status["baseline"].describe()
+    for backend_id in comparison.rows.order:
+        comparison.rows.load_row(backend_id)  # loaded, not warmed: what a request sees right after start-up
+    assert comparison.rows.ready() == comparison.rows.order and comparison.rows.warm() == []
+    assert "warm-up pending" in comparison.rows.status["baseline"].describe()
     warmed = []
     rows = list(comparison.run(REQUEST, on_warmup=warmed.append))
-    assert warmed == comparison.order and all(r.status == "ok" for r in rows)
+    assert warmed == comparison.rows.order and all(r.status == "ok" for r in rows)
     for row in rows:
         (warm_up, timed) = comparison.fakes[row.backend].runs
         assert warm_up[0] == "warm-up" and warm_up[2] <= row.timed[0]  # finished before the timed section
         assert timed[1] >= row.timed[0] and timed[2] <= row.timed[1]
-    assert comparison.warm() == comparison.order
+    assert comparison.rows.warm() == comparison.rows.order
     warmed.clear()
     list(comparison.run(REQUEST, on_warmup=warmed.append))
     assert warmed == []  # once per row and size
@@ -167,7 +166,7 @@ def test_a_row_serves_before_its_warm_up_and_is_warmed_outside_the_timed_section
 def test_release_mapped_weights_drops_resident_pages_and_keeps_the_data(tmp_path):
     import mmap
 
-    from backends.common import release_mapped_weights
+    from backends.openvino_loading import release_mapped_weights
 
     data = np.random.default_rng(0).bytes(8 * 2**20)
     (tmp_path / "weights.bin").write_bytes(data)
@@ -184,11 +183,11 @@ def test_openvino_rows_do_not_keep_the_ir_weights_resident(comparison, tmp_path)
     import shutil
 
     from backends.base import LoadSettings
-    from backends.common import run_pipeline
-    from backends.openvino_static import load_static_pipelines
+    from backends.openvino_loading import load_static_pipelines
+    from backends.pipeline import run_pipeline
 
     ready_or_skip(comparison, "openvino-static")
-    backend = comparison.backends["openvino-static"]
+    backend = comparison.rows.backends["openvino-static"]
     ir_dir = shutil.copytree(backend.ir_dirs[TINY_SIZE], tmp_path / "ir")  # mapped by this load only
     pipes = load_static_pipelines(ir_dir, LoadSettings((TINY_SIZE,), 2, tmp_path), lambda _: None)
     weights_kb = sum(f.stat().st_size for f in ir_dir.rglob("*.bin")) / 1024

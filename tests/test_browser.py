@@ -40,13 +40,13 @@ def test_visitor_generates_and_sees_every_card(page, comparison):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-after-generate.png"), full_page=True)
     body = page.inner_text("body")
-    for backend_id in comparison.ready():
-        assert comparison.titles[backend_id] in body
-    assert body.count(" s total") == len(comparison.ready())
-    assert body.count("faster") >= len(comparison.ready()) - 1
+    for backend_id in comparison.rows.ready():
+        assert comparison.rows.titles[backend_id] in body
+    assert body.count(" s total") == len(comparison.rows.ready())
+    assert body.count("faster") >= len(comparison.rows.ready()) - 1
     assert "images are noise, latencies are real" in body
     images = page.locator("img[src*='image']")
-    assert images.count() >= len(comparison.ready())
+    assert images.count() >= len(comparison.rows.ready())
 
 
 def test_visitor_sees_a_clear_error_for_bad_input(page):

@@ -6,16 +6,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SIZE
+from conftest import TINY_SIZE, make_comparison
 
 from backends.base import LoadSettings
-from backends.cache import IRCache
-from backends.comparison import Comparison
-from backends.models import ModelUnavailable, resolve_model
+from harness.build_cache import BuildCache
+from harness.model_sources import ModelUnavailable, resolve_model
 
 
 def test_cache_builds_once_then_hits(tmp_path):
-    cache = IRCache(tmp_path)
+    cache = BuildCache.ir(tmp_path)
     calls = []
 
     def build(out: Path):
@@ -28,7 +27,7 @@ def test_cache_builds_once_then_hits(tmp_path):
 
 
 def test_truncated_or_partial_entries_are_rebuilt(tmp_path):
-    cache = IRCache(tmp_path)
+    cache = BuildCache.ir(tmp_path)
     build = lambda out: (out / "model.bin").write_bytes(b"x" * 100)  # noqa: E731
     entry, _ = cache.get_or_build("k", build)
     (entry / "model.bin").write_bytes(b"x" * 10)  # truncated
@@ -39,7 +38,7 @@ def test_truncated_or_partial_entries_are_rebuilt(tmp_path):
 
 
 def test_failed_build_leaves_nothing(tmp_path):
-    cache = IRCache(tmp_path)
+    cache = BuildCache.ir(tmp_path)
 
     def build(out: Path):
         (out / "half.bin").write_bytes(b"x")
@@ -53,7 +52,7 @@ def test_failed_build_leaves_nothing(tmp_path):
 def test_dead_process_temp_dirs_are_removed_at_start(tmp_path):
     stale = tmp_path / "ir" / "k.tmp-999999999"
     stale.mkdir(parents=True)
-    IRCache(tmp_path)
+    BuildCache.ir(tmp_path)
     assert not stale.exists()
 
 
@@ -61,9 +60,9 @@ def test_openvino_row_second_load_hits_cache_and_rebuilds_truncated(tiny_model, 
     settings = LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path)
 
     def load():
-        comparison = Comparison(tiny_model, ["openvino-static"], settings)
+        comparison = make_comparison(tiny_model, ["openvino-static"], settings)
         comparison.load_all()
-        return comparison.status["openvino-static"]
+        return comparison.rows.status["openvino-static"]
 
     first = load()
     assert first.state == "ready" and first.load.cache == "built"

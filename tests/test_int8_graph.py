@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 
 import pytest
-from conftest import TINY_SIZE, ready_or_skip
+from conftest import TINY_SIZE, make_comparison, ready_or_skip
 
 RANDOM_OPS = {"RandomUniform", "Multinomial", "RandomNormal"}
 
@@ -15,7 +15,7 @@ def unet_ir(comparison):
     ready_or_skip(comparison, "int8-tome")
     import openvino as ov
 
-    ir_dir = comparison.backends["int8-tome"].ir_dirs[TINY_SIZE]
+    ir_dir = comparison.rows.backends["int8-tome"].ir_dirs[TINY_SIZE]
     return ov.Core().read_model(ir_dir / "unet" / "openvino_model.xml")
 
 
@@ -59,15 +59,15 @@ def test_hybrid_mode_quantizes_fewer_activations(unet_ir, tiny_model, tmp_path, 
     import openvino as ov
 
     from backends.base import GenerationRequest, LoadSettings
-    from backends.comparison import Comparison, fidelity, make_latents
+    from harness.comparison import fidelity, make_latents
 
     settings = LoadSettings(
         sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path, calibration_prompts=2, int8_mode="hybrid"
     )
-    hybrid = Comparison(tiny_model, ["int8-tome"], settings)
+    hybrid = make_comparison(tiny_model, ["int8-tome"], settings)
     hybrid.load_all()
-    assert hybrid.status["int8-tome"].state == "ready", hybrid.status["int8-tome"].detail
-    row = hybrid.backends["int8-tome"]
+    assert hybrid.rows.status["int8-tome"].state == "ready", hybrid.rows.status["int8-tome"].detail
+    row = hybrid.rows.backends["int8-tome"]
     hybrid_ir = ov.Core().read_model(row.ir_dirs[TINY_SIZE] / "unet" / "openvino_model.xml")
 
     def fake_quantize(model):
@@ -76,6 +76,6 @@ def test_hybrid_mode_quantizes_fewer_activations(unet_ir, tiny_model, tmp_path, 
     assert 0 < fake_quantize(hybrid_ir) < fake_quantize(unet_ir)
     request = GenerationRequest("cartoon bird", steps=8, height=TINY_SIZE, width=TINY_SIZE)
     latents = make_latents(request.seed, TINY_SIZE, TINY_SIZE)
-    baseline = comparison.backends["baseline"].generate(request, latents, lambda *_: None)
+    baseline = comparison.rows.backends["baseline"].generate(request, latents, lambda *_: None)
     psnr, ssim = fidelity(row.generate(request, latents, lambda *_: None), baseline)
     assert psnr >= 25.0 and ssim >= 0.90  # measured on tiny: 32.2 dB / 0.986

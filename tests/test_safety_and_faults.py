@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import TINY_SIZE
+from conftest import TINY_SIZE, make_comparison
 
 from backends.base import GenerationRequest, LoadSettings
-from backends.cache import IRCache
-from backends.comparison import Comparison
-from backends.models import ModelSource
+from harness.build_cache import BuildCache
+from harness.model_sources import ModelSource
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,7 +50,7 @@ def model_with_safety_checker(tiny_model, root: Path) -> ModelSource:
 def test_safety_checker_runs_on_every_row_outside_the_timed_section(tiny_model, tmp_path, monkeypatch):
     model = model_with_safety_checker(tiny_model, tmp_path)
     settings = LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path)
-    comparison = Comparison(model, ["baseline"], settings)
+    comparison = make_comparison(model, ["baseline"], settings)
     comparison.load_all()
     assert comparison.safety is not None
     calls = []
@@ -68,7 +67,7 @@ def test_safety_checker_runs_on_every_row_outside_the_timed_section(tiny_model, 
     image, flagged = original(row.image)
     assert image.shape == row.image.shape and (not flagged or not image.any())
 
-    off = Comparison(model, ["baseline"], settings, safety_checker=False)
+    off = make_comparison(model, ["baseline"], settings, safety_checker=False)
     off.load_all()
     assert off.safety is None
 
@@ -77,11 +76,13 @@ def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tm
     script = (
         "from pathlib import Path\n"
         "from backends.base import LoadSettings\n"
-        "from backends.comparison import Comparison\n"
-        "from backends.models import ModelSource\n"
+        "from harness.comparison import Comparison\n"
+        "from harness.rows import RowSet\n"
+        "from harness.model_sources import ModelSource\n"
         "if __name__ == '__main__':\n"
         f"    m = ModelSource('tiny', 'tiny', Path({str(tiny_model.path)!r}), {tiny_model.revision!r}, True)\n"
-        f"    Comparison(m, ['openvino-static'], LoadSettings(({TINY_SIZE},), 2, Path({str(tmp_path)!r}))).load_all()\n"
+        f"    s = LoadSettings(({TINY_SIZE},), 2, Path({str(tmp_path)!r}))\n"
+        "    Comparison(RowSet(m, ['openvino-static'], s)).load_all()\n"
     )
     app = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=False)
     deadline = time.monotonic() + 120
@@ -95,5 +96,5 @@ def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tm
     entries = [p for p in (tmp_path / "ir").iterdir() if ".tmp-" not in p.name]
     assert entries == []  # nothing was renamed into place
     time.sleep(1)  # the export child dies with its parent (PR_SET_PDEATHSIG)
-    IRCache(tmp_path)  # a restart clears what the dead process left
+    BuildCache.ir(tmp_path)  # a restart clears what the dead process left
     assert list((tmp_path / "ir").iterdir()) == []

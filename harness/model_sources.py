@@ -1,18 +1,15 @@
-"""Where the weights come from: a Hub id, a local diffusers directory, or a locally built stand-in.
-
-The stand-ins exist because a booth laptop (and this project's CI) cannot reach the Hugging Face Hub. They are
-real diffusers pipelines with random weights, built from configs the way diffusers' own tests do
-(`get_dummy_components`), so every backend loads them through exactly the code path it uses for a real model.
-"""
+"""Where the weights come from: a Hub id, a local diffusers directory, or a locally built stand-in (a real
+diffusers pipeline with random weights, built from configs as diffusers' own tests do, so every row loads it
+through the path it uses for a real model)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from .build_cache import BuildCache
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +77,15 @@ def _from_hub(repo_id: str) -> tuple[Path, str]:
 
 
 def _standin(name: str, cache_dir: Path) -> ModelSource:
-    target = cache_dir / "standins" / f"{name}-{STANDIN_REVISION}"
-    if not (target / ".complete").is_file():
-        shutil.rmtree(target, ignore_errors=True)
-        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.info("building the %r stand-in in %s (once)", name, target)
-        build_standin(name, tmp)
-        (tmp / ".complete").write_text("ok\n")
-        tmp.rename(target)
-    return ModelSource(name, name, target, STANDIN_REVISION, standin=True)
+    if name not in STANDINS:
+        raise ValueError(f"unknown stand-in {name!r}; choose one of {', '.join(STANDINS)}")
+
+    def build(out: Path) -> None:
+        log.info("building the %r stand-in (once)", name)
+        build_standin(name, out)
+
+    path, _hit = BuildCache.standins(cache_dir).get_or_build(f"{name}-{STANDIN_REVISION}", build)
+    return ModelSource(name, name, path, STANDIN_REVISION, standin=True)
 
 
 def standin_configs(name: str) -> tuple[dict, dict, dict]:

@@ -1,22 +1,19 @@
-"""Validation of visitor input: every limit is named in the message, nothing is silently corrected."""
+"""Validation of visitor input (every limit named in the message, nothing silently corrected) and the note on
+what CLIP's 77-token limit drops from a prompt."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
-from .base import GenerationRequest
+from backends.base import SCHEDULERS, GenerationRequest
 
 MAX_PROMPT_CHARS = 1000  # far beyond CLIP's 77 tokens; longer input is rejected, not processed
 MAX_SEED = 2**32 - 1
 STEPS_RANGE = (1, 50)
 GUIDANCE_RANGE = (1.0, 20.0)  # exclusive low end: the static-shape rows are compiled for classifier-free guidance
-SCHEDULERS = {  # id -> (diffusers class name, label shown in the UI)
-    "dpm++": ("DPMSolverMultistepScheduler", "DPM-Solver++ (multistep)"),
-    "euler": ("EulerDiscreteScheduler", "Euler"),
-    "euler-a": ("EulerAncestralDiscreteScheduler", "Euler ancestral"),
-    "ddim": ("DDIMScheduler", "DDIM"),
-}
 
 
 class InvalidRequest(ValueError):
@@ -94,3 +91,24 @@ def validate_request(
         width=width,
         scheduler=scheduler,
     )
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(path: Path):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(path)
+
+
+def truncation_note(tokenizer_dir: Path, request: GenerationRequest) -> str | None:
+    """What CLIP's 77-token limit drops from the prompts (diffusers truncates the same way, on every row
+    alike), or None when nothing is dropped. `tokenizer_dir` is the model's `tokenizer` folder."""
+    tokenizer = _tokenizer(Path(tokenizer_dir))
+    keep = tokenizer.model_max_length - 2  # the start and end tokens take two of the 77 places
+    notes = []
+    for name, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+        ids = tokenizer(text, truncation=False, add_special_tokens=False).input_ids
+        if len(ids) > keep:
+            dropped = tokenizer.decode(ids[keep:]).strip()
+            notes.append(f"{name} is {len(ids)} tokens; CLIP reads the first {keep}, so this was dropped: {dropped!r}")
+    return "; ".join(notes) or None

@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from . import BACKEND_IDS
-from .base import LoadSettings
-from .models import DEFAULT_MODEL
+from backends import BACKEND_IDS
+from backends.base import LoadSettings
+
+from .model_sources import DEFAULT_MODEL
 
 
 @dataclass
@@ -89,17 +90,16 @@ def _parse(raw: str, kind: type):
     return kind(raw)
 
 
-def build_comparison(settings: Settings, factory=None):
+def build_comparison(settings: Settings):
     """Resolve the model and create the (not yet loaded) comparison the settings describe."""
     import torch
 
     from .comparison import Comparison
-    from .models import resolve_model
+    from .model_sources import resolve_model
+    from .rows import RowSet
 
     torch.set_num_threads(settings.thread_count())  # every torch row runs on the same threads as OpenVINO's
     model = resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict)
     sizes = settings.size_list(model.model_id if model.standin else None)
-    extra = {"factory": factory} if factory else {}
-    return Comparison(
-        model, settings.backend_ids(), settings.load_settings(sizes), safety_checker=settings.safety_checker, **extra
-    )
+    rows = RowSet(model, settings.backend_ids(), settings.load_settings(sizes))
+    return Comparison(rows, safety_checker=settings.safety_checker)

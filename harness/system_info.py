@@ -1,10 +1,13 @@
-"""What this is running on, read from the machine itself: the app's System panel and the benchmark's header."""
+"""What this process runs with, read from the machine itself (CPU, allocator, OpenMP, libraries, memory): the
+app's System panel and the benchmark's header."""
 
 from __future__ import annotations
 
 import os
 import platform
 from importlib import metadata
+
+from backends import BACKEND_IDS
 
 LIBRARIES = (
     "torch",
@@ -16,7 +19,7 @@ LIBRARIES = (
     "transformers",
     "gradio",
 )
-ISA_FLAGS = ("amx_bf16", "amx_int8", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx2")
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"  # Debian's libjemalloc2; the Dockerfile sets SBS_JEMALLOC to it
 
 
 def package_versions(names) -> dict[str, str]:
@@ -27,22 +30,6 @@ def package_versions(names) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(next((line for line in f if line.startswith("flags")), "").split())
-    except OSError:
-        return set()
 
 
 def process_memory_mb() -> dict[str, float]:
@@ -70,8 +57,10 @@ def _loaded_libraries() -> str:
 
 
 def system_info(threads: int | None = None) -> dict:
+    from .cpu import this_cpu
+
+    cpu = this_cpu()
     maps = _loaded_libraries()
-    flags = cpu_flags()
     allocator = next(
         (name for lib, name in (("libjemalloc", "jemalloc"), ("libtcmalloc", "tcmalloc")) if lib in maps),
         "glibc malloc",
@@ -87,10 +76,13 @@ def system_info(threads: int | None = None) -> dict:
     except AttributeError:
         usable = os.cpu_count() or 1
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu.model,
+        "cpu_kind": cpu.slug(),
+        "isa": cpu.isa(),
+        "isa_summary": cpu.isa_line(),
+        "rows_here": {b: cpu.row(b).how if cpu.row(b).runs else cpu.row(b).reason for b in BACKEND_IDS},
         "logical_cpus_usable": usable,
         "threads_used": threads,
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
         "allocator": allocator,
         "malloc_conf": os.environ.get("MALLOC_CONF", ""),
         "openmp": openmp or ["none loaded yet"],

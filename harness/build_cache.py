@@ -1,9 +1,10 @@
-"""An on-disk cache of exported / quantized OpenVINO IR that never trusts a partial entry.
+"""An on-disk cache of built directories (exported and quantized OpenVINO IR, locally built stand-in models)
+that never trusts a partial entry.
 
-An entry is built in a temporary sibling directory and renamed into place only after a manifest listing
-every file with its size has been written; a lookup checks the manifest against the files. A process
-killed mid-export therefore leaves only a `.tmp-*` directory, which the next start deletes, and a
-truncated file fails the size check and is rebuilt.
+An entry is built in a temporary sibling directory and renamed into place only after a manifest listing every
+file with its size has been written; a lookup checks the manifest against the files. A process killed
+mid-build leaves only a `.tmp-*` directory, which the next start deletes, and a truncated file fails the size
+check and is rebuilt.
 """
 
 from __future__ import annotations
@@ -24,29 +25,41 @@ MANIFEST = "cache-manifest.json"
 KEY_LIBRARIES = ("openvino", "optimum-intel", "nncf", "diffusers", "transformers", "torch", "tomesd")
 
 
-def library_versions() -> dict[str, str]:
-    return package_versions(KEY_LIBRARIES)
-
-
 def cache_key(model_id: str, revision: str, variant: str) -> str:
-    """Model id + revision + backend variant + library versions -> a readable, unique directory name."""
-    blob = json.dumps([model_id, revision, variant, library_versions()], sort_keys=True)
+    """Model id + revision + variant + library versions -> a readable, unique directory name."""
+    blob = json.dumps([model_id, revision, variant, package_versions(KEY_LIBRARIES)], sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
     readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{model_id}-{variant}")[-60:]
     return f"{readable}-{digest}"
 
 
-def dir_size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+def files_mb(path, suffixes: tuple[str, ...] = ()) -> float:
+    """Size of the files under `path` (only those ending in one of `suffixes`, when given), in MB."""
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in names if not suffixes or f.endswith(suffixes))
+    return total / 2**20
 
 
-class IRCache:
+class BuildCache:
+    """Directories under `root`, one per key, each built once by a caller-supplied function."""
+
     def __init__(self, root: Path):
-        self.root = Path(root) / "ir"
+        self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob("*.tmp-*"):  # left by a process that died while building
             if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
                 shutil.rmtree(stale, ignore_errors=True)
+
+    @classmethod
+    def ir(cls, cache_dir: Path) -> BuildCache:
+        """Exported and quantized OpenVINO IR."""
+        return cls(Path(cache_dir) / "ir")
+
+    @classmethod
+    def standins(cls, cache_dir: Path) -> BuildCache:
+        """Random-weight stand-in models."""
+        return cls(Path(cache_dir) / "standins")
 
     def lookup(self, key: str) -> Path | None:
         """The entry's directory if it is complete and intact; otherwise delete it and return None."""

@@ -1,0 +1,45 @@
+"""The one way every row runs a diffusers-style pipeline: its `__call__`, on the caller's latents."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import SCHEDULERS, GenerationRequest, StepCallback
+
+
+def make_scheduler(scheduler_id: str, base_config):
+    """The requested scheduler, built from the model's own scheduler config (identical on every row)."""
+    import diffusers
+
+    class_name, _label = SCHEDULERS[scheduler_id]
+    return getattr(diffusers, class_name).from_config(base_config)
+
+
+def run_pipeline(pipe, base_scheduler_config, request: GenerationRequest, latents, on_step: StepCallback):
+    """Call `pipe` exactly as a diffusers user would, on the caller's initial latents.
+
+    A fresh generator per call (used by ancestral schedulers) keeps rows independent of one another and of
+    any global RNG state. `output_type="np"` as in the source blog's measurements.
+    """
+    import torch
+
+    pipe.scheduler = make_scheduler(request.scheduler, base_scheduler_config)
+
+    def step_end(_pipe, step_index, _timestep, callback_kwargs):
+        on_step(step_index + 1, request.steps)
+        return callback_kwargs
+
+    with torch.no_grad():
+        result = pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            height=request.height,
+            width=request.width,
+            latents=latents.clone(),
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            output_type="np",
+            callback_on_step_end=step_end,
+        )
+    return np.asarray(result.images[0], dtype=np.float32)

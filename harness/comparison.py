@@ -1,0 +1,213 @@
+"""One request through every ready row, one row at a time, on identical inputs, measured the same way.
+
+The fairness rules live here: one set of initial latents per request, a fresh generator per row, rows never
+overlapping (the row set's lock, taken per row), a warm-up before a row's first timed run at each size,
+latency of the pipeline call only, fidelity against the baseline image of the same request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from backends.base import GenerationRequest
+
+from .rows import RowSet, reason
+from .validation import InvalidRequest, Limits, truncation_note, validate_request
+
+log = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+PSNR_IDENTICAL = 100.0  # dB reported for pixel-identical images (true PSNR is infinite; JSON has no inf)
+
+
+@dataclass
+class RowResult:
+    backend: str
+    title: str
+    status: str  # "ok", "skipped" or "error"
+    message: str = ""
+    image: np.ndarray | None = None  # float32 HWC in [0, 1]
+    latency_s: float | None = None  # the pipeline call, from entry to image
+    s_per_step: float | None = None  # mean interval between denoising step ends
+    speedup: float | None = None  # baseline latency / this latency, same request
+    psnr_db: float | None = None  # vs the baseline image of the same request
+    ssim: float | None = None
+    precision: str = ""
+    timed: tuple[float, float] | None = None  # perf_counter start/end of the timed section
+    inflated_by: tuple[str, ...] = ()  # rows that were loading while this one was timed
+
+    def figures(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "inflated_by")}
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+@dataclass
+class Timed:
+    """One timed pipeline call."""
+
+    image: np.ndarray
+    start: float  # perf_counter at entry
+    end: float  # perf_counter when the image was returned
+    s_per_step: float
+
+    @property
+    def latency_s(self) -> float:
+        return self.end - self.start
+
+
+def make_latents(seed: int, height: int, width: int, channels: int = 4, vae_scale: int = 8):
+    """The request's initial noise, made once and handed to every row; equals what diffusers makes from a
+    CPU generator seeded with `seed`, so the baseline row is exactly plain diffusers."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((1, channels, height // vae_scale, width // vae_scale), generator=generator)
+
+
+def timed_generate(backend, request: GenerationRequest, latents, on_step=lambda *_: None) -> Timed:
+    """The timed section, the same for the app and the benchmark: the row's `generate` call and nothing else.
+    Seconds per step is the mean interval between denoising step ends (text encoding and VAE decode
+    excluded); the whole latency when there was a single step."""
+    steps: list[float] = []
+
+    def step_done(step: int, total: int) -> None:
+        steps.append(time.perf_counter())
+        on_step(step, total)
+
+    start = time.perf_counter()
+    image = backend.generate(request, latents, step_done)
+    end = time.perf_counter()
+    per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else end - start
+    return Timed(image, start, end, per_step)
+
+
+def against_baseline(latency, image, baseline_latency, baseline_image) -> tuple[float, float, float]:
+    """(speed-up, PSNR dB, SSIM) of a row against the baseline of the same run."""
+    return (baseline_latency / latency, *fidelity(image, baseline_image))
+
+
+def fidelity(image: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of an image against the reference, both on 8-bit RGB like what a visitor sees."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a, b = to_uint8(image), to_uint8(reference)
+    psnr = (
+        PSNR_IDENTICAL if np.array_equal(a, b) else min(PSNR_IDENTICAL, peak_signal_noise_ratio(b, a, data_range=255))
+    )
+    ssim = structural_similarity(b, a, channel_axis=-1, data_range=255)
+    return float(psnr), float(ssim)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+class Comparison:
+    """Runs requests through a `RowSet`, applying the model's safety checker (when it has one) to every row's
+    image outside the timed section."""
+
+    def __init__(self, rows: RowSet, safety_checker: bool = True):
+        self.rows = rows
+        self.limits = Limits(sizes=rows.settings.sizes)
+        self.safety = None  # a SafetyFilter once `load_all` finds the model ships a checker and it is enabled
+        self.safety_enabled = safety_checker
+        self.timed_sections: list[tuple[str, float, float]] = []  # every timed section, for overlap checks
+
+    def load_all(self) -> None:
+        from .safety import SafetyFilter
+
+        if self.safety_enabled and SafetyFilter.available(self.rows.model.path):
+            self.safety = SafetyFilter(self.rows.model.path)
+        self.rows.load_all()
+
+    def load_in_background(self):
+        import threading
+
+        thread = threading.Thread(target=self.load_all, name="row-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def validate(self, **fields) -> GenerationRequest:
+        return validate_request(limits=self.limits, **fields)
+
+    def truncation(self, request: GenerationRequest) -> str | None:
+        return truncation_note(self.rows.model.path / "tokenizer", request)
+
+    def run(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[str, int, int], None] = lambda *_: None,
+        backend_ids: list[str] | None = None,
+        on_warmup: Callable[[str], None] = lambda *_: None,
+    ) -> Iterator[RowResult]:
+        """Yield one RowResult per row, in the fixed order, as soon as each row finishes. `on_step` follows
+        the timed run's steps; `on_warmup(backend_id)` says a row is being warmed up first (untimed)."""
+        rows = self.rows
+        wanted = rows.order if backend_ids is None else backend_ids
+        unknown = [b for b in wanted if b not in rows.order]
+        if unknown:
+            raise InvalidRequest(f"unknown backend id(s) {', '.join(unknown)}; this app runs {', '.join(rows.order)}")
+        latents = make_latents(request.seed, request.height, request.width)
+        baseline: RowResult | None = None
+        for backend_id in wanted:
+            # The lock is taken per row, not across the yield: a client that stops reading cannot keep it.
+            with rows.lock:
+                row = self._run_row(backend_id, request, latents, on_step, on_warmup)
+            if backend_id == BASELINE and row.status == "ok":
+                baseline = row
+                row.speedup = 1.0
+            if baseline is not None and row.status == "ok" and row is not baseline:
+                row.speedup, row.psnr_db, row.ssim = against_baseline(
+                    row.latency_s, row.image, baseline.latency_s, baseline.image
+                )
+            notes = []
+            if row.inflated_by:
+                # Loading (export, quantization) runs beside requests so the app serves at once; say so
+                # rather than show a latency inflated by it as if it were clean.
+                notes.append(f"timed while {', '.join(row.inflated_by)} was loading: latency inflated")
+            if baseline is not None and baseline.inflated_by and row is not baseline and row.status == "ok":
+                notes.append("speed-up against a baseline timed while another row was loading")
+            if notes:
+                row.message = "; ".join([row.message, *notes] if row.message else notes)
+            yield row
+
+    def _run_row(self, backend_id, request, latents, on_step, on_warmup) -> RowResult:
+        rows = self.rows
+        backend = rows.backends.get(backend_id)
+        title = rows.titles[backend_id]
+        if backend is None:
+            return RowResult(backend_id, title, "skipped", f"not ready ({rows.status[backend_id].describe()})")
+        try:
+            if request.height not in rows.status[backend_id].warm_sizes:
+                on_warmup(backend_id)
+                rows.warm_up(backend_id, request.height)
+            loading_before = rows.loading()
+            timed = timed_generate(backend, request, latents, lambda step, total: on_step(backend_id, step, total))
+            loading = tuple(dict.fromkeys(loading_before + rows.loading()))
+        except Exception as exc:  # the row shows its error; the other rows and the next request go on
+            log.exception("row %s failed", backend_id)
+            return RowResult(backend_id, title, "error", reason(exc))
+        self.timed_sections.append((backend_id, timed.start, timed.end))
+        del self.timed_sections[:-1000]
+        image, note = timed.image, ""
+        if self.safety is not None:
+            image, flagged = self.safety(image)
+            note = "safety checker blanked this image" if flagged else ""
+        load = rows.status[backend_id].load
+        return RowResult(
+            backend_id,
+            title,
+            "ok",
+            note,
+            image=image,
+            latency_s=timed.latency_s,
+            s_per_step=timed.s_per_step,
+            precision=load.precision if load else "",
+            timed=(timed.start, timed.end),
+            inflated_by=loading,
+        )

@@ -1,0 +1,134 @@
+"""The loaded rows of one model: each row's status, loading every row, and warming each up before its first
+timed run. Start-up is two passes: every row is loaded (exported, quantized or read from the cache, then
+compiled) and serves at once; then each row is warmed up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from backends import BACKEND_IDS, create_backend
+from backends.base import GenerationRequest, LoadInfo, LoadSettings
+
+from .model_sources import ModelSource
+from .system_info import process_memory_mb
+
+log = logging.getLogger(__name__)
+
+WARMUP_STEPS = 1  # runs every component once: first-call compilation and primitive creation happen here
+
+
+@dataclass
+class RowStatus:
+    state: str = "waiting"  # waiting | loading | ready | unavailable
+    detail: str = ""
+    since: float = field(default_factory=time.monotonic)
+    load: LoadInfo | None = None
+    warm_sizes: set[int] = field(default_factory=set)  # sizes this row has run its warm-up at
+    warmup_s: float = 0.0  # time spent in warm-ups so far
+
+    def set(self, state: str, detail: str = "") -> None:
+        self.state, self.detail, self.since = state, detail, time.monotonic()
+
+    def describe(self) -> str:
+        if self.state == "loading":
+            return f"loading: {self.detail} ({time.monotonic() - self.since:.0f} s)"
+        if self.state == "ready" and self.detail:
+            return f"ready, {self.detail}"
+        return f"{self.state}: {self.detail}" if self.detail else self.state
+
+
+class RowSet:
+    """The rows of one model, in display order, and the lock that keeps their runs (timed or warm-up) apart."""
+
+    def __init__(self, model: ModelSource, backend_ids: list[str], settings: LoadSettings, factory=create_backend):
+        unknown = [b for b in backend_ids if b not in BACKEND_IDS]
+        if unknown:
+            raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_IDS)}")
+        self.model = model
+        self.settings = settings
+        self.order = list(backend_ids)
+        self._factory = factory
+        self.backends: dict = {}
+        self.status = {b: RowStatus() for b in self.order}
+        self.titles = {b: b for b in self.order}  # replaced by each backend's own title once created
+        self.lock = threading.Lock()  # one row at a time runs: timed sections and warm-ups never overlap
+
+    def load_all(self) -> None:
+        """Load every row in order, then warm each up; a row that fails is marked unavailable and the others
+        go on. Rows serve as soon as they are loaded (see `warm_up`)."""
+        for backend_id in self.order:
+            self.load_row(backend_id)
+        for backend_id in self.ready():
+            for size in self.settings.sizes:
+                with self.lock:
+                    try:
+                        self.warm_up(backend_id, size)
+                    except Exception as exc:  # the row cannot run at all: unavailable, not the app
+                        log.exception("row %s failed its warm-up", backend_id)
+                        self.backends.pop(backend_id, None)
+                        self.status[backend_id].set("unavailable", reason(exc))
+                        break
+
+    def load_row(self, backend_id: str) -> None:
+        status = self.status[backend_id]
+        status.set("loading", "starting")
+
+        def progress(line: str) -> None:
+            status.detail = line
+            log.info("[%s] %s", backend_id, line)
+
+        rss0 = process_memory_mb().get("rss", 0.0)
+        t0 = time.perf_counter()
+        try:
+            backend = self._factory(backend_id)
+            self.titles[backend_id] = backend.title
+            info = backend.load(self.model, self.settings, progress)
+        except Exception as exc:  # any failure makes this row unavailable, never the app
+            log.exception("row %s could not load", backend_id)
+            status.set("unavailable", reason(exc))
+            return
+        info.seconds = time.perf_counter() - t0
+        info.ram_added_mb = process_memory_mb().get("rss", 0.0) - rss0
+        self.backends[backend_id] = backend
+        status.load = info
+        status.set("ready", "warm-up pending")
+
+    def warm_up(self, backend_id: str, size: int) -> None:
+        """Run a loaded row once at `size`, untimed, unless it has been already; the caller holds the lock.
+
+        One denoising step runs every component once (text encoder, UNet, VAE decoder), which is where
+        first-call costs (memory allocation, kernel and primitive creation) are paid."""
+        from .comparison import make_latents
+
+        status = self.status[backend_id]
+        if size in status.warm_sizes:
+            return
+        status.detail = f"warming up at {size}x{size}"
+        log.info("[%s] %s", backend_id, status.detail)
+        start = time.perf_counter()
+        warm = GenerationRequest("warm-up", steps=WARMUP_STEPS, height=size, width=size)
+        self.backends[backend_id].generate(warm, make_latents(0, size, size), lambda *_: None)
+        status.warmup_s += time.perf_counter() - start
+        status.warm_sizes.add(size)
+        pending = [s for s in self.settings.sizes if s not in status.warm_sizes]
+        status.set("ready", f"warm-up pending at {', '.join(map(str, pending))}" if pending else "")
+
+    def warm(self) -> list[str]:
+        """Rows warmed up at every offered size."""
+        return [b for b in self.ready() if set(self.settings.sizes) <= self.status[b].warm_sizes]
+
+    def ready(self) -> list[str]:
+        return [b for b in self.order if self.status[b].state == "ready"]
+
+    def loading(self) -> list[str]:
+        return [b for b in self.order if self.status[b].state == "loading"]
+
+
+def reason(exc: BaseException) -> str:
+    """One line for a card. OpenVINO and oneDNN put the specific cause on the last line of their messages."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0].split(':')[0]}: ... {lines[-1]}"
+    return f"{type(exc).__name__}: {text}"[:400]
