@@ -98,13 +98,14 @@ def latency_table(settings, args) -> dict:
             )
             rows[-1]["latency_images_per_min"] = 60 / mean
     baseline = next((r for r in rows if r["backend"] == "baseline" and r["status"] == "ok"), None)
-    for r in rows:
-        if r["status"] == "ok" and baseline is not None:
+    for r in (r for r in rows if r["status"] == "ok"):
+        r["speedup"] = r["psnr_db"] = r["ssim"] = None  # no baseline in this run: no ratio to show
+        if baseline is not None:
             r["speedup"], r["psnr_db"], r["ssim"] = against_baseline(
                 r["mean_s"], images[r["backend"]], baseline["mean_s"], images["baseline"]
             )
-            if r is baseline:
-                r["psnr_db"] = r["ssim"] = None
+        if r is baseline:
+            r["psnr_db"] = r["ssim"] = None
     info = system_info(cores)
     report = {
         "date": datetime.date.today().isoformat(),

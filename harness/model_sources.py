@@ -122,18 +122,9 @@ def standin_configs(name: str) -> tuple[dict, dict, dict]:
             projection_dim=32,
         )
     elif name == "sd15-standin":
-        # The SD-1.5 architecture: 859.5 M-parameter UNet, CLIP ViT-L/14 text encoder, SD VAE.
-        unet_kw = dict(
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            sample_size=64,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-        )
+        # The SD-1.5 architecture: 859.5 M-parameter UNet (diffusers' default UNet2DConditionModel is SD-1.x's,
+        # with CLIP ViT-L/14's 768-wide cross-attention), CLIP ViT-L/14 text encoder, SD VAE.
+        unet_kw = dict(sample_size=64, cross_attention_dim=768)
         vae_kw = dict(
             block_out_channels=(128, 256, 512, 512),
             down_block_types=("DownEncoderBlock2D",) * 4,

@@ -43,14 +43,14 @@ class RowStatus:
 class RowSet:
     """The rows of one model, in display order, and the lock that keeps their runs (timed or warm-up) apart."""
 
-    def __init__(self, model: ModelSource, backend_ids: list[str], settings: LoadSettings, factory=create_backend):
+    def __init__(self, model: ModelSource, backend_ids: list[str], settings: LoadSettings, factory=None):
         unknown = [b for b in backend_ids if b not in BACKEND_IDS]
         if unknown:
             raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_IDS)}")
         self.model = model
         self.settings = settings
         self.order = list(backend_ids)
-        self._factory = factory
+        self._factory = factory or create_backend
         self.backends: dict = {}
         self.status = {b: RowStatus() for b in self.order}
         self.titles = {b: b for b in self.order}  # replaced by each backend's own title once created

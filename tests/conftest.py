@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import BACKEND_IDS, create_backend
+from backends import BACKEND_IDS
 from backends.base import LoadInfo
 from harness.comparison import Comparison
+from harness.cpu import this_cpu
 from harness.model_sources import resolve_model
 from harness.rows import RowSet
 from harness.settings import Settings, build_comparison
@@ -44,9 +45,13 @@ def comparison(tiny_settings) -> Comparison:
 
 
 def ready_or_skip(comparison: Comparison, backend_id: str) -> None:
+    """Skip only where the CPU capability model says this CPU cannot run the row; any other unavailability fails."""
+    support = this_cpu().row(backend_id)
     status = comparison.rows.status[backend_id]
-    if status.state != "ready":
-        pytest.skip(f"{backend_id} is not available on this machine: {status.detail}")
+    if not support.runs:
+        assert status.state == "unavailable", f"{backend_id} loaded although the CPU model says: {support.reason}"
+        pytest.skip(f"{backend_id} cannot run on this CPU: {support.reason}")
+    assert status.state == "ready", f"{backend_id} should run on this CPU ({support.how}) but is {status.describe()}"
 
 
 class FakeBackend:
@@ -84,7 +89,7 @@ class FakeBackend:
         return np.transpose(img, (1, 2, 0)).astype(np.float32)
 
 
-def make_comparison(model, backend_ids, settings, factory=create_backend, safety_checker=True) -> Comparison:
+def make_comparison(model, backend_ids, settings, factory=None, safety_checker=True) -> Comparison:
     """A comparison of real (or, with `factory`, chosen) rows, not loaded yet."""
     return Comparison(RowSet(model, list(backend_ids), settings, factory=factory), safety_checker=safety_checker)
 

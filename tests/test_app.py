@@ -6,6 +6,7 @@ import concurrent.futures
 import time
 
 import gradio as gr
+import numpy as np
 import pytest
 from conftest import TINY_SIZE, fake_comparison
 
@@ -72,9 +73,13 @@ def test_a_row_that_finishes_loading_during_a_request_runs_and_is_not_called_ski
     assert "openvino-static" not in message
 
 
-def test_random_seed_is_shown(comparison):
-    seed, message, *_ = run_handler(comparison, random_seed=True, seed=1)[-1]
-    assert f"Random seed: **{seed}**" in message
+def test_random_seed_draws_a_new_seed_that_the_rows_use(comparison):
+    first = run_handler(comparison, random_seed=True, seed=1)[-1]
+    second = run_handler(comparison, random_seed=True, seed=1)[-1]
+    assert first[0] != 1 and first[0] != second[0]  # the typed seed is not used; each run draws (p = 2**-32)
+    assert f"Random seed: **{first[0]}**" in first[1] and first[4]["seed"] == first[0]
+    fixed = run_handler(comparison, seed=first[0])[-1]  # the same seed typed in gives the same image
+    np.testing.assert_array_equal(first[5], fixed[5])
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,16 @@ from harness.cpu import this_cpu
 
 REQUEST = GenerationRequest("sailing ship in storm by Rembrandt", seed=42, steps=8, height=TINY_SIZE, width=TINY_SIZE)
 
-# Fidelity to the baseline image on identical latents, measured on `tiny` with this request on an AVX2 CPU:
-# openvino-static 92.0 dB / SSIM 1.000 (OpenVINO ran f32); int8-tome 31.4 dB / SSIM 0.984 (calibration 2 prompts).
+# Fidelity to the baseline image on identical latents (this request, `tiny`), as measured and on which CPU:
+# - openvino-static: 92.0 dB / SSIM 1.000 on AMD EPYC AVX2 (OpenVINO runs f32 there). On CPUs with native bf16
+#   OpenVINO runs bf16 by default: no bf16 figure for `tiny` has been measured yet (sd15-standin: 86.1 dB on AVX2).
+# - int8-tome: 31.4 dB / SSIM 0.984 on AMD EPYC AVX2 (2 calibration prompts); 34.4 dB at 256x256 on AMD EPYC
+#   AVX-512-BF16/VNNI with the export check at f32 (issue 10).
+# - ipex-bf16: not measured on `tiny` yet (runs only with AVX-512: native bf16 on AVX-512-BF16/AMX, else emulated).
 TOLERANCES = {  # backend -> (min PSNR dB, min SSIM)
-    "openvino-static": (30.0, 0.95),  # margin for OpenVINO's automatic bf16 on AMX Xeons (not measured here)
-    "ipex-bf16": (25.0, 0.90),  # bf16 end to end; not measurable on a CPU without AVX-512 (row unavailable)
-    "int8-tome": (25.0, 0.90),  # int8 UNet + merged tokens: ~6 dB below what we measured
+    "openvino-static": (30.0, 0.95),  # f32: far above; bf16 end to end loses ~30-40 dB against f32 at most
+    "ipex-bf16": (25.0, 0.90),  # bf16 end to end
+    "int8-tome": (25.0, 0.90),  # int8 UNet + merged tokens: ~6 dB below the lowest measured
 }
 
 
@@ -69,23 +73,56 @@ def test_baseline_is_plain_diffusers(comparison):
     np.testing.assert_array_equal(plain, generate(comparison, "baseline"))
 
 
-def test_run_gives_every_row_identical_inputs_and_figures(comparison):
+def test_ready_rows_are_exactly_what_this_cpu_can_run(comparison):
+    """A row may be missing only where the CPU capability model says this CPU cannot run it, and says why."""
+    cpu = this_cpu()
+    expected = [b for b in BACKEND_IDS if cpu.row(b).runs]
+    described = {b: comparison.rows.status[b].describe() for b in BACKEND_IDS}
+    assert comparison.rows.ready() == expected, described
+    for backend_id in set(BACKEND_IDS) - set(expected):
+        assert cpu.row(backend_id).reason in comparison.rows.status[backend_id].detail
+
+
+def test_run_gives_every_ready_row_a_result_with_figures(comparison):
     rows = list(comparison.run(REQUEST))
     assert [r.backend for r in rows] == list(BACKEND_IDS)
-    by_id = {r.backend: r for r in rows}
-    assert by_id["baseline"].speedup == 1.0
     for row in rows:
-        if comparison.rows.status[row.backend].state == "ready":
+        if row.backend in comparison.rows.ready():
             assert row.status == "ok", row.message
-            assert row.latency_s > 0 and row.s_per_step > 0
-            if row.backend != "baseline":
-                assert row.speedup == pytest.approx(by_id["baseline"].latency_s / row.latency_s)
-                assert row.psnr_db is not None and row.ssim is not None
+            assert row.latency_s > 0 and 0 < row.s_per_step < row.latency_s
+            assert row.speedup > 0 and (row.backend == "baseline") == (row.psnr_db is None)
         else:
             assert row.status == "skipped" and "not ready" in row.message
-    sections = sorted(comparison.timed_sections[-len(comparison.rows.ready()) :], key=lambda s: s[1])
-    for (_, _, end), (_, start, _) in zip(sections[:-1], sections[1:], strict=True):
-        assert end <= start  # rows never overlap
+
+
+def test_speedup_is_baseline_latency_over_row_latency(tiny_model, cache_dir):
+    """Rows of known duration: the baseline takes 4x as long as openvino-static, 1x as long as int8-tome."""
+    delays = {"baseline": 0.4, "openvino-static": 0.1, "int8-tome": 0.4}
+    comparison = fake_comparison(
+        tiny_model, cache_dir, backends=list(delays), **{b: {"delay": d} for b, d in delays.items()}
+    )
+    by_id = {r.backend: r for r in comparison.run(REQUEST)}
+    assert by_id["baseline"].speedup == 1.0
+    assert 2.5 < by_id["openvino-static"].speedup < 4.5
+    assert 0.6 < by_id["int8-tome"].speedup < 1.6
+
+
+def test_rows_of_concurrent_requests_never_overlap(tiny_model, cache_dir):
+    """Two requests at once (two threads): every row call, warm-ups included, runs alone."""
+    import threading
+
+    comparison = fake_comparison(tiny_model, cache_dir, load=False, **{b: {"delay": 0.05} for b in BACKEND_IDS})
+    for backend_id in BACKEND_IDS:
+        comparison.rows.load_row(backend_id)  # not warmed up: the requests warm the rows up as they go
+    threads = [threading.Thread(target=lambda: list(comparison.run(REQUEST))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    calls = sorted((start, end) for fake in comparison.fakes.values() for _prompt, start, end in fake.runs)
+    assert len(calls) == 3 * len(BACKEND_IDS)  # one warm-up and two timed runs per row
+    for (_, end), (start, _) in zip(calls[:-1], calls[1:], strict=True):
+        assert end <= start, "two row calls overlapped"
 
 
 def test_ipex_row_is_ready_or_says_why(comparison):
@@ -98,9 +135,14 @@ def test_ipex_row_is_ready_or_says_why(comparison):
 
 def test_long_prompt_is_truncated_and_reported(comparison):
     words = " ".join(f"word{i}" for i in range(120))
-    request = GenerationRequest(words + " FINALWORD", steps=2, height=TINY_SIZE, width=TINY_SIZE)
+    prompt = words + " FINALWORD"
+    request = GenerationRequest(prompt, steps=2, height=TINY_SIZE, width=TINY_SIZE)
     note = comparison.truncation(request)
-    assert note is not None and "finalword" in note.lower() and "77" not in note.split(";")[0][:3]
+    assert note is not None and note.startswith("prompt is ") and "CLIP reads the first 75," in note
+    dropped = note.split("this was dropped: ")[1].strip("'").replace(" ", "")
+    squeezed = prompt.lower().replace(" ", "")
+    # What is reported dropped is the end of the prompt, and only the end: the first 75 tokens are kept.
+    assert squeezed.endswith(dropped) and "finalword" in dropped and 0 < len(dropped) < len(squeezed) - 75
     assert comparison.truncation(REQUEST) is None
     rows = list(comparison.run(request, backend_ids=["baseline"]))
     assert rows[0].status == "ok"

@@ -20,13 +20,14 @@ from harness.model_sources import ModelSource
 REPO = Path(__file__).resolve().parent.parent
 
 
-def model_with_safety_checker(tiny_model, root: Path) -> ModelSource:
-    """The tiny stand-in plus a random-weight StableDiffusionSafetyChecker, listed in model_index.json."""
+def model_with_safety_checker(tiny_model, root: Path, flags_everything: bool = False) -> ModelSource:
+    """The tiny stand-in plus a random-weight StableDiffusionSafetyChecker, listed in model_index.json. Its concept
+    thresholds are set beyond the cosine range, so it flags every image (`flags_everything`) or none."""
     import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
-    path = root / "tiny-with-safety"
+    path = root / f"tiny-with-safety-{flags_everything}"
     shutil.copytree(tiny_model.path, path)
     config = CLIPConfig(
         text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2},
@@ -36,7 +37,11 @@ def model_with_safety_checker(tiny_model, root: Path) -> ModelSource:
     )  # fmt: skip
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        StableDiffusionSafetyChecker(config).save_pretrained(path / "safety_checker")
+        checker = StableDiffusionSafetyChecker(config)
+    threshold = -2.0 if flags_everything else 2.0  # cosine similarities lie in [-1, 1]
+    checker.concept_embeds_weights.data.fill_(threshold)
+    checker.special_care_embeds_weights.data.fill_(threshold)
+    checker.save_pretrained(path / "safety_checker")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
         path / "feature_extractor"
     )
@@ -64,12 +69,19 @@ def test_safety_checker_runs_on_every_row_outside_the_timed_section(tiny_model, 
     (row,) = comparison.run(GenerationRequest("cartoon bird", steps=2, height=TINY_SIZE, width=TINY_SIZE))
     assert row.status == "ok" and len(calls) == 1
     assert calls[0] >= row.timed[1]  # after the timed section ended
-    image, flagged = original(row.image)
-    assert image.shape == row.image.shape and (not flagged or not image.any())
+    assert row.image.any() and "blanked" not in row.message  # this checker flags nothing
 
     off = make_comparison(model, ["baseline"], settings, safety_checker=False)
     off.load_all()
     assert off.safety is None
+
+
+def test_a_flagged_image_is_blanked_and_the_card_says_so(tiny_model, tmp_path):
+    model = model_with_safety_checker(tiny_model, tmp_path, flags_everything=True)
+    comparison = make_comparison(model, ["baseline"], LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path))
+    comparison.load_all()
+    (row,) = comparison.run(GenerationRequest("cartoon bird", steps=2, height=TINY_SIZE, width=TINY_SIZE))
+    assert row.status == "ok" and not row.image.any() and "safety checker blanked this image" in row.message
 
 
 def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tmp_path):

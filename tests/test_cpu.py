@@ -1,0 +1,74 @@
+"""The CPU capability model on the three CPU kinds this project has run on (their /proc/cpuinfo, abridged), and on
+this machine: which rows run, how, and the peak rates the benchmark divides by."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends import BACKEND_IDS
+from harness.cpu import parse_cpuinfo, this_cpu
+
+BASE = "fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2"
+AVX512 = "avx512f avx512dq avx512cd avx512bw avx512vl"
+CPUINFO = {  # the kinds seen on this project's machines
+    "amd-avx2": ("AuthenticAMD", 25, "AMD EPYC", BASE),
+    "amd-avx512": ("AuthenticAMD", 25, "AMD EPYC 9R14", f"{BASE} {AVX512} avx512_bf16 avx512_vnni avx512_bitalg"),
+    "intel-amx": (
+        "GenuineIntel",
+        6,
+        "Intel(R) Xeon(R) Platinum 8488C",
+        f"{BASE} {AVX512} avx512_bf16 avx512_vnni avx_vnni amx_bf16 amx_tile amx_int8",
+    ),
+    "intel-icelake": ("GenuineIntel", 6, "Intel(R) Xeon(R) Platinum 8375C", f"{BASE} {AVX512} avx512_vnni"),
+}
+
+
+def cpu(kind: str):
+    vendor, family, model, flags = CPUINFO[kind]
+    first = f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel name\t: {model}\n"
+    first += f"cpu MHz\t\t: 2600.0\nflags\t\t: {flags}\n"
+    return parse_cpuinfo(first + "\nprocessor\t: 1\nflags\t\t: bogus\n")  # only the first processor counts
+
+
+def test_ipex_bf16_runs_only_with_avx512_and_says_how():
+    avx2 = cpu("amd-avx2").ipex_bf16()
+    assert not avx2.runs and "AVX-512" in avx2.reason and "AMD EPYC" in avx2.reason
+    assert cpu("amd-avx512").ipex_bf16().how == "bf16 native (AVX-512-BF16)"
+    assert cpu("intel-amx").ipex_bf16().how == "bf16 native (AMX-BF16)"
+    assert cpu("intel-icelake").ipex_bf16().how.startswith("bf16 emulated")
+
+
+def test_openvino_precision_and_int8_kernels_follow_the_instruction_sets():
+    assert [cpu(k).openvino_precision() for k in CPUINFO] == ["f32", "bf16", "bf16", "f32"]
+    assert [cpu(k).int8_kernels() for k in CPUINFO] == [
+        "AVX2 without VNNI (slow int8)",
+        "AVX-512-VNNI",
+        "AMX-INT8",
+        "AVX-512-VNNI",
+    ]
+    assert "int8 on AMX-INT8, rest bf16" in cpu("intel-amx").row("int8-tome").how
+
+
+def test_peak_model_knows_amd_double_pumps_avx512():
+    # Zen 4 runs 512-bit instructions on 256-bit units: no more fp32 per cycle than AVX2, twice with bf16.
+    assert cpu("amd-avx2").flop_per_cycle("fp32") == (32, "AVX2 FP32")
+    assert cpu("amd-avx512").flop_per_cycle("fp32") == (32, "AVX-512 FP32")
+    assert cpu("amd-avx512").flop_per_cycle("bf16") == (64, "AVX-512-BF16")
+    assert cpu("intel-icelake").flop_per_cycle("fp32") == (64, "AVX-512 FP32")
+    assert cpu("intel-amx").flop_per_cycle("bf16") == (1024, "AMX-BF16")
+    assert cpu("intel-amx").flop_per_cycle("int8") == (2048, "AMX-INT8")
+    assert cpu("amd-avx2").flop_per_cycle("int8")[0] < cpu("amd-avx512").flop_per_cycle("int8")[0]
+    flops, label = cpu("amd-avx2").peak_flops("fp32", cores=2)
+    assert flops == pytest.approx(32 * 2.6e9 * 2) and "2600 MHz x 2 cores" in label
+
+
+def test_cpu_kinds_have_distinct_file_names():
+    slugs = [cpu(k).slug() for k in CPUINFO]
+    assert slugs == ["amd-epyc-avx2", "amd-epyc-avx512-bf16-vnni", "intel-xeon-amx", "intel-xeon-avx512-vnni"]
+
+
+def test_this_machine_is_described():
+    here = this_cpu()
+    assert here.flags and here.mhz > 0, "could not read /proc/cpuinfo"
+    assert all(here.row(b).runs or here.row(b).reason for b in BACKEND_IDS)
+    print(f"this CPU: {here.model}, {here.isa_line()}; kind {here.slug()}")
