@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from harness.build_cache import files_mb
+from harness.model_sources import component_weights_mb
 
 from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
 from .pipeline import run_pipeline
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def load_diffusers_pipeline(model, progress: ProgressCallback):
@@ -28,7 +26,7 @@ class BaselinePyTorch:
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         self.pipe = load_diffusers_pipeline(model, progress)
         self.scheduler_config = self.pipe.scheduler.config
-        return LoadInfo(disk_mb=files_mb(model.path, WEIGHT_SUFFIXES), precision="fp32")
+        return LoadInfo(disk_mb=component_weights_mb(model.path), precision="fp32")
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
         return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)

@@ -7,11 +7,11 @@ encoder (the UNet with a sample input so IPEX picks kernels for the real shapes)
 
 from __future__ import annotations
 
-from harness.build_cache import files_mb
 from harness.cpu import this_cpu
+from harness.model_sources import component_weights_mb
 
 from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
-from .baseline import WEIGHT_SUFFIXES, load_diffusers_pipeline
+from .baseline import load_diffusers_pipeline
 from .pipeline import run_pipeline
 
 INSTALL_HINT = "pip install intel-extension-for-pytorch==2.8.0 (needs torch 2.8.x)"
@@ -48,9 +48,7 @@ class IpexBf16:
         pipe.text_encoder = ipex.optimize(pipe.text_encoder, dtype=torch.bfloat16, inplace=True)
         self.pipe = pipe
         self.scheduler_config = pipe.scheduler.config
-        return LoadInfo(
-            disk_mb=files_mb(model.path, WEIGHT_SUFFIXES), precision=f"autocast {support.how}", compute="bf16"
-        )
+        return LoadInfo(disk_mb=component_weights_mb(model.path), precision=f"autocast {support.how}", compute="bf16")
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
         import torch

@@ -29,8 +29,10 @@ def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCall
     pipes = {}
     for size in settings.sizes:
         progress(f"compiling for {size}x{size}")
+        # safety_checker=None: optimum-intel would load the exported checker and run it inside the timed call;
+        # the harness applies the model's checker to every row outside it.
         pipe = OVStableDiffusionPipeline.from_pretrained(
-            ir_dir, compile=False, ov_config=ov_runtime_config(settings.threads)
+            ir_dir, compile=False, ov_config=ov_runtime_config(settings.threads), safety_checker=None
         )
         # batch_size=1 prompt, one image; the UNet's batch becomes 2 for classifier-free guidance.
         pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)

@@ -16,6 +16,7 @@ def export_ir(model_path: str, out_dir: str) -> None:
     from optimum.intel import OVStableDiffusionPipeline
 
     pipe = OVStableDiffusionPipeline.from_pretrained(model_path, export=True, compile=False, load_in_8bit=False)
+    pipe.safety_checker = None  # never loaded by this row (see openvino_loading): no need to keep a copy
     pipe.save_pretrained(out_dir)
 
 

@@ -14,9 +14,10 @@ from .build_cache import BuildCache
 log = logging.getLogger(__name__)
 
 STANDINS = ("tiny", "sd15-standin")
-STANDIN_REVISION = "standin-v1"  # bump when a stand-in's config changes, so caches keyed on it are rebuilt
+STANDIN_REVISION = "standin-v2"  # bump when a stand-in's config changes, so caches keyed on it are rebuilt
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ROOT_CHECKPOINTS = ("v1-5-pruned-emaonly.safetensors", "v1-5-pruned.safetensors")  # single-file, as on the hub
 HUB_PROBE_TIMEOUT_S = 5.0  # how long we wait to learn the Hub is unreachable before falling back
 
 
@@ -61,16 +62,33 @@ def resolve_model(requested: str, cache_dir: Path, strict: bool = False) -> Mode
 
 
 def _from_hub(repo_id: str) -> tuple[Path, str]:
-    from huggingface_hub import HfApi, snapshot_download
+    """Download (or find in the cache) what `from_pretrained` needs, chosen by diffusers itself: the component
+    weights without fp16/non-EMA variants or root single-file checkpoints (SD-1.5: ~5 GB of its ~40 GB)."""
+    from diffusers import DiffusionPipeline
+    from huggingface_hub import HfApi
 
-    patterns = ["*.json", "*.txt", "*.safetensors"]
     try:  # cached already: no network at all
-        path = snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)
+        path = DiffusionPipeline.download(repo_id, local_files_only=True)
     except Exception:
         # One quick metadata call tells us whether the Hub is reachable, instead of a time-out per file.
         info = HfApi().model_info(repo_id, timeout=HUB_PROBE_TIMEOUT_S)
-        path = snapshot_download(repo_id, revision=info.sha, allow_patterns=patterns)
+        log.info("downloading %s at %s", repo_id, info.sha)
+        path = DiffusionPipeline.download(repo_id, revision=info.sha)
     return Path(path), Path(path).name  # snapshot folders are named after the commit
+
+
+def component_weights_mb(path: Path, components=("unet", "vae", "text_encoder")) -> float:
+    """Size of the weight files `from_pretrained` reads for these components (not variants, not single-file
+    checkpoints beside them), in MB."""
+    total = 0
+    for component in components:
+        for name in ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
+                     "pytorch_model.bin"):  # fmt: skip
+            weights = Path(path) / component / name
+            if weights.is_file():
+                total += weights.stat().st_size
+                break
+    return total / 2**20
 
 
 # ---------------------------------------------------------------------------------------------- stand-ins
@@ -88,8 +106,8 @@ def _standin(name: str, cache_dir: Path) -> ModelSource:
     return ModelSource(name, name, path, STANDIN_REVISION, standin=True)
 
 
-def standin_configs(name: str) -> tuple[dict, dict, dict]:
-    """UNet2DConditionModel, AutoencoderKL and CLIPTextConfig arguments of a stand-in."""
+def standin_configs(name: str) -> tuple[dict, dict, dict, dict]:
+    """UNet2DConditionModel, AutoencoderKL, CLIPTextConfig and safety-checker CLIPConfig arguments of a stand-in."""
     if name == "tiny":
         # Shaped like diffusers' test components, but with a VAE that downsamples 8x like SD's, and
         # cross-attention at the highest resolution so that Token Merging has something to merge.
@@ -121,6 +139,11 @@ def standin_configs(name: str) -> tuple[dict, dict, dict]:
             num_hidden_layers=3,
             projection_dim=32,
         )
+        checker_kw = dict(
+            vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                               patch_size=8, image_size=32),
+            projection_dim=768,  # the checker's concept embeddings are 768-wide whatever the tower
+        )  # fmt: skip
     elif name == "sd15-standin":
         # The SD-1.5 architecture: 859.5 M-parameter UNet (diffusers' default UNet2DConditionModel is SD-1.x's,
         # with CLIP ViT-L/14's 768-wide cross-attention), CLIP ViT-L/14 text encoder, SD VAE.
@@ -140,18 +163,25 @@ def standin_configs(name: str) -> tuple[dict, dict, dict]:
             num_hidden_layers=12,
             projection_dim=768,
         )
+        # SD-1.x's safety checker: a CLIP ViT-L/14 vision tower projected to 768.
+        checker_kw = dict(
+            vision_config=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24,
+                               patch_size=14, image_size=224),
+            projection_dim=768,
+        )  # fmt: skip
     else:
         raise ValueError(f"unknown stand-in {name!r}; choose one of {', '.join(STANDINS)}")
-    return unet_kw, vae_kw, text_kw
+    return unet_kw, vae_kw, text_kw, checker_kw
 
 
 def build_standin(name: str, out: Path) -> None:
     """Write a random-weight diffusers StableDiffusionPipeline directory to `out`."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
 
-    unet_kw, vae_kw, text_kw = standin_configs(name)
+    unet_kw, vae_kw, text_kw, checker_kw = standin_configs(name)
     tokenizer = make_clip_tokenizer()
     with torch.random.fork_rng():  # deterministic weights without touching the process's global RNG
         torch.manual_seed(0)
@@ -168,6 +198,11 @@ def build_standin(name: str, out: Path) -> None:
                 **text_kw,
             )
         )
+        # Its concept thresholds start at 1 (diffusers' init): a cosine similarity never exceeds them, so the
+        # random-weight checker flags nothing, as the real one flags nothing on ordinary prompts.
+        safety_checker = StableDiffusionSafetyChecker(CLIPConfig(**checker_kw))
+    size = checker_kw["vision_config"]["image_size"]
+    feature_extractor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     scheduler = PNDMScheduler(  # SD-1.5's own scheduler config; rows swap in the requested one per call
         beta_start=0.00085,
         beta_end=0.012,
@@ -183,14 +218,33 @@ def build_standin(name: str, out: Path) -> None:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        safety_checker=safety_checker,
+        feature_extractor=feature_extractor,
     )
     pipe.save_pretrained(out)
+    _add_the_real_repositorys_other_files(pipe, out)
     (out / "STANDIN.md").write_text(
         f"Random-weight stand-in {name!r} built locally by backends/models.py. Images are noise; latencies are real.\n"
     )
+
+
+def _add_the_real_repositorys_other_files(pipe, out: Path) -> None:
+    """The SD-1.5 repository also holds fp16 and non-EMA variants of the component weights and single-file
+    checkpoints at its root; none of them is what `from_pretrained` loads, so none may be downloaded, counted or
+    loaded. The stand-ins hold them too (fp16 variants real, the others hard links) so every test sees them."""
+    import copy
+    import os
+
+    import torch
+
+    for name in ("unet", "vae", "text_encoder", "safety_checker"):
+        config = out / name / "config.json"
+        fp32_config = config.read_text()
+        copy.deepcopy(getattr(pipe, name)).to(torch.float16).save_pretrained(out / name, variant="fp16")
+        config.write_text(fp32_config)  # saving the fp16 copy rewrote the shared config's dtype
+    unet_weights = out / "unet" / "diffusion_pytorch_model.safetensors"
+    for link in ("unet/diffusion_pytorch_model.non_ema.safetensors", *ROOT_CHECKPOINTS):
+        os.link(unet_weights, out / link)
 
 
 def make_clip_tokenizer():

@@ -77,7 +77,7 @@ def test_flop_count_matches_the_published_sd15_figure(tmp_path):
 
     from harness.model_sources import standin_configs
 
-    unet_kw, vae_kw, _ = standin_configs("sd15-standin")
+    unet_kw, vae_kw, *_ = standin_configs("sd15-standin")
     with torch.device("meta"):  # configs only: no weights are allocated
         unet = UNet2DConditionModel(**unet_kw)
         assert sum(p.numel() for p in unet.parameters()) == 859_520_964  # SD-1.5's UNet
