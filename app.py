@@ -11,6 +11,7 @@ import secrets
 import time
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
 from backends.base import SCHEDULERS
@@ -177,6 +178,9 @@ def make_generate(comparison: Comparison):
                 skipped.append(f"{row.title} ({comparison.rows.status[row.backend].state})")
             images[i] = to_uint8(row.image) if row.image is not None else None
             cards[i] = card_markdown(comparison, row.backend, row)
+            if row.blanks_all:  # the rows shown before this one are blanked too
+                images = [np.zeros_like(image) if image is not None else None for image in images]
+                notes.append("The safety checker flagged an image of this request: every row's image is blanked.")
             yield snapshot(final=False)
         yield snapshot(final=True)
 

@@ -45,7 +45,8 @@ class LoadSettings:
     int8_mode: str = "full"  # "full" (int8 activations + weights) or "hybrid" (quality-first)
     int8_source: str | None = None  # prebuilt OpenVINO INT8/ToMe IR (dir or hub id) for the int8-tome row
     calibration_prompts: int = 4  # prompts from assets/calibration_prompts.txt used to calibrate int8
-    steps: int = 20  # denoising steps used for warm-up and calibration (the app's default)
+    steps: int = 20  # denoising steps of int8 calibration (the app's default)
+    scheduler_config: dict | None = None  # the model's scheduler config, the base of every row's scheduler
 
 
 @dataclass

@@ -25,7 +25,7 @@ class BaselinePyTorch:
 
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         self.pipe = load_diffusers_pipeline(model, progress)
-        self.scheduler_config = self.pipe.scheduler.config
+        self.scheduler_config = settings.scheduler_config
         return LoadInfo(disk_mb=component_weights_mb(model.path), precision="fp32")
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):

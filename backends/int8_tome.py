@@ -186,7 +186,7 @@ class Int8Tome:
 
     def _info(self, disk_mb: float, cache: str, what: str, settings: LoadSettings) -> LoadInfo:
         first = self.pipes[settings.sizes[0]]
-        self.scheduler_config = first.scheduler.config
+        self.scheduler_config = settings.scheduler_config  # not the one the build or a prebuilt IR saved
         kernels = this_cpu().int8_kernels()  # OpenVINO picks its int8 kernels from the instruction sets
         precision = f"{what}, int8 on {kernels}; rest OpenVINO {ov_precision(first)}"
         return LoadInfo(disk_mb=disk_mb, cache=cache, precision=precision, compute="int8")

@@ -47,7 +47,7 @@ class IpexBf16:
         pipe.vae = ipex.optimize(pipe.vae, dtype=torch.bfloat16, inplace=True)
         pipe.text_encoder = ipex.optimize(pipe.text_encoder, dtype=torch.bfloat16, inplace=True)
         self.pipe = pipe
-        self.scheduler_config = pipe.scheduler.config
+        self.scheduler_config = settings.scheduler_config
         return LoadInfo(disk_mb=component_weights_mb(model.path), precision=f"autocast {support.how}", compute="bf16")
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback):

@@ -33,7 +33,7 @@ class OpenVinoStatic:
         self.pipes = load_static_pipelines(ir_dir, settings, progress)
         self.ir_dirs = dict.fromkeys(settings.sizes, ir_dir)  # size -> IR directory, as in the int8 row
         first = self.pipes[settings.sizes[0]]
-        self.scheduler_config = first.scheduler.config
+        self.scheduler_config = settings.scheduler_config
         precision = ov_precision(first)
         return LoadInfo(
             disk_mb=files_mb(ir_dir),

@@ -40,9 +40,11 @@ class RowResult:
     precision: str = ""
     timed: tuple[float, float] | None = None  # perf_counter start/end of the timed section
     inflated_by: tuple[str, ...] = ()  # rows that were loading while this one was timed
+    flagged: bool = False  # the safety checker flagged this row's image
+    blanks_all: bool = False  # the first flagged row of its request: every row's image is blanked from here on
 
     def figures(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "inflated_by")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "inflated_by", "blanks_all")}
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -109,7 +111,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 class Comparison:
     """Runs requests through a `RowSet`, applying the model's safety checker (when it has one) to every row's
-    image outside the timed section."""
+    image outside the timed section; if it flags any row's image, every row's image of that request is blanked."""
 
     def __init__(self, rows: RowSet, safety_checker: bool = True):
         self.rows = rows
@@ -154,26 +156,34 @@ class Comparison:
             raise InvalidRequest(f"unknown backend id(s) {', '.join(unknown)}; this app runs {', '.join(rows.order)}")
         latents = make_latents(request.seed, request.height, request.width)
         baseline: RowResult | None = None
+        baseline_image = None  # unfiltered: fidelity compares what the rows computed, not the checker's verdicts
+        blanked = False
         for backend_id in wanted:
             # The lock is taken per row, not across the yield: a client that stops reading cannot keep it.
             with rows.lock:
                 row = self._run_row(backend_id, request, latents, on_step, on_warmup)
+            notes = [row.message] if row.message else []
             if backend_id == BASELINE and row.status == "ok":
-                baseline = row
+                baseline, baseline_image = row, row.image
                 row.speedup = 1.0
             if baseline is not None and row.status == "ok" and row is not baseline:
                 row.speedup, row.psnr_db, row.ssim = against_baseline(
-                    row.latency_s, row.image, baseline.latency_s, baseline.image
+                    row.latency_s, row.image, baseline.latency_s, baseline_image
                 )
-            notes = []
+            if row.status == "ok" and self.safety is not None:
+                _, row.flagged = self.safety(row.image)
+                row.blanks_all = row.flagged and not blanked
+                blanked = blanked or row.flagged
+                if blanked:  # one row's image flagged: no row shows its image (the checker sees them alike)
+                    row.image = np.zeros_like(row.image)
+                    notes.append("safety checker flagged " + ("this image" if row.flagged else "another row's image"))
             if row.inflated_by:
                 # Loading (export, quantization) runs beside requests so the app serves at once; say so
                 # rather than show a latency inflated by it as if it were clean.
                 notes.append(f"timed while {', '.join(row.inflated_by)} was loading: latency inflated")
             if baseline is not None and baseline.inflated_by and row is not baseline and row.status == "ok":
                 notes.append("speed-up against a baseline timed while another row was loading")
-            if notes:
-                row.message = "; ".join([row.message, *notes] if row.message else notes)
+            row.message = "; ".join(notes)
             yield row
 
     def _run_row(self, backend_id, request, latents, on_step, on_warmup) -> RowResult:
@@ -194,17 +204,12 @@ class Comparison:
             return RowResult(backend_id, title, "error", reason(exc))
         self.timed_sections.append((backend_id, timed.start, timed.end))
         del self.timed_sections[:-1000]
-        image, note = timed.image, ""
-        if self.safety is not None:
-            image, flagged = self.safety(image)
-            note = "safety checker blanked this image" if flagged else ""
         load = rows.status[backend_id].load
         return RowResult(
             backend_id,
             title,
             "ok",
-            note,
-            image=image,
+            image=timed.image,
             latency_s=timed.latency_s,
             s_per_step=timed.s_per_step,
             precision=load.precision if load else "",

@@ -4,10 +4,11 @@ compiled) and serves at once; then each row is warmed up."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backends import BACKEND_IDS, create_backend
 from backends.base import GenerationRequest, LoadInfo, LoadSettings
@@ -48,6 +49,9 @@ class RowSet:
         if unknown:
             raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_IDS)}")
         self.model = model
+        if settings.scheduler_config is None:  # every row builds its schedulers from the model's one config
+            config = json.loads((model.path / "scheduler" / "scheduler_config.json").read_text())
+            settings = replace(settings, scheduler_config=config)
         self.settings = settings
         self.order = list(backend_ids)
         self._factory = factory or create_backend

@@ -1,5 +1,5 @@
-"""The model's own safety checker, applied once to every row's image outside the timed section: out of every
-row's pipeline so that the rows' latencies hold the same work, on by default so that a public demo stays safe."""
+"""The model's own safety checker, applied to every row's image outside the timed section: out of every row's
+pipeline so that the rows' latencies hold the same work, on by default so that a public demo stays safe."""
 
 from __future__ import annotations
 

@@ -110,12 +110,14 @@ def test_every_timed_call_does_the_same_work_and_holds_no_safety_checker(compari
 
     assert comparison.safety is not None  # the stand-in ships a checker, as SD-1.5 does: the harness applies it
     request = GenerationRequest("cartoon bird", steps=3, height=TINY_SIZE, width=TINY_SIZE)
+    model_scheduler = json.loads((comparison.rows.model.path / "scheduler" / "scheduler_config.json").read_text())
     work = {}
     for backend_id in [b for b in BACKEND_IDS if this_cpu().row(b).runs]:  # the others: see test_backends
         ready_or_skip(comparison, backend_id)
         backend = comparison.rows.backends[backend_id]
         pipes = list(getattr(backend, "pipes", {}).values()) or [backend.pipe]
         assert all(getattr(p, "safety_checker", None) is None for p in pipes), backend_id
+        assert backend.scheduler_config == model_scheduler, backend_id  # the model's one scheduler config
         counts = count_calls(backend)
         backend.generate(request, make_latents(request.seed, TINY_SIZE, TINY_SIZE), lambda *_: None)
         work[backend_id] = counts

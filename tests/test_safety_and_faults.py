@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import TINY_SIZE, make_comparison
+from conftest import TINY_SIZE, fake_comparison, make_comparison
 
 from backends.base import GenerationRequest, LoadSettings
 from harness.build_cache import BuildCache
@@ -81,7 +81,28 @@ def test_a_flagged_image_is_blanked_and_the_card_says_so(tiny_model, tmp_path):
     comparison = make_comparison(model, ["baseline"], LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path))
     comparison.load_all()
     (row,) = comparison.run(GenerationRequest("cartoon bird", steps=2, height=TINY_SIZE, width=TINY_SIZE))
-    assert row.status == "ok" and not row.image.any() and "safety checker blanked this image" in row.message
+    assert row.status == "ok" and row.flagged and not row.image.any() and "flagged this image" in row.message
+
+
+def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_model, cache_dir):
+    """The checker flags only the second row's image: the page shows no row's image, and the figures compare
+    the unfiltered images (identical here: the fake rows compute the same image)."""
+    import app
+
+    comparison = fake_comparison(tiny_model, cache_dir)
+    second = comparison.rows.order[1]
+    verdicts = iter([False, True, False, False] * 2)
+    comparison.safety = lambda image: (image, next(verdicts))
+    rows = list(comparison.run(GenerationRequest("cartoon bird", steps=2, height=TINY_SIZE, width=TINY_SIZE)))
+    assert [r.flagged for r in rows] == [False, True, False, False]
+    assert [r.blanks_all for r in rows] == [False, True, False, False]
+    assert all(not r.image.any() for r in rows[1:]) and all(r.psnr_db == 100.0 for r in rows[1:])
+    assert "another row's image" in rows[2].message and "this image" in rows[1].message
+    final = list(app.make_generate(comparison)("cartoon bird", "", 42, False, 2, 7.5, f"{TINY_SIZE}x{TINY_SIZE}",
+                                               "dpm++", progress=lambda *a, **k: None))[-1]  # fmt: skip
+    images = final[5 : 5 + len(rows)]
+    assert all(image is not None and not image.any() for image in images), second
+    assert "every row's image is blanked" in final[1]
 
 
 def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tmp_path):
