@@ -62,7 +62,9 @@ def headline(rows: list[RowResult]) -> str:
     if fastest is None or fastest.backend == BASELINE:
         return ""
     psnr = f", PSNR {fastest.psnr_db:.0f} dB vs baseline" if fastest.psnr_db is not None else ""
-    return f"# {fastest.title}: {fastest.speedup:.1f}× faster than baseline{psnr}"
+    inflated = [r.inflated_by for r in rows if r.backend in (BASELINE, fastest.backend) and r.inflated_by]
+    caveat = "\n\n_Measured while another row was still loading: the ratio is not clean._" if inflated else ""
+    return f"# {fastest.title}: {fastest.speedup:.1f}× faster than baseline{psnr}{caveat}"
 
 
 def latency_chart(rows: list[RowResult]) -> pd.DataFrame:

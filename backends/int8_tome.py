@@ -133,6 +133,14 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
         )
 
 
+def static_size(ir_dir: Path) -> int | None:
+    """The image size a UNet IR was exported for, when its latent input is static; None when it is dynamic."""
+    import openvino as ov
+
+    sample = ov.Core().read_model(Path(ir_dir) / "unet" / "openvino_model.xml").input("sample").get_partial_shape()
+    return sample[2].get_length() * 8 if sample[2].is_static else None
+
+
 class Int8Tome:
     id = "int8-tome"
     title = "OpenVINO INT8 + Token Merging"
@@ -180,6 +188,13 @@ class Int8Tome:
 
             progress(f"downloading {settings.int8_source}")
             source = Path(snapshot_download(settings.int8_source))
+        built_for = static_size(source)
+        wrong = [s for s in settings.sizes if built_for and s != built_for]
+        if wrong:  # a ToMe IR keeps its traced token counts: reshaped to another size it fails to compile
+            raise ValueError(
+                f"the prebuilt IR {settings.int8_source} was built for {built_for}x{built_for} only; "
+                f"{', '.join(f'{s}x{s}' for s in wrong)} cannot run on it (use --sizes {built_for})"
+            )
         self.pipes = load_static_pipelines(source, settings, progress)
         self.ir_dirs = dict.fromkeys(settings.sizes, source)
         return self._info(files_mb(source), "prebuilt", f"prebuilt IR {settings.int8_source}", settings)

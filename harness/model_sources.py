@@ -28,7 +28,7 @@ class ModelSource:
     requested: str  # what the user asked for (CLI flag / env var)
     model_id: str  # hub id, local path or stand-in name actually loaded
     path: Path  # local diffusers directory (model_index.json inside)
-    revision: str  # hub commit, or STANDIN_REVISION, or "local"; part of every cache key
+    revision: str  # hub commit, STANDIN_REVISION, or "local-<content hash>"; part of every cache key
     standin: bool  # random weights: images are noise, latencies are real
     fallback_reason: str | None = None  # set when `requested` could not be loaded and we fell back to tiny
 
@@ -48,7 +48,7 @@ def resolve_model(requested: str, cache_dir: Path, strict: bool = False) -> Mode
     if local.is_dir():
         if not (local / "model_index.json").is_file():
             raise ModelUnavailable(f"{local} is not a diffusers model directory (no model_index.json)")
-        return ModelSource(requested, str(local), local.resolve(), "local", standin=False)
+        return ModelSource(requested, str(local), local.resolve(), local_revision(local), standin=False)
     try:
         path, revision = _from_hub(requested)
     except Exception as exc:  # network, auth, missing repo: all mean "cannot load it here"
@@ -59,6 +59,19 @@ def resolve_model(requested: str, cache_dir: Path, strict: bool = False) -> Mode
         standin = _standin("tiny", cache_dir)
         return ModelSource(requested, standin.model_id, standin.path, standin.revision, True, reason)
     return ModelSource(requested, requested, path, revision, standin=False)
+
+
+def local_revision(path: Path) -> str:
+    """A revision for a local model directory, from its content: `model_index.json` and the names, sizes and
+    modification times of its weight files. Changed weights at the same path get new IR, not the old one's."""
+    import hashlib
+
+    digest = hashlib.sha256((path / "model_index.json").read_bytes())
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json"):
+            stat = f.stat()
+            digest.update(f"{f.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return "local-" + digest.hexdigest()[:16]
 
 
 def _from_hub(repo_id: str) -> tuple[Path, str]:

@@ -125,6 +125,35 @@ def test_rows_of_concurrent_requests_never_overlap(tiny_model, cache_dir):
         assert end <= start, "two row calls overlapped"
 
 
+def test_a_baseline_timed_while_a_row_loads_marks_every_ratio(tiny_model, cache_dir):
+    import app
+
+    comparison = fake_comparison(
+        tiny_model, cache_dir, backends=["baseline", "openvino-static", "int8-tome"], baseline={"delay": 0.2}
+    )
+    baseline, int8 = comparison.fakes["baseline"], comparison.rows.status["int8-tome"]
+    original = baseline.generate
+
+    def generate_while_int8_finishes_loading(request, latents, on_step):
+        int8.set("ready") if int8.state == "loading" else None
+        return original(request, latents, on_step)
+
+    int8.set("loading", "building")  # loading when the baseline starts, ready when it ends: checked before too
+    baseline.generate = generate_while_int8_finishes_loading
+    rows = {r.backend: r for r in comparison.run(REQUEST, backend_ids=["baseline", "openvino-static"])}
+    assert "int8-tome was loading: latency inflated" in rows["baseline"].message
+    assert "baseline timed while another row was loading" in rows["openvino-static"].message
+    assert "not clean" in app.headline(list(rows.values()))
+
+
+def test_an_abandoned_request_does_not_keep_the_rows(tiny_model, cache_dir):
+    comparison = fake_comparison(tiny_model, cache_dir)
+    abandoned = comparison.run(REQUEST)
+    assert next(abandoned).status == "ok"  # the client reads one row, then goes away
+    assert not comparison.rows.lock.locked()
+    assert [r.status for r in comparison.run(REQUEST)] == ["ok"] * len(BACKEND_IDS)
+
+
 def test_ipex_row_is_ready_or_says_why(comparison):
     status = comparison.rows.status["ipex-bf16"]
     if this_cpu().ipex_bf16().runs:

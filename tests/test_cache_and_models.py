@@ -95,3 +95,26 @@ def test_local_directory_without_model_index_is_refused(tmp_path):
 def test_local_diffusers_directory_loads_on_the_same_path(tiny_model, tmp_path):
     source = resolve_model(str(tiny_model.path), tmp_path)
     assert not source.standin and source.path == tiny_model.path.resolve()
+
+
+def test_changed_weights_in_a_local_directory_get_a_new_revision(tiny_model, tmp_path):
+    import shutil
+
+    local = shutil.copytree(tiny_model.path, tmp_path / "my-model")
+    before = resolve_model(str(local), tmp_path).revision
+    assert resolve_model(str(local), tmp_path).revision == before  # stable: the IR cache hits
+    weights = local / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")  # same path and size, new content (and mtime)
+    assert resolve_model(str(local), tmp_path).revision != before
+
+
+def test_prebuilt_int8_source_refuses_sizes_it_was_not_built_for(comparison, tiny_model, tmp_path):
+    from conftest import ready_or_skip
+
+    from backends.int8_tome import Int8Tome
+
+    ready_or_skip(comparison, "int8-tome")
+    prebuilt = comparison.rows.backends["int8-tome"].ir_dirs[TINY_SIZE]
+    settings = LoadSettings(sizes=(TINY_SIZE, 2 * TINY_SIZE), threads=2, cache_dir=tmp_path, int8_source=str(prebuilt))
+    with pytest.raises(ValueError, match=f"built for {TINY_SIZE}x{TINY_SIZE} only; 256x256 cannot run"):
+        Int8Tome().load(tiny_model, settings, lambda _: None)
