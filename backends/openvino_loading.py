@@ -12,14 +12,21 @@ from .base import LoadSettings, ProgressCallback
 INSTALL_HINT = "pip install optimum-intel==2.2.0 openvino==2026.4.1 nncf==3.4.0"
 
 
-def ov_runtime_config(threads: int) -> dict:
-    """OpenVINO settings shared by both OpenVINO rows: one latency-oriented stream on the same threads as torch.
+def ov_runtime_config(threads: int, in_flight: int = 0) -> dict:
+    """OpenVINO settings shared by both OpenVINO rows: one latency-oriented stream on the same threads as torch;
+    with `in_flight`, OpenVINO's throughput mode for that many requests at once (the benchmark's `--throughput`).
     The inference precision is left to OpenVINO (bf16 where the CPU has native bf16, f32 elsewhere): that is
     what a user of these rows gets, and the card reads it back."""
+    if in_flight:
+        return {
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "PERFORMANCE_HINT_NUM_REQUESTS": str(in_flight),
+            "INFERENCE_NUM_THREADS": str(threads),
+        }
     return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1"}
 
 
-def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCallback) -> dict:
+def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCallback, in_flight: int = 0) -> dict:
     """One reshaped, compiled OVStableDiffusionPipeline per size, all from the same IR directory (a static-shape
     pipeline serves one resolution, as the source blog advises)."""
     try:
@@ -32,7 +39,7 @@ def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCall
         # safety_checker=None: optimum-intel would load the exported checker and run it inside the timed call;
         # the harness applies the model's checker to every row outside it.
         pipe = OVStableDiffusionPipeline.from_pretrained(
-            ir_dir, compile=False, ov_config=ov_runtime_config(settings.threads), safety_checker=None
+            ir_dir, compile=False, ov_config=ov_runtime_config(settings.threads, in_flight), safety_checker=None
         )
         # batch_size=1 prompt, one image; the UNet's batch becomes 2 for classifier-free guidance.
         pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)

@@ -44,7 +44,9 @@ def test_benchmark_on_tiny_measures_every_row_this_cpu_can_run(tmp_path, cache_d
         assert len(row["latencies_s"]) == 1 and 0 < row["s_per_step"] < row["mean_s"]
         assert 0 < row["peak_share"] and row["peak_unit"]
         assert (tmp_path / "img" / f"{backend_id}.png").is_file()
-    assert rows["openvino-static"]["throughput_images_per_min"] > 0
+    assert (
+        rows["openvino-static"]["throughput_images_per_min"] > 0 and rows["openvino-static"]["throughput_streams"] >= 1
+    )
     assert report["flops"]["unet_step"] > 0 and report["flops"]["vae_decode"] > 0
     assert out.with_suffix(".png").is_file()
 
