@@ -80,7 +80,6 @@ def latency_chart(rows: list[RowResult]) -> pd.DataFrame:
 
 def system_markdown(comparison: Comparison) -> str:
     info = system_info(comparison.rows.settings.threads)
-    model = comparison.rows.model
     rows_here = "; ".join(f"{b}: {how}" for b, how in info["rows_here"].items())
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
     return "\n".join(
@@ -91,13 +90,34 @@ def system_markdown(comparison: Comparison) -> str:
             f"- **How each row runs on this CPU**: {rows_here}",
             f"- **Allocator**: {info['allocator']} {info['malloc_conf']} · **OpenMP**: {', '.join(info['openmp'])}",
             f"- **Thread env**: {json.dumps(info['env']) if info['env'] else 'defaults'}",
-            f"- **Model**: `{model.model_id}`"
-            + (" (random-weight stand-in)" if model.standin else "")
-            + (f" — requested `{model.requested}`, fallback: {model.fallback_reason}" if model.fallback_reason else ""),
+            f"- **Model**: {model_line(comparison)}",
             f"- **Sizes compiled**: {', '.join(f'{s}x{s}' for s in comparison.rows.settings.sizes)}",
             f"- **Libraries**: Python {info['python']}, {libs}",
         ]
     )
+
+
+def model_line(comparison: Comparison) -> str:
+    model = comparison.rows.model
+    if model is None:
+        return f"not loaded yet ({comparison.rows.status[comparison.rows.order[0]].detail or 'waiting'})"
+    return (
+        f"`{model.model_id}`"
+        + (" (random-weight stand-in)" if model.standin else "")
+        + (f" — requested `{model.requested}`, fallback: {model.fallback_reason}" if model.fallback_reason else "")
+    )
+
+
+def model_banner(comparison: Comparison) -> str:
+    """What the visitor must know about the model before the figures: still downloading, a stand-in, a fallback."""
+    model = comparison.rows.model
+    if model is None:
+        first = comparison.rows.status[comparison.rows.order[0]]
+        return f"**Preparing the model** — {first.detail or 'waiting'}. The rows load once it is here."
+    lines = [STANDIN_BANNER.format(name=model.model_id)] if model.standin else []
+    if model.fallback_reason:
+        lines.append(f"**Fell back to the `tiny` stand-in**: {model.fallback_reason}")
+    return "\n\n".join(lines)
 
 
 def loading_cards(comparison: Comparison) -> list:
@@ -118,8 +138,8 @@ def health(comparison: Comparison) -> dict:
         "ready": comparison.rows.ready(),
         "warm": comparison.rows.warm(),
         "rows": {b: comparison.rows.status[b].describe() for b in comparison.rows.order},
-        "model": comparison.rows.model.model_id,
-        "standin": comparison.rows.model.standin,
+        "model": comparison.rows.model.model_id if comparison.rows.model else None,
+        "standin": comparison.rows.model.standin if comparison.rows.model else None,
     }
 
 
@@ -190,17 +210,13 @@ def make_generate(comparison: Comparison):
 
 
 def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
-    model = comparison.rows.model
     sizes = [f"{s}x{s}" for s in comparison.rows.settings.sizes]
     with gr.Blocks(title="Stable Diffusion side by side on Xeon") as demo:
         gr.Markdown(
             "# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; "
             "rows run one after another and each is timed the same way."
         )
-        if model.standin:
-            gr.Markdown(STANDIN_BANNER.format(name=model.model_id))
-        if model.fallback_reason:
-            gr.Markdown(f"**Fell back to the `tiny` stand-in**: {model.fallback_reason}")
+        banner = gr.Markdown(model_banner(comparison))
         with gr.Row():
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0][0], max_length=1000)
@@ -252,6 +268,9 @@ def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
         timer = gr.Timer(2.0)
         timer.tick(
             lambda: loading_cards(comparison), outputs=cards, api_name=False, queue=False, show_progress="hidden"
+        )
+        timer.tick(
+            lambda: model_banner(comparison), outputs=banner, api_name=False, queue=False, show_progress="hidden"
         )
         timer.tick(
             lambda: health(comparison), outputs=status_json, api_name="health", queue=False, show_progress="hidden"

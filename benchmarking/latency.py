@@ -40,6 +40,7 @@ def latency_table(settings, args) -> dict:
 
     comparison = build_comparison(settings)
     rows_set = comparison.rows
+    rows_set.resolve()  # the model (a download, the first time), before anything is timed
     request = comparison.validate(
         prompt=args.prompt, seed=args.seed, steps=settings.steps, height=args.size, width=args.size
     )

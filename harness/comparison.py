@@ -123,6 +123,7 @@ class Comparison:
     def load_all(self) -> None:
         from .safety import SafetyFilter
 
+        self.rows.resolve()
         if self.safety_enabled and SafetyFilter.available(self.rows.model.path):
             self.safety = SafetyFilter(self.rows.model.path)
         self.rows.load_all()
@@ -138,6 +139,8 @@ class Comparison:
         return validate_request(limits=self.limits, **fields)
 
     def truncation(self, request: GenerationRequest) -> str | None:
+        if self.rows.model is None:  # still downloading: no row runs this request anyway
+            return None
         return truncation_note(self.rows.model.path / "tokenizer", request)
 
     def run(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +38,13 @@ class ModelUnavailable(RuntimeError):
     """The requested model cannot be loaded (and strict mode forbids the fallback)."""
 
 
-def resolve_model(requested: str, cache_dir: Path, strict: bool = False) -> ModelSource:
+def resolve_model(requested: str, cache_dir: Path, strict: bool = False, progress=lambda _line: None) -> ModelSource:
     """Turn a model setting into a local directory, building a stand-in or downloading from the Hub.
 
     An unreachable, uncached Hub model falls back to `tiny` (with the reason recorded) unless `strict`.
     """
     if requested in STANDINS:
+        progress(f"building or reading the {requested!r} stand-in")
         return _standin(requested, cache_dir)
     local = Path(requested).expanduser()
     if local.is_dir():
@@ -50,12 +52,13 @@ def resolve_model(requested: str, cache_dir: Path, strict: bool = False) -> Mode
             raise ModelUnavailable(f"{local} is not a diffusers model directory (no model_index.json)")
         return ModelSource(requested, str(local), local.resolve(), local_revision(local), standin=False)
     try:
-        path, revision = _from_hub(requested)
+        path, revision = _from_hub(requested, progress)
     except Exception as exc:  # network, auth, missing repo: all mean "cannot load it here"
         reason = f"could not load {requested!r} from the Hugging Face Hub ({type(exc).__name__}: {exc})"
         if strict:
             raise ModelUnavailable(reason) from exc
         log.warning("%s; falling back to the 'tiny' stand-in", reason)
+        progress("the Hub is unreachable: building or reading the 'tiny' stand-in")
         standin = _standin("tiny", cache_dir)
         return ModelSource(requested, standin.model_id, standin.path, standin.revision, True, reason)
     return ModelSource(requested, requested, path, revision, standin=False)
@@ -74,9 +77,9 @@ def local_revision(path: Path) -> str:
     return "local-" + digest.hexdigest()[:16]
 
 
-def _from_hub(repo_id: str) -> tuple[Path, str]:
+def _from_hub(repo_id: str, progress=lambda _line: None) -> tuple[Path, str]:
     """Download (or find in the cache) what `from_pretrained` needs, chosen by diffusers itself: the component
-    weights without fp16/non-EMA variants or root single-file checkpoints (SD-1.5: ~5 GB of its ~40 GB)."""
+    weights without fp16/non-EMA variants or root single-file checkpoints (SD-1.5: ~5.5 GB of its ~40 GB)."""
     from diffusers import DiffusionPipeline
     from huggingface_hub import HfApi
 
@@ -86,8 +89,33 @@ def _from_hub(repo_id: str) -> tuple[Path, str]:
         # One quick metadata call tells us whether the Hub is reachable, instead of a time-out per file.
         info = HfApi().model_info(repo_id, timeout=HUB_PROBE_TIMEOUT_S)
         log.info("downloading %s at %s", repo_id, info.sha)
-        path = DiffusionPipeline.download(repo_id, revision=info.sha)
+        with _reporting_download_size(repo_id, progress):
+            path = DiffusionPipeline.download(repo_id, revision=info.sha)
     return Path(path), Path(path).name  # snapshot folders are named after the commit
+
+
+@contextmanager
+def _reporting_download_size(repo_id: str, progress):
+    """Report every 2 s how much of `repo_id` is in the Hub cache (finished and partial files alike)."""
+    import threading
+
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    blobs = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "blobs"
+    done = threading.Event()
+
+    def report():
+        while not done.wait(2.0):
+            size = sum(f.stat().st_size for f in blobs.glob("*") if f.is_file()) if blobs.is_dir() else 0
+            progress(f"downloading {repo_id}: {size / 1e9:.2f} GB so far")
+
+    thread = threading.Thread(target=report, name="download-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def component_weights_mb(path: Path, components=("unet", "vae", "text_encoder")) -> float:

@@ -8,10 +8,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from backends import BACKEND_IDS, create_backend
-from backends.base import GenerationRequest, LoadInfo, LoadSettings
+from backends.base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback
 
 from .model_sources import ModelSource
 from .system_info import process_memory_mb
@@ -44,14 +45,21 @@ class RowStatus:
 class RowSet:
     """The rows of one model, in display order, and the lock that keeps their runs (timed or warm-up) apart."""
 
-    def __init__(self, model: ModelSource, backend_ids: list[str], settings: LoadSettings, factory=None):
+    def __init__(
+        self,
+        model: ModelSource | None,
+        backend_ids: list[str],
+        settings: LoadSettings,
+        factory=None,
+        resolve: Callable[[ProgressCallback], ModelSource] | None = None,
+    ):
+        """`model` may be None with a `resolve(progress)` that finds or downloads it: the app then serves its
+        page at once and the download is the first thing `load_all` does."""
         unknown = [b for b in backend_ids if b not in BACKEND_IDS]
         if unknown:
             raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_IDS)}")
-        self.model = model
-        if settings.scheduler_config is None:  # every row builds its schedulers from the model's one config
-            config = json.loads((model.path / "scheduler" / "scheduler_config.json").read_text())
-            settings = replace(settings, scheduler_config=config)
+        self.model = None
+        self._resolve = resolve
         self.settings = settings
         self.order = list(backend_ids)
         self._factory = factory or create_backend
@@ -59,10 +67,41 @@ class RowSet:
         self.status = {b: RowStatus() for b in self.order}
         self.titles = {b: b for b in self.order}  # replaced by each backend's own title once created
         self.lock = threading.Lock()  # one row at a time runs: timed sections and warm-ups never overlap
+        if model is not None:
+            self._use(model)
+
+    def resolve(self) -> ModelSource:
+        """The model every row loads, found or downloaded now if it was not given; rows wait until then."""
+        if self.model is None:
+
+            def progress(line: str) -> None:
+                for status in self.status.values():
+                    status.detail = f"model: {line}"
+
+            progress(f"looking for {self._resolve_name()}")
+            try:
+                self._use(self._resolve(progress))
+            except Exception as exc:
+                for status in self.status.values():
+                    status.set("unavailable", f"the model could not be loaded: {reason(exc)}")
+                raise
+            for status in self.status.values():
+                status.detail = ""
+        return self.model
+
+    def _resolve_name(self) -> str:
+        return getattr(self._resolve, "model_name", "the model")
+
+    def _use(self, model: ModelSource) -> None:
+        self.model = model
+        if self.settings.scheduler_config is None:  # every row builds its schedulers from the model's one config
+            config = json.loads((model.path / "scheduler" / "scheduler_config.json").read_text())
+            self.settings = replace(self.settings, scheduler_config=config)
 
     def load_all(self) -> None:
         """Load every row in order, then warm each up; a row that fails is marked unavailable and the others
         go on. Rows serve as soon as they are loaded (see `warm_up`)."""
+        self.resolve()
         for backend_id in self.order:
             self.load_row(backend_id)
         for backend_id in self.ready():

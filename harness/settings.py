@@ -91,15 +91,20 @@ def _parse(raw: str, kind: type):
 
 
 def build_comparison(settings: Settings):
-    """Resolve the model and create the (not yet loaded) comparison the settings describe."""
+    """The (not yet loaded) comparison the settings describe. The model is found or downloaded by its
+    `load_all`, so an app can serve its page while a first download runs."""
     import torch
 
     from .comparison import Comparison
-    from .model_sources import resolve_model
+    from .model_sources import STANDINS, resolve_model
     from .rows import RowSet
 
     torch.set_num_threads(settings.thread_count())  # every torch row runs on the same threads as OpenVINO's
-    model = resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict)
-    sizes = settings.size_list(model.model_id if model.standin else None)
-    rows = RowSet(model, settings.backend_ids(), settings.load_settings(sizes))
+
+    def resolve(progress):
+        return resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict, progress=progress)
+
+    resolve.model_name = settings.model
+    sizes = settings.size_list(settings.model if settings.model in STANDINS else None)
+    rows = RowSet(None, settings.backend_ids(), settings.load_settings(sizes), resolve=resolve)
     return Comparison(rows, safety_checker=settings.safety_checker)

@@ -8,7 +8,7 @@ import time
 import gradio as gr
 import numpy as np
 import pytest
-from conftest import TINY_SIZE, fake_comparison
+from conftest import TINY_SIZE, fake_comparison, free_port
 
 import app
 from backends import BACKEND_IDS
@@ -167,3 +167,58 @@ def test_row_failing_mid_request_shows_its_error_in_the_ui(tiny_model, cache_dir
     assert "injected failure" in cards[1] and "error" in cards[1]
     assert [r["status"] for r in figures["rows"]] == ["ok", "error", "ok", "ok"]
     assert all(r["status"] == "ok" for r in run_handler(comparison)[-1][4]["rows"])
+
+
+def test_the_page_is_served_while_the_model_downloads_and_shows_its_progress(tiny_model, cache_dir):
+    import threading
+    import urllib.request
+
+    from gradio_client import Client
+
+    from backends.base import LoadSettings
+    from harness.comparison import Comparison
+    from harness.rows import RowSet
+
+    release = threading.Event()
+
+    def slow_download(progress):
+        progress("downloading some-org/some-model: 1.23 GB so far")
+        assert release.wait(120), "the test never released the download"
+        return tiny_model
+
+    rows = RowSet(None, ["baseline"], LoadSettings((TINY_SIZE,), 2, cache_dir), resolve=slow_download)
+    comparison = Comparison(rows)
+    comparison.load_in_background()
+    demo = app.build_demo(comparison)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert urllib.request.urlopen(url, timeout=30).status == 200
+        assert "1.23 GB so far" in app.model_banner(comparison)
+        health = Client(url, verbose=False).predict(api_name="/health")
+        assert health["model"] is None and health["ready"] == []
+        assert "downloading some-org/some-model" in health["rows"]["baseline"]
+        release.set()
+        deadline = time.monotonic() + 120
+        while comparison.rows.ready() != ["baseline"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert comparison.rows.ready() == ["baseline"] and "stand-in" in app.model_banner(comparison)
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_download_progress_counts_the_bytes_arriving_in_the_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from harness.model_sources import _reporting_download_size
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    blobs = tmp_path / "models--org--model" / "blobs"
+    blobs.mkdir(parents=True)
+    lines = []
+    with _reporting_download_size("org/model", lines.append):
+        (blobs / "abc.incomplete").write_bytes(b"x" * 30_000_000)
+        time.sleep(2.5)
+    assert lines and lines[-1] == "downloading org/model: 0.03 GB so far"
