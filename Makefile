@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 MODEL ?= stable-diffusion-v1-5/stable-diffusion-v1-5
 
-.PHONY: setup setup-dev demo test lint benchmark clean-cache
+.PHONY: setup setup-dev demo test lint benchmark image image-test clean-cache
 
 setup:
 	bash scripts/install.sh
@@ -26,7 +26,17 @@ lint: setup-dev
 ## benchmark: the README table on the SD-1.5-sized stand-in (slow: run it in the background)
 benchmark: setup
 	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --calibration-prompts 2 \
-		--json artifacts/benchmark-sd15.json --save-images artifacts/benchmark-images
+		--save-images artifacts/benchmark-images
+
+## image: the Space image with docker or podman (the model and its IR prepared inside: slow, needs the Hub)
+image:
+	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then docker build -t sd-side-by-side .; \
+	elif command -v podman >/dev/null; then podman build --isolation chroot -t sd-side-by-side .; \
+	else echo "make image: needs a running Docker engine, or podman"; exit 1; fi
+
+## image-test: build the image on a local Debian base with the `tiny` stand-in and start it twice (slow lane)
+image-test: setup-dev
+	bash scripts/image-test.sh
 
 clean-cache:
 	rm -rf $${SBS_CACHE_DIR:-$$HOME/.cache/sd-side-by-side}

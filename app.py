@@ -138,6 +138,7 @@ def health(comparison: Comparison) -> dict:
         "ready": comparison.rows.ready(),
         "warm": comparison.rows.warm(),
         "rows": {b: comparison.rows.status[b].describe() for b in comparison.rows.order},
+        "cache": {b: s.load.cache if s.load else None for b, s in comparison.rows.status.items()},
         "model": comparison.rows.model.model_id if comparison.rows.model else None,
         "standin": comparison.rows.model.standin if comparison.rows.model else None,
     }

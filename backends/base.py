@@ -10,6 +10,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 StepCallback = Callable[[int, int], None]  # (step just finished, total steps)
+StageCallback = Callable[[str, float, float], None]  # (stage, perf_counter start, end): see STAGES
+STAGES = ("text_encoding", "denoising", "vae_decoding")  # where a pipeline call's time goes
 ProgressCallback = Callable[[str], None]  # a short human-readable line about what loading is doing
 
 SCHEDULERS = {  # GenerationRequest.scheduler -> (diffusers class name, label shown in the UI)
@@ -72,14 +74,21 @@ class Backend(Protocol):
     id: ClassVar[str]  # stable id used by the CLI, the UI and the JSON output, e.g. "openvino-static"
     title: ClassVar[str]  # what the card calls it, e.g. "OpenVINO, static shapes"
 
+    # Optional: `prepare(model, settings, progress)` builds (or finds in the cache) whatever `load` reads from
+    # `settings.cache_dir` (exported or quantized IR) without compiling it, so that `python -m harness.prepare`
+    # can do it ahead of time, e.g. when the Space image is built. Rows with nothing to build leave it out.
+
     def load(self, model: Any, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         """Build the pipeline(s) for every size in `settings.sizes` from `model` (a `harness.model_sources.
         ModelSource`) and report what it cost. No warm-up here: the harness warms every row up the same way.
         Raise on failure: the caller marks the row unavailable with the exception's message."""
         ...
 
-    def generate(self, request: GenerationRequest, latents: Any, on_step: StepCallback) -> np.ndarray:
+    def generate(
+        self, request: GenerationRequest, latents: Any, on_step: StepCallback, on_stage: StageCallback
+    ) -> np.ndarray:
         """Run the pipeline once on exactly these initial `latents` (the caller makes them once per
         request and hands every row a copy) and return the image as float32 HWC in [0, 1].
-        Must call `on_step` after every denoising step. The caller times this call."""
+        Must call `on_step` after every denoising step, and `on_stage` when text encoding and VAE decoding
+        end (`backends.pipeline.run_pipeline` does both). The caller times this call."""
         ...

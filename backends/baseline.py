@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.model_sources import component_weights_mb
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
+from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
 from .pipeline import run_pipeline
 
 
@@ -28,5 +28,5 @@ class BaselinePyTorch:
         self.scheduler_config = settings.scheduler_config
         return LoadInfo(disk_mb=component_weights_mb(model.path), precision="fp32")
 
-    def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
-        return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
+        return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step, on_stage)

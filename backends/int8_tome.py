@@ -19,7 +19,7 @@ from harness.build_cache import BuildCache, cache_key, files_mb
 from harness.cpu import this_cpu
 from harness.model_sources import ASSETS
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
+from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
 from .child_process import run_in_child
 from .openvino_loading import load_static_pipelines, ov_precision
 from .pipeline import run_pipeline
@@ -145,16 +145,15 @@ class Int8Tome:
     id = "int8-tome"
     title = "OpenVINO INT8 + Token Merging"
 
-    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+    def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
+        """Build (or find in the cache) the int8 + ToMe IR for every size: size -> (IR directory, cache hit?)."""
         if not 0.0 < settings.tome_ratio <= 0.75:  # tomesd's limit: at most 3 of every 2x2 tokens merged
             raise ValueError(f"ToMe ratio must be above 0 and at most 0.75, got {settings.tome_ratio}")
         if settings.int8_mode not in MODES:
             raise ValueError(f"unknown int8 mode {settings.int8_mode!r}; choose one of {', '.join(MODES)}")
-        if settings.int8_source:
-            return self._load_prebuilt(settings, progress)
         cache = BuildCache.ir(settings.cache_dir)
         prompts = calibration_prompts(settings.calibration_prompts)
-        self.pipes, self.ir_dirs, hits, disk = {}, {}, [], 0.0
+        built = {}
         for size in settings.sizes:
             variant = (
                 f"int8-v{BUILD_VERSION}-{settings.int8_mode}-tome{settings.tome_ratio:g}-{size}px"
@@ -173,13 +172,21 @@ class Int8Tome:
                 )
                 run_in_child(build_int8_tome, args, progress, f"building int8 + ToMe IR at {size}x{size}")
 
-            ir_dir, hit = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)
+            built[size] = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)
+        return built
+
+    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        if settings.int8_source:
+            return self._load_prebuilt(settings, progress)
+        self.pipes, self.ir_dirs = {}, {}
+        built = self.prepare(model, settings, progress)
+        for size, (ir_dir, _hit) in built.items():
             self.pipes.update(load_static_pipelines(ir_dir, replace(settings, sizes=(size,)), progress))
             self.ir_dirs[size] = ir_dir
-            hits.append(hit)
-            disk += files_mb(ir_dir)
+        disk = sum(files_mb(ir_dir) for ir_dir, _hit in built.values())
+        cache = "hit" if all(hit for _dir, hit in built.values()) else "built"
         mode = "int8 activations+weights" if settings.int8_mode == "full" else "hybrid int8"
-        return self._info(disk, "hit" if all(hits) else "built", f"UNet {mode}, ToMe {settings.tome_ratio:g}", settings)
+        return self._info(disk, cache, f"UNet {mode}, ToMe {settings.tome_ratio:g}", settings)
 
     def _load_prebuilt(self, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         source = Path(settings.int8_source).expanduser()
@@ -206,5 +213,5 @@ class Int8Tome:
         precision = f"{what}, int8 on {kernels}; rest OpenVINO {ov_precision(first)}"
         return LoadInfo(disk_mb=disk_mb, cache=cache, precision=precision, compute="int8")
 
-    def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
-        return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step)
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
+        return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step, on_stage)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.cpu import this_cpu
 from harness.model_sources import component_weights_mb
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
+from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
 from .baseline import load_diffusers_pipeline
 from .pipeline import run_pipeline
 
@@ -50,8 +50,8 @@ class IpexBf16:
         self.scheduler_config = settings.scheduler_config
         return LoadInfo(disk_mb=component_weights_mb(model.path), precision=f"autocast {support.how}", compute="bf16")
 
-    def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
         import torch
 
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step)
+            return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step, on_stage)

@@ -3,9 +3,11 @@ batch/height/width and compiled, one compiled pipeline per offered resolution.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.build_cache import BuildCache, cache_key, files_mb
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StepCallback
+from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
 from .child_process import run_in_child
 from .openvino_loading import load_static_pipelines, ov_precision
 from .pipeline import run_pipeline
@@ -24,12 +26,16 @@ class OpenVinoStatic:
     id = "openvino-static"
     title = "OpenVINO, static shapes"
 
-    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+    def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> tuple[Path, bool]:
+        """Export (or find in the cache) the OpenVINO IR: (IR directory, cache hit?)."""
         cache = BuildCache.ir(settings.cache_dir)
         key = cache_key(model.model_id, model.revision, "openvino-ir")
-        ir_dir, hit = cache.get_or_build(
+        return cache.get_or_build(
             key, lambda tmp: run_in_child(export_ir, (str(model.path), str(tmp)), progress, "exporting to OpenVINO IR")
         )
+
+    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        ir_dir, hit = self.prepare(model, settings, progress)
         self.pipes = load_static_pipelines(ir_dir, settings, progress)
         self.ir_dirs = dict.fromkeys(settings.sizes, ir_dir)  # size -> IR directory, as in the int8 row
         first = self.pipes[settings.sizes[0]]
@@ -42,6 +48,5 @@ class OpenVinoStatic:
             compute="bf16" if precision == "bf16" else "fp32",
         )
 
-    def generate(self, request: GenerationRequest, latents, on_step: StepCallback):
-        pipe = self.pipes[request.height]
-        return run_pipeline(pipe, self.scheduler_config, request, latents, on_step)
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
+        return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step, on_stage)

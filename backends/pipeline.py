@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+
 import numpy as np
 
-from .base import SCHEDULERS, GenerationRequest, StepCallback
+from .base import SCHEDULERS, GenerationRequest, StageCallback, StepCallback
 
 
 def make_scheduler(scheduler_id: str, base_config):
@@ -15,11 +18,14 @@ def make_scheduler(scheduler_id: str, base_config):
     return getattr(diffusers, class_name).from_config(base_config)
 
 
-def run_pipeline(pipe, base_scheduler_config, request: GenerationRequest, latents, on_step: StepCallback):
+def run_pipeline(
+    pipe, base_scheduler_config, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback
+):
     """Call `pipe` exactly as a diffusers user would, on the caller's initial latents.
 
     A fresh generator per call (used by ancestral schedulers) keeps rows independent of one another and of
-    any global RNG state. `output_type="np"` as in the source blog's measurements.
+    any global RNG state. `output_type="np"` as in the source blog's measurements. The pipeline's own
+    `encode_prompt` and `vae.decode` are timed in place (`on_stage`); the denoising loop lies between them.
     """
     import torch
 
@@ -29,7 +35,11 @@ def run_pipeline(pipe, base_scheduler_config, request: GenerationRequest, latent
         on_step(step_index + 1, request.steps)
         return callback_kwargs
 
-    with torch.no_grad():
+    with (
+        torch.no_grad(),
+        _timed(pipe, "encode_prompt", "text_encoding", on_stage),
+        _timed(pipe.vae, "decode", "vae_decoding", on_stage),
+    ):
         result = pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
@@ -43,3 +53,28 @@ def run_pipeline(pipe, base_scheduler_config, request: GenerationRequest, latent
             callback_on_step_end=step_end,
         )
     return np.asarray(result.images[0], dtype=np.float32)
+
+
+@contextmanager
+def _timed(owner, method: str, stage: str, on_stage: StageCallback):
+    """Time every call of `owner.method` during the block. diffusers has no stage hooks for a whole pipeline
+    call, and the pipelines of every row (diffusers and optimum-intel alike) call these two methods, so
+    wrapping them on the instance measures the same stages on every row."""
+    had_own = method in vars(owner)
+    original = getattr(owner, method)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            on_stage(stage, start, time.perf_counter())
+
+    setattr(owner, method, timed)
+    try:
+        yield
+    finally:
+        if had_own:
+            setattr(owner, method, original)
+        else:
+            delattr(owner, method)

@@ -18,12 +18,19 @@ def measure_row(backend, request, passes: int):
 
     latents = make_latents(request.seed, request.height, request.width)
     log.info("[%s] warm-up generation", type(backend).__name__)
-    backend.generate(request, latents, lambda *_: None)
+    backend.generate(request, latents, lambda *_: None, lambda *_: None)
     runs = []
     for i in range(passes):
         runs.append(timed_generate(backend, request, latents))
         log.info("[%s] pass %d/%d: %.2f s", type(backend).__name__, i + 1, passes, runs[-1].latency_s)
     return runs
+
+
+def mean_stages(runs) -> dict[str, float] | None:
+    """Mean seconds per stage (text encoding, denoising, VAE decoding) over the timed passes."""
+    if any(r.stages is None for r in runs):
+        return None
+    return {stage: statistics.mean(r.stages[stage] for r in runs) for stage in runs[0].stages}
 
 
 def latency_table(settings, args) -> dict:
@@ -74,6 +81,7 @@ def latency_table(settings, args) -> dict:
                 "min_s": min(latencies),
                 "max_s": max(latencies),
                 "s_per_step": statistics.mean(r.s_per_step for r in runs),
+                "stages_s": mean_stages(runs),
                 "load_s": status.load.seconds,
                 "cache": status.load.cache,
                 "ram_added_mb": status.load.ram_added_mb,

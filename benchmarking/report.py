@@ -24,7 +24,7 @@ def markdown_table(rows: list[dict]) -> str:
     """One line per row, whatever happened to it: a row that could not run says why."""
     columns = (
         "row", "runs as", "mean s/image", "median", "min", "max", "s/step", "speed-up", "PSNR dB", "SSIM",
-        "TFLOP/s", "% of peak (unit)", "load s (cache)", "peak RSS GB", "disk MB",
+        "text / denoise / decode s", "TFLOP/s", "% of peak (unit)", "load s (cache)", "peak RSS GB", "disk MB",
     )  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
@@ -35,7 +35,8 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['backend']} | {r['precision']} | {r['mean_s']:.2f} | {r['median_s']:.2f} | {r['min_s']:.2f} "
             f"| {r['max_s']:.2f} | {r['s_per_step']:.3f} | {speedup} | {_fmt(r.get('psnr_db'), '.1f')} "
-            f"| {_fmt(r.get('ssim'), '.3f')} | {r['tflops']:.2f} | {r['peak_share'] * 100:.0f} ({r['peak_unit']}) "
+            f"| {_fmt(r.get('ssim'), '.3f')} | {_stages(r.get('stages_s'))} "
+            f"| {r['tflops']:.2f} | {r['peak_share'] * 100:.0f} ({r['peak_unit']}) "
             f"| {r['load_s']:.0f} ({r['cache']}) | {r['peak_rss_gb']:.1f} | {_fmt(r['disk_mb'], '.0f')} |"
         )
     return "\n".join(lines)
@@ -62,6 +63,10 @@ def startup_table(report: dict) -> str:
         f"peak {memory['peak']} GB"
     )
     return "\n".join(lines)
+
+
+def _stages(stages: dict | None) -> str:
+    return "-" if not stages else " / ".join(f"{v:.2f}" for v in stages.values())
 
 
 def _fmt(value, spec):

@@ -13,8 +13,10 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from .system_info import package_versions
@@ -74,13 +76,23 @@ class BuildCache:
         return None
 
     def get_or_build(self, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
-        """Return (entry dir, hit?). `build(tmp_dir)` writes the entry's files into `tmp_dir`."""
+        """Return (entry dir, hit?). `build(tmp_dir)` writes the entry's files into `tmp_dir`.
+
+        Several processes may share the cache (replicas of a Space on one Storage Bucket): a lock file makes
+        the others wait for a build and then find it; where the file system has no locks, the first complete
+        entry renamed into place wins and a later one is dropped."""
         entry = self.lookup(key)
         if entry is not None:
             return entry, True
+        with _locked(self.root / f"{key}.lock"):
+            entry = self.lookup(key)  # built by another process while this one waited
+            if entry is not None:
+                return entry, True
+            return self._build(key, build), False
+
+    def _build(self, key: str, build: Callable[[Path], None]) -> Path:
         entry = self.root / key
-        tmp = self.root / f"{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self.root / f"{key}.tmp-{secrets.token_hex(4)}-{os.getpid()}"  # the pid last: see __init__
         tmp.mkdir(parents=True)
         try:
             build(tmp)
@@ -88,11 +100,28 @@ class BuildCache:
             if not files:
                 raise RuntimeError("the build wrote no files")
             (tmp / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
-            shutil.rmtree(entry, ignore_errors=True)
-            tmp.rename(entry)
+            if self.lookup(key) is None:  # removes a broken entry; keeps a complete one another process renamed
+                try:
+                    tmp.rename(entry)
+                except OSError:  # renamed by another process between the lookup and here: keep theirs
+                    if self.lookup(key) is None:
+                        raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return entry, False
+        return entry
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` (flock), released on exit; a no-op where the file system refuses locks."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.warning("no lock on %s (%s): relying on atomic renames", path, exc)
+        yield
 
 
 def _verify(entry: Path) -> str | None:

@@ -42,9 +42,12 @@ class RowResult:
     inflated_by: tuple[str, ...] = ()  # rows that were loading while this one was timed
     flagged: bool = False  # the safety checker flagged this row's image
     blanks_all: bool = False  # the first flagged row of its request: every row's image is blanked from here on
+    stages: dict[str, float] | None = None  # seconds in text encoding, denoising, VAE decoding (timed call)
 
     def figures(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "inflated_by", "blanks_all")}
+        if self.stages is not None:
+            out["stages"] = {k: round(v, 4) for k, v in self.stages.items()}
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -56,6 +59,7 @@ class Timed:
     start: float  # perf_counter at entry
     end: float  # perf_counter when the image was returned
     s_per_step: float
+    stages: dict[str, float] | None = None  # seconds per stage (backends.base.STAGES), measured in this call
 
     @property
     def latency_s(self) -> float:
@@ -74,18 +78,31 @@ def make_latents(seed: int, height: int, width: int, channels: int = 4, vae_scal
 def timed_generate(backend, request: GenerationRequest, latents, on_step=lambda *_: None) -> Timed:
     """The timed section, the same for the app and the benchmark: the row's `generate` call and nothing else.
     Seconds per step is the mean interval between denoising step ends (text encoding and VAE decode
-    excluded); the whole latency when there was a single step."""
+    excluded); the whole latency when there was a single step. Stages: text encoding and VAE decoding as
+    the row reported them, denoising from the end of text encoding to the end of the last step."""
     steps: list[float] = []
+    stage_times: dict[str, tuple[float, float]] = {}
 
     def step_done(step: int, total: int) -> None:
         steps.append(time.perf_counter())
         on_step(step, total)
 
+    def stage_done(stage: str, start: float, end: float) -> None:
+        stage_times.setdefault(stage, (start, end))  # the first call: a pipeline encodes the prompt once
+
     start = time.perf_counter()
-    image = backend.generate(request, latents, step_done)
+    image = backend.generate(request, latents, step_done, stage_done)
     end = time.perf_counter()
     per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else end - start
-    return Timed(image, start, end, per_step)
+    stages = None
+    if steps and {"text_encoding", "vae_decoding"} <= stage_times.keys():
+        text, decode = stage_times["text_encoding"], stage_times["vae_decoding"]
+        stages = {
+            "text_encoding": text[1] - text[0],
+            "denoising": steps[-1] - text[1],
+            "vae_decoding": decode[1] - decode[0],
+        }
+    return Timed(image, start, end, per_step, stages)
 
 
 def against_baseline(latency, image, baseline_latency, baseline_image) -> tuple[float, float, float]:
@@ -215,6 +232,7 @@ class Comparison:
             image=timed.image,
             latency_s=timed.latency_s,
             s_per_step=timed.s_per_step,
+            stages=timed.stages,
             precision=load.precision if load else "",
             timed=(timed.start, timed.end),
             inflated_by=loading,

@@ -153,7 +153,7 @@ class RowSet:
         log.info("[%s] %s", backend_id, status.detail)
         start = time.perf_counter()
         warm = GenerationRequest("warm-up", steps=WARMUP_STEPS, height=size, width=size)
-        self.backends[backend_id].generate(warm, make_latents(0, size, size), lambda *_: None)
+        self.backends[backend_id].generate(warm, make_latents(0, size, size), lambda *_: None, lambda *_: None)
         status.warmup_s += time.perf_counter() - start
         status.warm_sizes.add(size)
         pending = [s for s in self.settings.sizes if s not in status.warm_sizes]

@@ -1,9 +1,9 @@
 # Sourced by scripts/start.sh (the app in the Docker image and `make demo`): the runtime environment.
 # - threads from the CPUs this process may actually use (a container's cgroup/affinity, not the host's count);
 # - jemalloc preloaded with the source blog's MALLOC_CONF when SBS_JEMALLOC names the library (the Docker image
-#   sets it; on the 2-core AMD dev machine it made the PyTorch UNet step 13 % slower, so it is not the default);
+#   sets it; whether it helps depends on the machine: results/README.md);
 # - Intel OpenMP preloaded only when asked (SBS_IOMP=path to libiomp5.so): opt-in, see README;
-# - the IR cache on the Space's persistent storage (/data) when there is one.
+# - the Hugging Face cache inside the IR cache (one directory to prepare, or to mount as a Storage Bucket).
 cpus=$("${PYTHON:-python}" -c 'import os; print(len(os.sched_getaffinity(0)))')
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$cpus}
 export SBS_THREADS=${SBS_THREADS:-$cpus}
@@ -21,6 +21,6 @@ if [ -n "${SBS_IOMP:-}" ] && [ -f "$SBS_IOMP" ]; then
   export KMP_BLOCKTIME=${KMP_BLOCKTIME:-1}  # idle OpenMP threads sleep at once instead of spinning beside OpenVINO
 fi
 
-if [ -d /data ] && [ -w /data ]; then
-  export SBS_CACHE_DIR=${SBS_CACHE_DIR:-/data/sd-side-by-side}
+if [ -n "${SBS_CACHE_DIR:-}" ]; then
+  export HF_HOME=${HF_HOME:-$SBS_CACHE_DIR/huggingface}
 fi

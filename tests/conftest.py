@@ -72,7 +72,7 @@ class FakeBackend:
         progress("fake load")
         return LoadInfo(precision="fake")
 
-    def generate(self, request, latents, on_step):
+    def generate(self, request, latents, on_step, on_stage):
         import time
 
         start = time.perf_counter()
@@ -80,11 +80,14 @@ class FakeBackend:
             self.calls += 1
         if self.calls in self.fail_on and request.prompt != "warm-up":
             raise RuntimeError(f"injected failure on call {self.calls}")
+        on_stage("text_encoding", start, time.perf_counter())
         for step in range(request.steps):
             time.sleep(self.delay / max(1, request.steps))
             on_step(step + 1, request.steps)
+        decode = time.perf_counter()
         x = latents[0, :3].numpy()
         img = np.kron(1 / (1 + np.exp(-x)), np.ones((8, 8)))  # upsample the latent 8x to image size
+        on_stage("vae_decoding", decode, time.perf_counter())
         self.runs.append((request.prompt, start, time.perf_counter()))
         return np.transpose(img, (1, 2, 0)).astype(np.float32)
 

@@ -60,10 +60,10 @@ def test_a_row_that_finishes_loading_during_a_request_runs_and_is_not_called_ski
     baseline = comparison.fakes["baseline"]
     original = baseline.generate
 
-    def generate_while_a_row_finishes_loading(request, latents, on_step):
+    def generate_while_a_row_finishes_loading(request, latents, on_step, on_stage):
         if request.prompt != "warm-up":
             comparison.rows.load_row("openvino-static")  # what the background loader does meanwhile
-        return original(request, latents, on_step)
+        return original(request, latents, on_step, on_stage)
 
     baseline.generate = generate_while_a_row_finishes_loading
     _seed, message, _title, _chart, figures, *_ = run_handler(comparison)[-1]

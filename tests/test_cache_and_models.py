@@ -46,7 +46,7 @@ def test_failed_build_leaves_nothing(tmp_path):
 
     with pytest.raises(RuntimeError):
         cache.get_or_build("k", build)
-    assert cache.lookup("k") is None and list((tmp_path / "ir").iterdir()) == []
+    assert cache.lookup("k") is None and [p.name for p in (tmp_path / "ir").iterdir()] == ["k.lock"]
 
 
 def test_dead_process_temp_dirs_are_removed_at_start(tmp_path):
@@ -118,3 +118,40 @@ def test_prebuilt_int8_source_refuses_sizes_it_was_not_built_for(comparison, tin
     settings = LoadSettings(sizes=(TINY_SIZE, 2 * TINY_SIZE), threads=2, cache_dir=tmp_path, int8_source=str(prebuilt))
     with pytest.raises(ValueError, match=f"built for {TINY_SIZE}x{TINY_SIZE} only; 256x256 cannot run"):
         Int8Tome().load(tiny_model, settings, lambda _: None)
+
+
+def _slow_build_in_a_replica(root: str, log: str) -> None:
+    def build(out: Path):
+        with open(log, "a") as f:
+            f.write("built\n")
+        time.sleep(1.0)
+        (out / "model.bin").write_bytes(b"x" * 100)
+
+    BuildCache(Path(root)).get_or_build("shared", build)
+
+
+def test_replicas_sharing_a_cache_build_an_entry_once(tmp_path):
+    import multiprocessing
+
+    log = tmp_path / "builds.log"
+    ctx = multiprocessing.get_context("spawn")
+    replicas = [ctx.Process(target=_slow_build_in_a_replica, args=(str(tmp_path / "c"), str(log))) for _ in range(3)]
+    for r in replicas:
+        r.start()
+    for r in replicas:
+        r.join(60)
+    assert [r.exitcode for r in replicas] == [0, 0, 0]
+    assert log.read_text() == "built\n" and BuildCache(tmp_path / "c").lookup("shared") is not None
+
+
+def test_a_complete_entry_renamed_by_another_process_is_kept(tmp_path):
+    cache = BuildCache(tmp_path)
+
+    def build_racing_another_process(out: Path):
+        (out / "model.bin").write_bytes(b"mine")
+        other = BuildCache(tmp_path)  # another replica finishes first, without the lock (no flock on its FS)
+        other._build("k", lambda o: (o / "model.bin").write_bytes(b"theirs"))
+
+    entry = cache._build("k", build_racing_another_process)
+    assert (entry / "model.bin").read_bytes() == b"theirs" and cache.lookup("k") == entry
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]

@@ -76,6 +76,6 @@ def test_hybrid_mode_quantizes_fewer_activations(unet_ir, tiny_model, tmp_path, 
     assert 0 < fake_quantize(hybrid_ir) < fake_quantize(unet_ir)
     request = GenerationRequest("cartoon bird", steps=8, height=TINY_SIZE, width=TINY_SIZE)
     latents = make_latents(request.seed, TINY_SIZE, TINY_SIZE)
-    baseline = comparison.rows.backends["baseline"].generate(request, latents, lambda *_: None)
-    psnr, ssim = fidelity(row.generate(request, latents, lambda *_: None), baseline)
+    baseline = comparison.rows.backends["baseline"].generate(request, latents, lambda *_: None, lambda *_: None)
+    psnr, ssim = fidelity(row.generate(request, latents, lambda *_: None, lambda *_: None), baseline)
     assert psnr >= 25.0 and ssim >= 0.90  # measured on tiny: 32.2 dB / 0.986

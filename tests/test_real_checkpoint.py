@@ -119,7 +119,7 @@ def test_every_timed_call_does_the_same_work_and_holds_no_safety_checker(compari
         assert all(getattr(p, "safety_checker", None) is None for p in pipes), backend_id
         assert backend.scheduler_config == model_scheduler, backend_id  # the model's one scheduler config
         counts = count_calls(backend)
-        backend.generate(request, make_latents(request.seed, TINY_SIZE, TINY_SIZE), lambda *_: None)
+        backend.generate(request, make_latents(request.seed, TINY_SIZE, TINY_SIZE), lambda *_: None, lambda *_: None)
         work[backend_id] = counts
     assert len({json.dumps(c, sort_keys=True) for c in work.values()}) == 1, work
     assert next(iter(work.values()))["unet"] == request.steps and next(iter(work.values()))["vae_decode"] == 1

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# `make image-test`: build the Space image on a locally made Debian base (torch from PyPI, the `tiny` stand-in
+# prepared at build time), then start it twice as the Space does (user 1000) and check each start: the page
+# answers, /health lists every row this CPU can run as ready and warm with every build a cache hit, and one
+# /generate succeeds. Prints the image size, the time to every row warm and the app's RSS.
+#
+# Here `podman run` cannot start containers (crun: setrlimit RLIMIT_NPROC), so a start is the image's
+# filesystem (`podman mount` of a new container) under `chroot --userspec=1000:1000` with the image's
+# environment; the Space itself runs the same image with Docker.
+#   scripts/image-test.sh [--base-only]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE=localhost/sbs-base-bookworm
+IMAGE=localhost/sbs-space-test
+PORT=${SBS_IMAGE_TEST_PORT:-7899}
+PYTHON=${PYTHON:-.venv/bin/python}
+
+[ "$(id -u)" = 0 ] || { echo "image-test: run as root (podman build --isolation chroot, chroot)" >&2; exit 1; }
+# podman and debootstrap from Debian's packages, installed here so a fresh machine needs no hand steps.
+missing=()
+for tool in podman debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null || { echo "image-test: please install ${missing[*]}" >&2; exit 1; }
+  echo "image-test: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+make_base() {
+  # The base the Dockerfile expects (python3.11 as python), from Debian's mirror: Docker Hub is not reachable here.
+  podman image exists "$BASE" && return
+  local dir
+  dir=$(mktemp -d /var/tmp/sbs-base.XXXXXX)
+  local mirror
+  # the Debian mirror apt uses here (deb822 "URIs:" or one-line "deb URL bookworm" sources)
+  mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | grep -oE '^(URIs: |deb )https?://[^ ]+/debian( |$)' | grep -oE 'https?://[^ ]+' | head -1 || true)
+  echo "image-test: debootstrap bookworm from ${mirror:-the default mirror} into $dir"
+  debootstrap --variant=minbase --include=python3.11,python3.11-venv,python3-pip,ca-certificates \
+    bookworm "$dir" ${mirror:+"$mirror"} >/dev/null
+  ln -sf /usr/bin/python3.11 "$dir/usr/local/bin/python"
+  ln -sf /usr/bin/python3.11 "$dir/usr/local/bin/python3"
+  rm -rf "$dir/var/cache/apt/archives"/*.deb
+  # This machine's extra certificate authorities (its egress to the package registries), as the host trusts them.
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/"
+    chroot "$dir" update-ca-certificates >/dev/null
+  fi
+  tar -C "$dir" -c . | podman import --change "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" - "$BASE" >/dev/null
+  rm -rf "$dir"
+}
+
+make_base
+[ "${1:-}" = --base-only ] && exit 0
+
+echo "image-test: building $IMAGE"
+podman build --isolation chroot --build-arg BASE_IMAGE="$BASE" --build-arg TORCH_SOURCE=pypi \
+  --build-arg PREPARE_MODEL=tiny --build-arg PREPARE_SIZES=128 -t "$IMAGE" .
+size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+echo "image-test: image size $((size / 1000000)) MB"
+
+start_once() {  # one start of the image as the Space would do it; $1 names the run in the output
+  local ctr root pid log="artifacts/image-test-$1.log"
+  mkdir -p artifacts
+  ctr=$(podman create "$IMAGE")
+  root=$(podman mount "$ctr")
+  mount -t proc proc "$root/proc"
+  mount --rbind /sys "$root/sys"
+  mount --rbind /dev "$root/dev"
+  mount -t tmpfs tmpfs "$root/tmp"
+  cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+  cleanup() {
+    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    umount -l "$root/tmp" "$root/dev" "$root/sys" "$root/proc" 2>/dev/null || true
+    podman umount "$ctr" >/dev/null; podman rm "$ctr" >/dev/null
+  }
+  trap cleanup RETURN
+  mapfile -t env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | grep .)
+  local workdir
+  workdir=$(podman image inspect --format '{{.Config.WorkingDir}}' "$IMAGE")
+  local started
+  started=$(date +%s.%N)
+  # shellcheck disable=SC2016
+  env -i "${env[@]}" HOME=/home/user SBS_PORT="$PORT" \
+    chroot --userspec=1000:1000 "$root" bash -c 'cd "$0" && exec bash scripts/start.sh' "$workdir" >"$log" 2>&1 &
+  pid=$!
+  "$PYTHON" - "$PORT" "$started" "$pid" <<'EOF'
+import sys, time, urllib.request
+from gradio_client import Client
+sys.path.insert(0, ".")
+from harness.cpu import this_cpu
+from backends import BACKEND_IDS
+
+port, started = int(sys.argv[1]), float(sys.argv[2])
+url = f"http://127.0.0.1:{port}/"
+deadline = time.time() + 900
+while True:
+    try:
+        assert urllib.request.urlopen(url, timeout=5).status == 200
+        break
+    except Exception:
+        assert time.time() < deadline, "the page never answered"
+        time.sleep(0.5)
+page_up = time.time() - started
+client = Client(url, verbose=False)
+expected = [b for b in BACKEND_IDS if this_cpu().row(b).runs]
+while True:
+    health = client.predict(api_name="/health")
+    if health["warm"] == expected:
+        break
+    assert time.time() < deadline, f"rows not warm after 15 min: {health}"
+    time.sleep(1)
+all_warm = time.time() - started
+assert health["ready"] == expected, health
+builds = {b: c for b, c in health["cache"].items() if c not in ("hit", "n/a", None)}
+assert not builds, f"a start built something: {builds}"
+out = client.predict("cartoon bird", "", 42, False, 4, 7.5, "128x128", "dpm++", api_name="/generate")
+ok = [r["backend"] for r in out[4]["rows"] if r["status"] == "ok"]
+assert ok == expected, out[4]["rows"]
+print(f"image-test: page up after {page_up:.1f} s, every row ready and warm after {all_warm:.1f} s, "
+      f"cache {health['cache']}, /generate ok on {', '.join(ok)}")
+EOF
+  # env, chroot, bash and start.sh each exec the next: $pid is the app's Python process now
+  echo "image-test: app RSS with every row loaded: $(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status") MB"
+  if grep -qE "exporting to OpenVINO IR|building int8" "$log"; then
+    echo "image-test: start $1 built IR (see $log)" >&2
+    return 1
+  fi
+}
+
+start_once first
+start_once restart
+echo "image-test: passed"
