@@ -69,13 +69,19 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   mount --rbind /sys "$root/sys"
   mount --rbind /dev "$root/dev"
   mount -t tmpfs tmpfs "$root/tmp"
+  # what a container engine writes into a container at start: name resolution (Gradio calls itself on localhost)
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-  cleanup() {
-    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+  cleanup() {  # idempotent: runs on return, on a failed check (set -e) and on Ctrl-C
+    [ -n "${ctr:-}" ] || return 0
+    if [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
     umount -l "$root/tmp" "$root/dev" "$root/sys" "$root/proc" 2>/dev/null || true
-    podman umount "$ctr" >/dev/null; podman rm "$ctr" >/dev/null
+    podman umount "$ctr" >/dev/null || true
+    podman rm "$ctr" >/dev/null || true
+    ctr=
   }
-  trap cleanup RETURN
+  trap cleanup RETURN EXIT
+  trap 'cleanup; exit 130' INT TERM
   mapfile -t env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | grep .)
   local workdir
   workdir=$(podman image inspect --format '{{.Config.WorkingDir}}' "$IMAGE")
@@ -85,21 +91,32 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   env -i "${env[@]}" HOME=/home/user SBS_PORT="$PORT" \
     chroot --userspec=1000:1000 "$root" bash -c 'cd "$0" && exec bash scripts/start.sh' "$workdir" >"$log" 2>&1 &
   pid=$!
-  "$PYTHON" - "$PORT" "$started" "$pid" <<'EOF'
+  "$PYTHON" - "$PORT" "$started" "$pid" <<'EOF' || { echo "image-test: start $1 failed; its log:" >&2; tail -30 "$log" >&2; return 1; }
 import sys, time, urllib.request
 from gradio_client import Client
 sys.path.insert(0, ".")
 from harness.cpu import this_cpu
 from backends import BACKEND_IDS
 
-port, started = int(sys.argv[1]), float(sys.argv[2])
+port, started, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 url = f"http://127.0.0.1:{port}/"
 deadline = time.time() + 900
+
+
+def alive():
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 while True:
     try:
         assert urllib.request.urlopen(url, timeout=5).status == 200
         break
     except Exception:
+        assert alive(), "the app exited before its page answered (see its log)"
         assert time.time() < deadline, "the page never answered"
         time.sleep(0.5)
 page_up = time.time() - started
@@ -109,6 +126,7 @@ while True:
     health = client.predict(api_name="/health")
     if health["warm"] == expected:
         break
+    assert alive(), "the app exited (see its log)"
     assert time.time() < deadline, f"rows not warm after 15 min: {health}"
     time.sleep(1)
 all_warm = time.time() - started
