@@ -9,6 +9,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import asdict
 
 import gradio as gr
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 from backends.base import SCHEDULERS
 from harness.comparison import BASELINE, Comparison, RowResult, to_uint8
 from harness.settings import Settings, build_comparison
+from harness.showcase import Showcase, ShownRun
 from harness.system_info import system_info
 from harness.validation import GUIDANCE_RANGE, MAX_SEED, STEPS_RANGE, InvalidRequest
 
@@ -31,51 +33,119 @@ STANDIN_BANNER = "**Random-weight stand-in model `{name}`: images are noise, lat
 
 
 # ------------------------------------------------------------------------------------------ view helpers
-def card_markdown(comparison: Comparison, backend_id: str, row: RowResult | None = None) -> str:
-    status = comparison.rows.status[backend_id]
+# Every view below is drawn from the figures dicts of `RowResult.figures()`, so a request in progress and a
+# comparison read back from disk (`harness.showcase`) look the same.
+STAGE_LABELS = {"text_encoding": "text encoding", "denoising": "denoising (UNet steps)", "vae_decoding": "VAE decoding"}
+CSS = """
+@media (max-width: 700px) { .stack-on-phone { flex-direction: column !important; } }
+.row-card h2 { margin: 0.2em 0; }
+"""
+
+
+def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = None) -> str:
+    """A row's result: the big ratio, its figures and notes; until its first result, what the row is."""
     lines = [f"### {comparison.rows.titles[backend_id]}"]
-    if row is not None and row.status == "ok":
-        big = (
-            "reference" if backend_id == BASELINE else (f"{row.speedup:.1f}× faster" if row.speedup else "no baseline")
-        )
+    if row is not None and row["status"] == "ok":
+        speedup = row.get("speedup")
+        big = "reference" if backend_id == BASELINE else (f"{speedup:.1f}× faster" if speedup else "no baseline")
         lines.append(f"## {big}")
-        figures = f"**{row.latency_s:.2f} s** total · {row.s_per_step:.3f} s/step"
-        if row.psnr_db is not None:
-            figures += f" · PSNR {row.psnr_db:.1f} dB · SSIM {row.ssim:.3f}"
+        figures = f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step"
+        if row.get("psnr_db") is not None:
+            figures += f" · PSNR {row['psnr_db']:.1f} dB · SSIM {row['ssim']:.3f}"
         lines.append(figures)
-        if row.message:
-            lines.append(f"_{row.message}_")
+        if row.get("message"):
+            lines.append(f"_{row['message']}_")
     elif row is not None:
-        lines.append(f"**{row.status}**: {row.message}")
-    load = status.load
-    if load is not None:
-        lines.append(
-            f"precision: {load.precision} · loaded in {load.seconds:.0f} s (cache {load.cache}), "
-            f"+{load.ram_added_mb:.0f} MB RAM" + (f", {load.disk_mb:.0f} MB on disk" if load.disk_mb else "")
-        )
-    lines.append(f"status: {status.describe()}")
+        lines.append(f"**{row['status']}**: {row['message']}")
+    else:
+        lines.append("_no result yet_")
     return "\n\n".join(lines)
 
 
-def headline(rows: list[RowResult]) -> str:
-    fastest = max((r for r in rows if r.status == "ok" and r.speedup), key=lambda r: r.speedup, default=None)
-    if fastest is None or fastest.backend == BASELINE:
+def status_line(comparison: Comparison, backend_id: str) -> str:
+    """How the row runs here and whether it is ready: refreshed by the status timer, apart from the results."""
+    status = comparison.rows.status[backend_id]
+    load = status.load
+    parts = []
+    if load is not None:
+        parts.append(
+            f"{load.precision} · loaded in {load.seconds:.0f} s (cache {load.cache}), +{load.ram_added_mb:.0f} MB RAM"
+            + (f", {load.disk_mb:.0f} MB on disk" if load.disk_mb else "")
+        )
+    parts.append(f"status: {status.describe()}")
+    return "<small>" + " · ".join(parts) + "</small>"
+
+
+def headline(rows: list[dict]) -> str:
+    done = [r for r in rows if r["status"] == "ok" and r.get("speedup")]
+    fastest = max(done, key=lambda r: r["speedup"], default=None)
+    if fastest is None or fastest["backend"] == BASELINE:
         return ""
-    psnr = f", PSNR {fastest.psnr_db:.0f} dB vs baseline" if fastest.psnr_db is not None else ""
-    inflated = [r.inflated_by for r in rows if r.backend in (BASELINE, fastest.backend) and r.inflated_by]
+    psnr = f", PSNR {fastest['psnr_db']:.0f} dB vs baseline" if fastest.get("psnr_db") is not None else ""
+    inflated = [r for r in rows if r["backend"] in (BASELINE, fastest["backend"]) and r.get("inflated_by")]
     caveat = "\n\n_Measured while another row was still loading: the ratio is not clean._" if inflated else ""
-    return f"# {fastest.title}: {fastest.speedup:.1f}× faster than baseline{psnr}{caveat}"
+    return f"# {fastest['title']}: {fastest['speedup']:.1f}× faster than baseline{psnr}{caveat}"
 
 
-def latency_chart(rows: list[RowResult]) -> pd.DataFrame:
-    done = [r for r in rows if r.status == "ok"]
+def latency_chart(rows: list[dict]) -> pd.DataFrame:
+    done = [r for r in rows if r["status"] == "ok"]
     return pd.DataFrame(
         {
-            "row": [r.title for r in done],
-            "latency (s)": [round(r.latency_s, 3) for r in done],
-            "kind": ["baseline" if r.backend == BASELINE else "optimized" for r in done],
+            "row": [r["title"] for r in done],
+            "latency (s)": [round(r["latency_s"], 3) for r in done],
+            "kind": ["baseline" if r["backend"] == BASELINE else "optimized" for r in done],
         }
     )
+
+
+def stage_chart(rows: list[dict]) -> pd.DataFrame:
+    """One stacked bar per row: seconds in text encoding, denoising and VAE decoding, as measured."""
+    records = [
+        {"row": r["title"], "stage": STAGE_LABELS[stage], "seconds": round(seconds, 3)}
+        for r in rows
+        if r["status"] == "ok" and r.get("stages")
+        for stage, seconds in r["stages"].items()
+    ]
+    return pd.DataFrame(records, columns=["row", "stage", "seconds"])
+
+
+def slider_pair(images: dict, other: str | None):
+    """(baseline image, chosen row's image) for the slider, or None while either is missing."""
+    if other is None or images.get(BASELINE) is None or images.get(other) is None:
+        return None
+    return images[BASELINE], images[other]
+
+
+def other_cpus_table() -> pd.DataFrame:
+    """Every committed benchmark result: one line per CPU kind and row (only measured files; each names its
+    date and command)."""
+    from benchmarking.report import read_results
+
+    records = []
+    for report in read_results():
+        for r in report["rows"]:
+            records.append(
+                {
+                    "CPU": f"{report['system']['cpu']} ({report['isa']})",
+                    "cores": report["cores"],
+                    "row": r["backend"],
+                    "latency (s)": round(r["mean_s"], 1) if r["status"] == "ok" else None,
+                    "speed-up": round(r["speedup"], 2) if r.get("speedup") else None,
+                    "status": r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}",
+                    "model, size, steps": f"{report['model']}, {report['size']}px, {report['steps']} steps",
+                    "date": report["date"],
+                    "command": report["command"],
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
+    done = table.dropna(subset=["speed-up"])
+    return pd.DataFrame(
+        {"CPU · row": done["CPU"].str.split(" \\(").str[0] + " · " + done["row"], "speed-up": done["speed-up"],
+         "CPU": done["CPU"]}
+    )  # fmt: skip
 
 
 def system_markdown(comparison: Comparison) -> str:
@@ -120,16 +190,10 @@ def model_banner(comparison: Comparison) -> str:
     return "\n\n".join(lines)
 
 
-def loading_cards(comparison: Comparison) -> list:
-    """Card updates for the status timer: only rows still loading, or that just finished (refreshing the
-    others would wipe the results of a request shown on them)."""
-    now = time.monotonic()
-    return [
-        card_markdown(comparison, b)
-        if comparison.rows.status[b].state in ("waiting", "loading") or now - comparison.rows.status[b].since < 5
-        else gr.skip()
-        for b in comparison.rows.order
-    ]
+def status_lines(comparison: Comparison) -> list[str]:
+    """The status timer's update: every row's status line (the result cards are left alone: they keep the
+    figures of the comparison shown until the next one replaces them)."""
+    return [status_line(comparison, b) for b in comparison.rows.order]
 
 
 def health(comparison: Comparison) -> dict:
@@ -145,13 +209,91 @@ def health(comparison: Comparison) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ handlers
-def make_generate(comparison: Comparison):
-    n = len(comparison.rows.order)
+def machine_label(comparison: Comparison) -> str:
+    from harness.cpu import this_cpu
 
-    def generate(prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, progress=gr.Progress()):
+    cpu = this_cpu()
+    return f"{cpu.model} ({cpu.isa_line()}), {comparison.rows.settings.threads} threads"
+
+
+def make_showcase(comparison: Comparison) -> Showcase:
+    return Showcase(comparison.rows.settings.cache_dir / "showcase", machine_label(comparison))
+
+
+def view(
+    comparison: Comparison, about: dict, rows: list[dict], images: dict, compare_with: str | None, final: bool
+) -> list:
+    """The comparison's outputs after `seed` and `message`, in `build_demo`'s order: headline, latency chart,
+    figures JSON (`about` the request, then every row), one image and one card per row, stage chart, slider,
+    the slider's choice of row, and the images kept for the slider."""
+    order = comparison.rows.order
+    by_id = {r["backend"]: r for r in rows}
+    # Charts are drawn once, for a finished comparison: Gradio's bar plot keeps the colour legend of its
+    # first data, so drawing them row by row would lose the colours.
+    chart = gr.BarPlot(latency_chart(rows), sort=[r["title"] for r in rows]) if final else gr.skip()
+    stages = gr.BarPlot(stage_chart(rows), sort=[r["title"] for r in rows]) if final else gr.skip()
+    others = [b for b in order if b != BASELINE and b in images]
+    chosen = compare_with if compare_with in others else (others[-1] if others else None)
+    return [
+        headline(rows),
+        chart,
+        {**about, "rows": rows},
+        *[images.get(b) for b in order],
+        *[card_markdown(comparison, b, by_id.get(b)) for b in order],
+        stages,
+        gr.ImageSlider(slider_pair(images, chosen), label=f"Baseline ◀ ▶ {comparison.rows.titles.get(chosen, '')}"),
+        gr.Radio(choices=[(comparison.rows.titles[b], b) for b in others], value=chosen),
+        images,
+    ]
+
+
+def show_latest(comparison: Comparison, showcase: Showcase):
+    """What a page opens on: the last comparison of this instance (or the built-in example computed at start)."""
+    run = showcase.latest(comparison.rows.model)
+    if run is None:
+        waiting = "_The first comparison is computed as soon as every row is warm; it appears here by itself._"
+        return [gr.skip(), waiting, *view(comparison, {}, [], {}, None, final=False)]
+    about = {"seed": run.request.seed, "request": asdict(run.request), "finished": run.finished, "machine": run.machine}
+    return [run.request.seed, run.label(), *view(comparison, about, run.rows, run.images, None, final=True)]
+
+
+def wait_estimate(comparison: Comparison, showcase: Showcase, size, steps) -> str:
+    """How long a run will take, from this instance's own latest measured stages at that size."""
+    try:
+        side, steps = int(str(size).split("x")[0]), int(steps)
+    except (TypeError, ValueError):
+        return ""
+    ready = comparison.rows.ready()
+    if not ready:
+        return "_No row is ready yet._"
+    seconds, unknown = showcase.estimate(comparison.rows.model, ready, side, steps)
+    if len(unknown) == len(ready):
+        return f"_No run at {side}x{side} measured here yet: the first one shows how long it takes._"
+    text = f"About **{seconds:.0f} s** for every ready row at {side}x{side}, {steps} steps"
+    if unknown:
+        text += f" (plus {', '.join(comparison.rows.titles[b] for b in unknown)}, not measured yet)"
+    return text + ", from the latest run here. Requests run one at a time: your place in the queue shows below."
+
+
+def make_generate(comparison: Comparison, showcase: Showcase | None = None):
+    order = comparison.rows.order
+
+    def generate(
+        prompt,
+        negative_prompt,
+        seed,
+        random_seed,
+        steps,
+        guidance,
+        size,
+        scheduler,
+        compare_with=None,
+        progress=gr.Progress(),
+    ):
         """Run the prompt through every ready row; yields after each row so cards fill as rows finish.
 
-        Outputs: seed, message, headline, chart, figures JSON, then one image and one card per row."""
+        Outputs: seed, message, headline, chart, figures JSON, one image and one card per row, the stage
+        chart, the slider, the slider's choice of row, and the images kept for the slider."""
         if random_seed:
             seed = secrets.randbelow(MAX_SEED + 1)
         try:
@@ -175,100 +317,207 @@ def make_generate(comparison: Comparison):
         if truncated:
             notes.append(f"Note: {truncated}")
         skipped: list[str] = []  # filled as rows are reached: a row still loading now may be ready by its turn
-        images = [None] * n
-        cards = [card_markdown(comparison, b) for b in comparison.rows.order]
-        rows: list[RowResult] = []
+        images: dict = {}
+        results: list[RowResult] = []
 
         def on_step(backend_id, step, total):
-            progress((step, total), desc=f"{comparison.rows.titles[backend_id]}: step {step}/{total}")
+            i = order.index(backend_id) + 1
+            desc = f"row {i}/{len(order)}, {comparison.rows.titles[backend_id]}: step {step}/{total}"
+            progress((step, total), desc=desc)
 
         def on_warmup(backend_id):
             progress(None, desc=f"{comparison.rows.titles[backend_id]}: first run at this size, warming up (not timed)")
 
-        def snapshot(final: bool):
-            figures = {"seed": request.seed, "truncated": truncated, "rows": [r.figures() for r in rows]}
-            # The chart is drawn once, for the finished request: Gradio's bar plot keeps the colour legend
-            # of its first data, so drawing it row by row would lose the baseline/optimized colours.
-            chart = gr.BarPlot(latency_chart(rows), sort=[r.title for r in rows]) if final else gr.skip()
-            message = notes + (["Skipped, not ready: " + ", ".join(skipped)] if skipped else [])
-            return [request.seed, "\n\n".join(message), headline(rows), chart, figures, *images, *cards]
+        def snapshot(final: bool, label: str | None = None):
+            rows = [r.figures() for r in results]
+            message = ([label] if label else []) + notes
+            message += ["Skipped, not ready: " + ", ".join(skipped)] if skipped else []
+            about = {"seed": request.seed, "truncated": truncated, "request": asdict(request)}
+            return [request.seed, "\n\n".join(message), *view(comparison, about, rows, images, compare_with, final)]
 
         yield snapshot(final=False)
         for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup):
-            i = comparison.rows.order.index(row.backend)
-            rows.append(row)
+            results.append(row)
             if row.status == "skipped":
                 skipped.append(f"{row.title} ({comparison.rows.status[row.backend].state})")
-            images[i] = to_uint8(row.image) if row.image is not None else None
-            cards[i] = card_markdown(comparison, row.backend, row)
+            if row.image is not None:
+                images[row.backend] = to_uint8(row.image)
             if row.blanks_all:  # the rows shown before this one are blanked too
-                images = [np.zeros_like(image) if image is not None else None for image in images]
+                images = {b: np.zeros_like(image) for b, image in images.items()}
                 notes.append("The safety checker flagged an image of this request: every row's image is blanked.")
             yield snapshot(final=False)
-        yield snapshot(final=True)
+        shown = ShownRun.from_results(request, results, showcase.machine if showcase else machine_label(comparison))
+        if showcase is not None and any(r.status == "ok" for r in results):
+            showcase.record(comparison.rows.model, shown)
+        yield snapshot(final=True, label=shown.label())
 
     return generate
 
 
-def build_demo(comparison: Comparison, queue_size: int = 16) -> gr.Blocks:
+def first_answer(comparison: Comparison, showcase: Showcase) -> None:
+    """Before any visitor runs anything: the first built-in example through every ready row, kept as the
+    page's opening answer (skipped when this model already has one on this machine, e.g. after a restart)."""
+    if comparison.rows.model is None or showcase.latest(comparison.rows.model) is not None:
+        return
+    prompt, negative, seed = EXAMPLES[0]
+    side = comparison.rows.settings.sizes[0]
+    request = comparison.validate(prompt=prompt, negative_prompt=negative, seed=seed, height=side, width=side)
+    results = list(comparison.run(request))
+    if any(r.status == "ok" for r in results):
+        showcase.record(comparison.rows.model, ShownRun.from_results(request, results, showcase.machine, True))
+        log.info("the page's first answer is ready (%s)", request.prompt)
+
+
+def load_then_answer(comparison: Comparison, showcase: Showcase):
+    """The background start: load and warm every row, then compute the page's first answer."""
+    import threading
+
+    def run():
+        comparison.load_all()
+        first_answer(comparison, showcase)
+
+    thread = threading.Thread(target=run, name="row-loader", daemon=True)
+    thread.start()
+    return thread
+
+
+def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_size: int = 16) -> gr.Blocks:
+    showcase = showcase or make_showcase(comparison)
     sizes = [f"{s}x{s}" for s in comparison.rows.settings.sizes]
-    with gr.Blocks(title="Stable Diffusion side by side on Xeon") as demo:
+    image_px = min(512, comparison.rows.settings.sizes[0])  # images at their real size, up to 512 px
+    with gr.Blocks(title="Stable Diffusion side by side on Xeon", css=CSS) as demo:
         gr.Markdown(
             "# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; "
             "rows run one after another and each is timed the same way."
         )
         banner = gr.Markdown(model_banner(comparison))
-        with gr.Row():
-            with gr.Column(scale=3):
-                prompt = gr.Textbox(label="Prompt", value=EXAMPLES[0][0], max_length=1000)
-                negative = gr.Textbox(label="Negative prompt", max_length=1000)
-            with gr.Column(scale=2):
-                with gr.Row():
-                    seed = gr.Number(label="Seed", value=42, precision=0, minimum=0, maximum=MAX_SEED)
-                    random_seed = gr.Checkbox(label="Random seed", value=False)
-                steps = gr.Slider(*STEPS_RANGE, value=comparison.rows.settings.steps, step=1, label="Steps")
-                guidance = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
-                with gr.Row():
-                    size = gr.Dropdown(sizes, value=sizes[0], label="Resolution (compiled sizes)")
-                    scheduler = gr.Dropdown(
-                        [(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler"
+        with gr.Tab("Compare"):
+            with gr.Row(elem_classes=["stack-on-phone"]):
+                with gr.Column(scale=3):
+                    prompt = gr.Textbox(
+                        label="Prompt", value=EXAMPLES[0][0], max_length=1000, placeholder="Type a prompt, press Enter"
                     )
-        button = gr.Button("Generate on every row", variant="primary")
-        gr.Examples(EXAMPLES, inputs=[prompt, negative, seed])
-        message = gr.Markdown()
-        title = gr.Markdown()
-        images, cards = [], []
-        with gr.Row(equal_height=True):
-            for backend_id in comparison.rows.order:
-                with gr.Column(min_width=220):
-                    images.append(gr.Image(label=backend_id, type="numpy", format="png", height=320, interactive=False))
-                    cards.append(gr.Markdown(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
-        chart = gr.BarPlot(
-            None,
-            x="row",
-            y="latency (s)",
-            color="kind",
-            title="Latency of the last request (lower is better)",
-            color_map={"baseline": "#d62728", "optimized": "#1f77b4"},
-            sort=None,
-        )
-        figures = gr.JSON(label="Figures (also returned by the /generate API)")
+                    negative = gr.Textbox(label="Negative prompt", max_length=1000)
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        seed = gr.Number(label="Seed", value=42, precision=0, minimum=0, maximum=MAX_SEED)
+                        random_seed = gr.Checkbox(label="Random seed", value=False)
+                    steps = gr.Slider(*STEPS_RANGE, value=comparison.rows.settings.steps, step=1, label="Steps")
+                    guidance = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
+                    with gr.Row():
+                        size = gr.Dropdown(sizes, value=sizes[0], label="Resolution (compiled sizes)")
+                        scheduler = gr.Dropdown(
+                            [(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler"
+                        )
+            with gr.Row(elem_classes=["stack-on-phone"]):
+                button = gr.Button("Generate on every row", variant="primary", scale=1)
+                wait = gr.Markdown()
+            gr.Examples(EXAMPLES, inputs=[prompt, negative, seed])
+            message = gr.Markdown()
+            title = gr.Markdown()
+            images, cards, statuses = [], [], []
+            with gr.Row(equal_height=False, elem_classes=["stack-on-phone"]):
+                for backend_id in comparison.rows.order:
+                    with gr.Column(min_width=min(image_px, 320)):
+                        images.append(
+                            gr.Image(
+                                label=comparison.rows.titles[backend_id],
+                                type="numpy",
+                                format="png",
+                                height=image_px,
+                                width=image_px,
+                                interactive=False,
+                                show_label=False,  # the card below names the row
+                                elem_classes=["row-image"],
+                            )
+                        )
+                        cards.append(gr.Markdown(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
+                        statuses.append(gr.Markdown(status_line(comparison, backend_id)))
+            with gr.Row(elem_classes=["stack-on-phone"]):
+                with gr.Column():
+                    slider = gr.ImageSlider(
+                        label="Baseline ◀ ▶ row", type="numpy", max_height=image_px, elem_classes=["compare-slider"]
+                    )
+                    compare_with = gr.Radio(label="Compare the baseline with", choices=[])
+                with gr.Column():
+                    chart = gr.BarPlot(
+                        None,
+                        x="row",
+                        y="latency (s)",
+                        color="kind",
+                        title="Latency (lower is better)",
+                        x_label_angle=-20,
+                        color_map={"baseline": "#d62728", "optimized": "#1f77b4"},
+                        sort=None,
+                    )
+                    stage_bars = gr.BarPlot(
+                        None,
+                        x="row",
+                        y="seconds",
+                        color="stage",
+                        title="Where the time goes (measured in each timed run)",
+                        x_label_angle=-20,
+                        color_map={
+                            STAGE_LABELS["text_encoding"]: "#2ca02c",
+                            STAGE_LABELS["denoising"]: "#1f77b4",
+                            STAGE_LABELS["vae_decoding"]: "#ff7f0e",
+                        },
+                        sort=None,
+                    )
+            with gr.Accordion("Figures (also returned by the /generate API)", open=False):
+                figures = gr.JSON(show_label=False)
+        with gr.Tab("Same comparison on other CPUs"):
+            table = other_cpus_table()
+            gr.Markdown(
+                "The committed benchmark results (`results/*.json`, made by `benchmark.py`): one group per CPU "
+                "kind, each with its date and command. Only measured files are shown."
+            )
+            gr.BarPlot(
+                other_cpus_chart(table) if len(table) else None,
+                x="CPU · row",
+                y="speed-up",
+                color="CPU",
+                title="Speed-up over the same run's PyTorch fp32 baseline",
+                x_label_angle=-30,
+            )
+            gr.Dataframe(table, wrap=True, interactive=False)
         with gr.Accordion("System: what is this running on?", open=False):
             system = gr.Markdown(system_markdown(comparison))
         status_json = gr.JSON(visible=False)
+        kept_images = gr.State({})
 
-        button.click(
-            make_generate(comparison),
-            inputs=[prompt, negative, seed, random_seed, steps, guidance, size, scheduler],
-            outputs=[seed, message, title, chart, figures, *images, *cards],
+        outputs = [seed, message, title, chart, figures, *images, *cards, stage_bars, slider, compare_with, kept_images]
+        gr.on(
+            [button.click, prompt.submit],
+            make_generate(comparison, showcase),
+            inputs=[prompt, negative, seed, random_seed, steps, guidance, size, scheduler, compare_with],
+            outputs=outputs,
             api_name="generate",
             concurrency_limit=1,  # one request at a time through the rows: fair timing
             show_progress_on=[message],  # one progress bar following the running row's steps
+        ).then(lambda sz, st: wait_estimate(comparison, showcase, sz, st), [size, steps], wait, api_name=False)
+        compare_with.change(
+            lambda kept, other: gr.ImageSlider(
+                slider_pair(kept, other), label=f"Baseline ◀ ▶ {comparison.rows.titles.get(other, '')}"
+            ),
+            [kept_images, compare_with],
+            slider,
+            api_name=False,
+            queue=False,
         )
+        gr.on(
+            [size.change, steps.change, demo.load],
+            lambda sz, st: wait_estimate(comparison, showcase, sz, st),
+            [size, steps],
+            wait,
+            api_name=False,
+            queue=False,
+        )
+        demo.load(lambda: show_latest(comparison, showcase), outputs=outputs, api_name=False, queue=False)
 
         timer = gr.Timer(2.0)
         timer.tick(
-            lambda: loading_cards(comparison), outputs=cards, api_name=False, queue=False, show_progress="hidden"
+            lambda: status_lines(comparison), outputs=statuses, api_name=False, queue=False, show_progress="hidden"
         )
         timer.tick(
             lambda: model_banner(comparison), outputs=banner, api_name=False, queue=False, show_progress="hidden"
@@ -285,9 +534,10 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().updated(Settings.parser(__doc__).parse_args(argv))
     comparison = build_comparison(settings)
-    comparison.load_in_background()
+    showcase = make_showcase(comparison)
+    load_then_answer(comparison, showcase)
     started = time.monotonic()
-    demo = build_demo(comparison, settings.queue_size)
+    demo = build_demo(comparison, showcase, settings.queue_size)
     log.info("UI up after %.1f s; rows load in the background", time.monotonic() - started)
     demo.launch(server_name="0.0.0.0", server_port=settings.port, show_error=True)
 

@@ -25,7 +25,8 @@ def run_pipeline(
 
     A fresh generator per call (used by ancestral schedulers) keeps rows independent of one another and of
     any global RNG state. `output_type="np"` as in the source blog's measurements. The pipeline's own
-    `encode_prompt` and `vae.decode` are timed in place (`on_stage`); the denoising loop lies between them.
+    `encode_prompt`, `vae.decode` and `image_processor.postprocess` are timed in place (`on_stage`); the
+    denoising loop lies between them.
     """
     import torch
 
@@ -39,6 +40,7 @@ def run_pipeline(
         torch.no_grad(),
         _timed(pipe, "encode_prompt", "text_encoding", on_stage),
         _timed(pipe.vae, "decode", "vae_decoding", on_stage),
+        _timed(pipe.image_processor, "postprocess", "vae_decoding", on_stage),  # latents' image to pixels
     ):
         result = pipe(
             prompt=request.prompt,

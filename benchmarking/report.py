@@ -15,6 +15,16 @@ def results_path(model: str, size: int, steps: int, cpu_slug: str, cores: int) -
     return RESULTS / f"{name}-{size}px-{steps}steps-{cpu_slug}-{cores}cores.json"
 
 
+def read_results(directory: Path = RESULTS) -> list[dict]:
+    """The committed latency tables (`benchmark.py` runs without --startup), oldest CPU kind first by name."""
+    reports = []
+    for path in sorted(directory.glob("*.json")):
+        report = json.loads(path.read_text())
+        if report.get("mode") != "startup" and "rows" in report and "cpu_kind" in report:
+            reports.append(report)
+    return reports
+
+
 def write_json(path: Path, report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, default=str))

@@ -45,7 +45,8 @@ class RowResult:
     stages: dict[str, float] | None = None  # seconds in text encoding, denoising, VAE decoding (timed call)
 
     def figures(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "inflated_by", "blanks_all")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "blanks_all")}
+        out["inflated_by"] = list(self.inflated_by)  # as JSON gives it back
         if self.stages is not None:
             out["stages"] = {k: round(v, 4) for k, v in self.stages.items()}
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
@@ -78,17 +79,18 @@ def make_latents(seed: int, height: int, width: int, channels: int = 4, vae_scal
 def timed_generate(backend, request: GenerationRequest, latents, on_step=lambda *_: None) -> Timed:
     """The timed section, the same for the app and the benchmark: the row's `generate` call and nothing else.
     Seconds per step is the mean interval between denoising step ends (text encoding and VAE decode
-    excluded); the whole latency when there was a single step. Stages: text encoding and VAE decoding as
-    the row reported them, denoising from the end of text encoding to the end of the last step."""
+    excluded); the whole latency when there was a single step. Stages: text encoding and VAE decoding (with
+    the conversion to pixels) as the row reported them, denoising from the end of text encoding to the end of
+    the last step."""
     steps: list[float] = []
-    stage_times: dict[str, tuple[float, float]] = {}
+    stage_times: dict[str, list[tuple[float, float]]] = {}
 
     def step_done(step: int, total: int) -> None:
         steps.append(time.perf_counter())
         on_step(step, total)
 
     def stage_done(stage: str, start: float, end: float) -> None:
-        stage_times.setdefault(stage, (start, end))  # the first call: a pipeline encodes the prompt once
+        stage_times.setdefault(stage, []).append((start, end))
 
     start = time.perf_counter()
     image = backend.generate(request, latents, step_done, stage_done)
@@ -98,9 +100,9 @@ def timed_generate(backend, request: GenerationRequest, latents, on_step=lambda 
     if steps and {"text_encoding", "vae_decoding"} <= stage_times.keys():
         text, decode = stage_times["text_encoding"], stage_times["vae_decoding"]
         stages = {
-            "text_encoding": text[1] - text[0],
-            "denoising": steps[-1] - text[1],
-            "vae_decoding": decode[1] - decode[0],
+            "text_encoding": sum(e - s for s, e in text),
+            "denoising": steps[-1] - max(e for _s, e in text),
+            "vae_decoding": sum(e - s for s, e in decode),
         }
     return Timed(image, start, end, per_step, stages)
 

@@ -121,7 +121,9 @@ def free_port() -> int:
 def server(comparison):
     import app
 
-    demo = app.build_demo(comparison, queue_size=8)
+    showcase = app.make_showcase(comparison)
+    app.first_answer(comparison, showcase)  # what the app computes in the background once the rows are warm
+    demo = app.build_demo(comparison, showcase, queue_size=8)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"

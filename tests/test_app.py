@@ -16,20 +16,20 @@ from backends import BACKEND_IDS
 SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
 
 
+RUN_ARGS = dict(
+    prompt="cartoon bird",
+    negative_prompt="",
+    seed=42,
+    random_seed=False,
+    steps=4,
+    guidance=7.5,
+    size=SIZE,
+    scheduler="dpm++",
+)
+
+
 def run_handler(comparison, **overrides):
-    args = dict(
-        prompt="cartoon bird",
-        negative_prompt="",
-        seed=42,
-        random_seed=False,
-        steps=4,
-        guidance=7.5,
-        size=SIZE,
-        scheduler="dpm++",
-    )
-    args.update(overrides)
-    updates = list(app.make_generate(comparison)(**args, progress=lambda *a, **k: None))
-    return updates
+    return list(app.make_generate(comparison)(**{**RUN_ARGS, **overrides}, progress=lambda *a, **k: None))
 
 
 def test_handler_streams_one_update_per_row_then_the_chart(comparison):
@@ -37,7 +37,7 @@ def test_handler_streams_one_update_per_row_then_the_chart(comparison):
     n = len(BACKEND_IDS)
     assert len(updates) == n + 2  # start, one per row, final (with the chart)
     seed, message, title, chart, figures, *rest = updates[-1]
-    images, cards = rest[:n], rest[n:]
+    images, cards = rest[:n], rest[n : 2 * n]
     assert seed == 42 and [r["backend"] for r in figures["rows"]] == list(BACKEND_IDS)
     for backend_id, image, card in zip(BACKEND_IDS, images, cards, strict=True):
         if backend_id in comparison.rows.ready():
@@ -103,14 +103,90 @@ def test_long_prompt_note_names_what_was_dropped(comparison):
     assert "dropped" in message and "lastword" in message
 
 
-def test_status_timer_refreshes_only_loading_rows(tiny_model, cache_dir):
+def test_the_status_timer_never_touches_the_result_cards(tiny_model, cache_dir):
+    """A row's figures stay until the next comparison replaces them: the 2-second timer updates status lines
+    only (it used to redraw a card whose row had just been warmed up, wiping that row's latency and PSNR)."""
     comparison = fake_comparison(tiny_model, cache_dir)
-    comparison.rows.status["openvino-static"].since -= 60  # ready for a minute: its card may hold results
-    comparison.rows.status["int8-tome"].state = "loading"
-    comparison.rows.status["int8-tome"].detail = "building int8 + ToMe IR"
-    updates = app.loading_cards(comparison)
-    assert isinstance(updates[2], type(gr.skip()))  # untouched
-    assert "loading: building int8 + ToMe IR" in updates[3]
+    comparison.rows.status["int8-tome"].set("loading", "building int8 + ToMe IR")
+    lines = app.status_lines(comparison)
+    assert "loading: building int8 + ToMe IR" in lines[3] and "status: ready" in lines[0]
+    demo = app.build_demo(comparison)
+    cards = {b._id for b in demo.blocks.values() if "row-card" in (getattr(b, "elem_classes", None) or [])}
+    timers = {b._id for b in demo.blocks.values() if isinstance(b, gr.Timer)}
+    assert len(cards) == len(BACKEND_IDS) and timers
+    timer_outputs = {
+        out for dep in demo.config["dependencies"] if {t[0] for t in dep["targets"]} & timers for out in dep["outputs"]
+    }
+    assert timer_outputs and not cards & timer_outputs
+
+
+def test_the_first_answer_is_kept_and_shown_on_opening_and_after_a_restart(tiny_model, cache_dir, tmp_path):
+    from harness.showcase import Showcase
+
+    delays = {"baseline": {"delay": 0.4}, **{b: {"delay": 0.05} for b in BACKEND_IDS if b != "baseline"}}
+    comparison = fake_comparison(tiny_model, cache_dir, **delays)
+    showcase = Showcase(tmp_path / "showcase", "test machine")
+    assert app.show_latest(comparison, showcase)[1].startswith("_The first comparison")  # nothing yet
+    app.first_answer(comparison, showcase)
+    calls = {b: fake.calls for b, fake in comparison.fakes.items()}
+    seed, label, title, _chart, figures, *rest = app.show_latest(comparison, showcase)
+    images, cards = rest[: len(BACKEND_IDS)], rest[len(BACKEND_IDS) : 2 * len(BACKEND_IDS)]
+    assert seed == app.EXAMPLES[0][2] and "Built-in example" in label and "test machine" in label
+    assert app.EXAMPLES[0][0] in label and "faster than baseline" in title
+    assert all(image is not None and image.dtype == np.uint8 for image in images)
+    assert all(" s** total" in card for card in cards) and len(figures["rows"]) == len(BACKEND_IDS)
+    restarted = Showcase(tmp_path / "showcase", "test machine")  # a new process on the same directory
+    app.first_answer(comparison, restarted)  # finds the stored answer: runs nothing
+    assert {b: fake.calls for b, fake in comparison.fakes.items()} == calls
+    again = app.show_latest(comparison, restarted)
+    assert again[4] == figures and all(np.array_equal(a, b) for a, b in zip(again[5:9], images, strict=True))
+    assert Showcase(tmp_path / "showcase", "another CPU").latest(comparison.rows.model) is None
+
+
+def test_a_visitors_comparison_replaces_the_answer_and_sets_the_wait_estimate(tiny_model, cache_dir, tmp_path):
+    from harness.showcase import Showcase
+
+    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 0.2} for b in BACKEND_IDS})
+    showcase = Showcase(tmp_path / "showcase", "test machine")
+    assert "No run at" in app.wait_estimate(comparison, showcase, SIZE, 4)
+    updates = list(app.make_generate(comparison, showcase)(**RUN_ARGS, progress=lambda *a, **k: None))
+    run = showcase.latest(comparison.rows.model)
+    assert run is not None and not run.example and run.request.prompt == RUN_ARGS["prompt"]
+    measured = sum(r["latency_s"] for r in updates[-1][4]["rows"])
+    seconds, unknown = showcase.estimate(comparison.rows.model, comparison.rows.ready(), TINY_SIZE, 4)
+    assert not unknown and seconds == pytest.approx(measured, rel=0.05)  # the stages add up to each latency
+    doubled, _ = showcase.estimate(comparison.rows.model, comparison.rows.ready(), TINY_SIZE, 8)
+    assert doubled > 1.7 * seconds  # the fakes' time is all in their steps
+    assert f"{seconds:.0f} s" in app.wait_estimate(comparison, showcase, SIZE, 4)
+
+
+def test_slider_compares_the_baseline_with_the_chosen_row(comparison):
+    *_, slider, choice, kept = run_handler(comparison)[-1]
+    ready = comparison.rows.ready()
+    assert set(kept) == set(ready)
+    assert [value for _label, value in choice.choices] == [b for b in ready if b != "baseline"]
+    assert choice.value in ready and choice.value != "baseline"
+    baseline, other = app.slider_pair(kept, choice.value)
+    assert np.array_equal(baseline, kept["baseline"]) and np.array_equal(other, kept[choice.value])
+
+
+def test_stage_chart_has_three_stages_per_ready_row(comparison):
+    figures = run_handler(comparison)[-1][4]
+    chart = app.stage_chart(figures["rows"])
+    assert len(chart) == 3 * len(comparison.rows.ready())
+    for title, bars in chart.groupby("row"):
+        row = next(r for r in figures["rows"] if r["title"] == title)
+        assert bars["seconds"].sum() == pytest.approx(row["latency_s"], rel=0.05, abs=0.01)
+
+
+def test_other_cpus_tab_reads_every_committed_result():
+    from benchmarking.report import read_results
+
+    reports = read_results()
+    assert reports and all(r["date"] and r["command"] for r in reports)
+    table = app.other_cpus_table()
+    assert len(table) == sum(len(r["rows"]) for r in reports)
+    assert set(table["date"]) == {r["date"] for r in reports}
 
 
 def test_health_and_system_panel(comparison):
@@ -163,7 +239,7 @@ def test_twenty_concurrent_requests_are_served_or_told_the_queue_is_full(server,
 def test_row_failing_mid_request_shows_its_error_in_the_ui(tiny_model, cache_dir):
     comparison = fake_comparison(tiny_model, cache_dir, **{"ipex-bf16": {"fail_on": {1}}})
     _seed, _message, _title, _chart, figures, *rest = run_handler(comparison)[-1]
-    cards = rest[len(BACKEND_IDS) :]
+    cards = rest[len(BACKEND_IDS) : 2 * len(BACKEND_IDS)]
     assert "injected failure" in cards[1] and "error" in cards[1]
     assert [r["status"] for r in figures["rows"]] == ["ok", "error", "ok", "ok"]
     assert all(r["status"] == "ok" for r in run_handler(comparison)[-1][4]["rows"])

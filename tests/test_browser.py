@@ -31,22 +31,62 @@ def page(server):
         browser.close()
 
 
-def test_visitor_generates_and_sees_every_card(page, comparison):
-    page.get_by_label("Prompt", exact=True).fill("cartoon bird")
-    page.get_by_role("button", name="Generate on every row").click()
-    page.get_by_text("faster than baseline").wait_for(timeout=180_000)
-    page.locator(".vega-embed").first.wait_for(timeout=30_000)  # the latency chart, drawn when the request ends
-    page.wait_for_timeout(1000)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "browser-after-generate.png"), full_page=True)
+def row_images(page):
+    return page.locator(".row-image img")
+
+
+def test_the_page_opens_on_a_finished_comparison(page, comparison):
+    """Before pressing anything: the built-in example's images and figures, labelled with what ran where."""
+    ready = comparison.rows.ready()
+    page.get_by_text("Built-in example").wait_for(timeout=60_000)
+    page.wait_for_function(f"document.querySelectorAll('.row-image img').length >= {len(ready)}", timeout=30_000)
     body = page.inner_text("body")
-    for backend_id in comparison.rows.ready():
+    assert body.count(" s total") == len(ready) and "faster than baseline" in body
+    assert row_images(page).count() == len(ready)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-opening-1400px.png"), full_page=True)
+
+
+def test_visitor_generates_with_enter_and_sees_slider_stages_and_other_cpus(page, comparison):
+    ready = comparison.rows.ready()
+    prompt = page.get_by_label("Prompt", exact=True)
+    prompt.fill("cartoon bird")
+    prompt.press("Enter")  # the keyboard starts a run
+    page.get_by_text("Last comparison run here").wait_for(timeout=180_000)
+    page.get_by_text("“cartoon bird”").wait_for(timeout=10_000)
+    page.locator(".vega-embed").nth(1).wait_for(timeout=30_000)  # latency and stage charts, drawn at the end
+    page.wait_for_timeout(1000)
+    body = page.inner_text("body")
+    for backend_id in ready:
         assert comparison.rows.titles[backend_id] in body
-    assert body.count(" s total") == len(comparison.rows.ready())
-    assert body.count("faster") >= len(comparison.rows.ready()) - 1
+    assert body.count(" s total") == len(ready) and body.count("faster") >= len(ready) - 1
     assert "images are noise, latencies are real" in body
-    images = page.locator("img[src*='image']")
-    assert images.count() >= len(comparison.rows.ready())
+    assert row_images(page).count() == len(ready)
+    assert page.locator(".compare-slider img").count() == 2  # baseline and the chosen row
+    assert "Where the time goes" in body and "denoising (UNet steps)" in page.content()
+    assert "Figures (also returned" in body and '"latency_s"' not in body  # the JSON is folded away
+    page.screenshot(path=str(ARTIFACTS / "page-desktop-1400px.png"), full_page=True)
+
+    page.get_by_role("tab", name="Same comparison on other CPUs").click()
+    page.get_by_text("Speed-up over the same run").wait_for(timeout=10_000)
+    assert "AMD EPYC" in page.inner_text("body")  # a committed result of another CPU kind
+    page.get_by_role("tab", name="Compare").click()
+
+
+def test_on_a_phone_the_rows_stack_in_one_column(page, comparison):
+    phone = page.context.browser.new_page(viewport={"width": 400, "height": 1400})
+    phone.goto(page.url)
+    ready = len(comparison.rows.ready())
+    phone.wait_for_function(f"document.querySelectorAll('.row-image img').length >= {ready}", timeout=30_000)
+    phone.locator(".vega-embed").nth(1).wait_for(timeout=30_000)
+    phone.wait_for_timeout(1000)
+    boxes = [row_images(phone).nth(i).bounding_box() for i in range(ready)]
+    xs, ys = [b["x"] for b in boxes], [b["y"] for b in boxes]
+    assert len(boxes) >= 2 and max(xs) - min(xs) < 20 and ys == sorted(ys)  # one above the other
+    charts = [phone.locator(".vega-embed").nth(i).bounding_box() for i in range(2)]
+    assert all(b["x"] >= 0 and b["x"] + b["width"] <= 400 for b in boxes + charts)  # nothing off screen
+    phone.screenshot(path=str(ARTIFACTS / "page-phone-400px.png"), full_page=True)
+    phone.close()
 
 
 def test_visitor_sees_a_clear_error_for_bad_input(page):
