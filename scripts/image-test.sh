@@ -7,13 +7,22 @@
 # Here `podman run` cannot start containers (crun: setrlimit RLIMIT_NPROC), so a start is the image's
 # filesystem (`podman mount` of a new container) under `chroot --userspec=1000:1000` with the image's
 # environment; the Space itself runs the same image with Docker.
-#   scripts/image-test.sh [--base-only]
+#   scripts/image-test.sh [--base-only | --start-only]
+#     --start-only  no build: start the image already built (e.g. on a prepared cache, below)
+#   SBS_IMAGE_TEST_CACHE=dir  start on this host cache directory (bind-mounted at the image's SBS_CACHE_DIR, as a
+#                             Storage Bucket would be) instead of the one built into the image
+#   SBS_IMAGE_TEST_MODEL=id SBS_IMAGE_TEST_SIZE=512  the model and size the starts serve (default: tiny at 128)
+#   Other SBS_* settings named in SBS_IMAGE_TEST_ENV (e.g. "SBS_CALIBRATION_PROMPTS=2") are passed to the app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE=localhost/sbs-base-bookworm
 IMAGE=localhost/sbs-space-test
 PORT=${SBS_IMAGE_TEST_PORT:-7899}
+HOST_CACHE=${SBS_IMAGE_TEST_CACHE:-}
+MODEL=${SBS_IMAGE_TEST_MODEL:-}
+SIZE=${SBS_IMAGE_TEST_SIZE:-128}
+read -r -a EXTRA_ENV <<<"${SBS_IMAGE_TEST_ENV:-}"
 PYTHON=${PYTHON:-.venv/bin/python}
 
 [ "$(id -u)" = 0 ] || { echo "image-test: run as root (podman build --isolation chroot, chroot)" >&2; exit 1; }
@@ -54,9 +63,11 @@ make_base() {
 make_base
 [ "${1:-}" = --base-only ] && exit 0
 
-echo "image-test: building $IMAGE"
-podman build --isolation chroot --build-arg BASE_IMAGE="$BASE" --build-arg TORCH_SOURCE=pypi \
-  --build-arg PREPARE_MODEL=tiny --build-arg PREPARE_SIZES=128 -t "$IMAGE" .
+if [ "${1:-}" != --start-only ]; then
+  echo "image-test: building $IMAGE"
+  podman build --isolation chroot --build-arg BASE_IMAGE="$BASE" --build-arg TORCH_SOURCE=pypi \
+    --build-arg PREPARE_MODEL=tiny --build-arg PREPARE_SIZES=128 -t "$IMAGE" .
+fi
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 echo "image-test: image size $((size / 1000000)) MB"
 
@@ -70,11 +81,16 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   mount --rbind /dev "$root/dev"
   mount -t tmpfs tmpfs "$root/tmp"
   # what a container engine writes into a container at start: name resolution (Gradio calls itself on localhost)
+  if [ -n "$HOST_CACHE" ]; then
+    chown -R 1000 "$HOST_CACHE"
+    mount --bind "$HOST_CACHE" "$root/opt/sbs-cache"
+  fi
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
   printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
   cleanup() {  # idempotent: runs on return, on a failed check (set -e) and on Ctrl-C
     [ -n "${ctr:-}" ] || return 0
     if [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
+    umount -l "$root/opt/sbs-cache" 2>/dev/null || true
     umount -l "$root/tmp" "$root/dev" "$root/sys" "$root/proc" 2>/dev/null || true
     podman umount "$ctr" >/dev/null || true
     podman rm "$ctr" >/dev/null || true
@@ -88,10 +104,11 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   local started
   started=$(date +%s.%N)
   # shellcheck disable=SC2016
-  env -i "${env[@]}" HOME=/home/user SBS_PORT="$PORT" \
+  env -i "${env[@]}" HOME=/home/user SBS_PORT="$PORT" ${MODEL:+SBS_MODEL="$MODEL"} SBS_SIZES="$SIZE" \
+    "${EXTRA_ENV[@]}" \
     chroot --userspec=1000:1000 "$root" bash -c 'cd "$0" && exec bash scripts/start.sh' "$workdir" >"$log" 2>&1 &
   pid=$!
-  "$PYTHON" - "$PORT" "$started" "$pid" <<'EOF' || { echo "image-test: start $1 failed; its log:" >&2; tail -30 "$log" >&2; return 1; }
+  "$PYTHON" - "$PORT" "$started" "$pid" "$SIZE" <<'EOF' || { echo "image-test: start $1 failed; its log:" >&2; tail -30 "$log" >&2; return 1; }
 import sys, time, urllib.request
 from gradio_client import Client
 sys.path.insert(0, ".")
@@ -133,7 +150,8 @@ all_warm = time.time() - started
 assert health["ready"] == expected, health
 builds = {b: c for b, c in health["cache"].items() if c not in ("hit", "n/a", None)}
 assert not builds, f"a start built something: {builds}"
-out = client.predict("cartoon bird", "", 42, False, 4, 7.5, "128x128", "dpm++", api_name="/generate")
+size = f"{sys.argv[4]}x{sys.argv[4]}"
+out = client.predict("cartoon bird", "", 42, False, 4, 7.5, size, "dpm++", api_name="/generate")
 ok = [r["backend"] for r in out[4]["rows"] if r["status"] == "ok"]
 assert ok == expected, out[4]["rows"]
 print(f"image-test: page up after {page_up:.1f} s, every row ready and warm after {all_warm:.1f} s, "
