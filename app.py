@@ -47,7 +47,7 @@ def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = No
     lines = [f"### {comparison.rows.titles[backend_id]}"]
     if row is not None and row["status"] == "ok":
         speedup = row.get("speedup")
-        big = "reference" if backend_id == BASELINE else (f"{speedup:.1f}× faster" if speedup else "no baseline")
+        big = "reference" if backend_id == BASELINE else (ratio_words(speedup) if speedup else "no baseline")
         lines.append(f"## {big}")
         figures = f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step"
         if row.get("psnr_db") is not None:
@@ -60,6 +60,10 @@ def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = No
     else:
         lines.append("_no result yet_")
     return "\n\n".join(lines)
+
+
+def ratio_words(speedup: float) -> str:
+    return f"{speedup:.1f}× faster" if speedup >= 1 else f"{1 / speedup:.1f}× slower"
 
 
 def status_line(comparison: Comparison, backend_id: str) -> str:

@@ -43,6 +43,8 @@ def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCall
         )
         # batch_size=1 prompt, one image; the UNet's batch becomes 2 for classifier-free guidance.
         pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
+        if pipes:  # the text encoder's shapes do not depend on the image size: every size uses one compiled copy
+            pipe.text_encoder = next(iter(pipes.values())).text_encoder  # compiled already: compile() skips it
         pipe.compile()
         pipe.set_progress_bar_config(disable=True)
         pipes[size] = pipe

@@ -19,7 +19,12 @@ def make_scheduler(scheduler_id: str, base_config):
 
 
 def run_pipeline(
-    pipe, base_scheduler_config, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback
+    pipe,
+    base_scheduler_config,
+    request: GenerationRequest,
+    latents,
+    on_step: StepCallback,
+    on_stage: StageCallback = lambda *_: None,
 ):
     """Call `pipe` exactly as a diffusers user would, on the caller's initial latents.
 

@@ -179,6 +179,10 @@ def test_stage_chart_has_three_stages_per_ready_row(comparison):
         assert bars["seconds"].sum() == pytest.approx(row["latency_s"], rel=0.05, abs=0.01)
 
 
+def test_a_row_slower_than_the_baseline_is_called_slower():
+    assert app.ratio_words(2.5) == "2.5× faster" and app.ratio_words(0.8) == "1.2× slower"
+
+
 def test_other_cpus_tab_reads_every_committed_result():
     from benchmarking.report import read_results
 

@@ -14,7 +14,7 @@ from harness.cpu import this_cpu
 ROW_FIELDS = {
     "backend", "status", "precision", "compute", "latencies_s", "mean_s", "median_s", "min_s", "max_s", "s_per_step",
     "load_s", "cache", "ram_added_mb", "peak_rss_gb", "disk_mb", "tflops", "peak_share", "peak_unit", "speedup",
-    "psnr_db", "ssim",
+    "psnr_db", "ssim", "stages_s",
 }  # fmt: skip
 
 
@@ -42,6 +42,7 @@ def test_benchmark_on_tiny_measures_every_row_this_cpu_can_run(tmp_path, cache_d
         assert row["status"] == "ok", row.get("reason")
         assert ROW_FIELDS <= set(row), ROW_FIELDS - set(row)
         assert len(row["latencies_s"]) == 1 and 0 < row["s_per_step"] < row["mean_s"]
+        assert list(row["stages_s"]) == ["text_encoding", "denoising", "vae_decoding"]
         assert 0 < row["peak_share"] and row["peak_unit"]
         assert (tmp_path / "img" / f"{backend_id}.png").is_file()
     assert (
