@@ -256,9 +256,17 @@ def show_latest(comparison: Comparison, showcase: Showcase):
     run = showcase.latest(comparison.rows.model)
     if run is None:
         waiting = "_The first comparison is computed as soon as every row is warm; it appears here by itself._"
-        return [gr.skip(), waiting, *view(comparison, {}, [], {}, None, final=False)]
+        return [gr.skip(), waiting, *view(comparison, {}, [], {}, None, final=False), True]
     about = {"seed": run.request.seed, "request": asdict(run.request), "finished": run.finished, "machine": run.machine}
-    return [run.request.seed, run.label(), *view(comparison, about, run.rows, run.images, None, final=True)]
+    return [run.request.seed, run.label(), *view(comparison, about, run.rows, run.images, None, final=True), False]
+
+
+def fill_when_ready(comparison: Comparison, showcase: Showcase, awaiting: bool, n_outputs: int) -> list:
+    """For the status timer: a page opened before the first answer existed shows it once it does (and never
+    while the visitor's own request runs: that clears `awaiting`)."""
+    if awaiting and showcase.latest(comparison.rows.model) is not None:
+        return show_latest(comparison, showcase)
+    return [gr.skip()] * n_outputs
 
 
 def wait_estimate(comparison: Comparison, showcase: Showcase, size, steps) -> str:
@@ -297,7 +305,8 @@ def make_generate(comparison: Comparison, showcase: Showcase | None = None):
         """Run the prompt through every ready row; yields after each row so cards fill as rows finish.
 
         Outputs: seed, message, headline, chart, figures JSON, one image and one card per row, the stage
-        chart, the slider, the slider's choice of row, and the images kept for the slider."""
+        chart, the slider, the slider's choice of row, the images kept for the slider, and False for the page's
+        "awaiting the first answer" state."""
         if random_seed:
             seed = secrets.randbelow(MAX_SEED + 1)
         try:
@@ -337,7 +346,8 @@ def make_generate(comparison: Comparison, showcase: Showcase | None = None):
             message = ([label] if label else []) + notes
             message += ["Skipped, not ready: " + ", ".join(skipped)] if skipped else []
             about = {"seed": request.seed, "truncated": truncated, "request": asdict(request)}
-            return [request.seed, "\n\n".join(message), *view(comparison, about, rows, images, compare_with, final)]
+            shown = view(comparison, about, rows, images, compare_with, final)
+            return [request.seed, "\n\n".join(message), *shown, False]  # False: not awaiting the first answer
 
         yield snapshot(final=False)
         for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup):
@@ -490,7 +500,9 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
         status_json = gr.JSON(visible=False)
         kept_images = gr.State({})
 
+        awaiting = gr.State(False)  # this page opened before the first answer existed
         outputs = [seed, message, title, chart, figures, *images, *cards, stage_bars, slider, compare_with, kept_images]
+        outputs.append(awaiting)
         gr.on(
             [button.click, prompt.submit],
             make_generate(comparison, showcase),
@@ -525,6 +537,14 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
         )
         timer.tick(
             lambda: model_banner(comparison), outputs=banner, api_name=False, queue=False, show_progress="hidden"
+        )
+        timer.tick(
+            lambda waiting: fill_when_ready(comparison, showcase, waiting, len(outputs)),
+            inputs=awaiting,
+            outputs=outputs,
+            api_name=False,
+            queue=False,
+            show_progress="hidden",
         )
         timer.tick(
             lambda: health(comparison), outputs=status_json, api_name="health", queue=False, show_progress="hidden"

@@ -126,8 +126,14 @@ def test_the_first_answer_is_kept_and_shown_on_opening_and_after_a_restart(tiny_
     delays = {"baseline": {"delay": 0.4}, **{b: {"delay": 0.05} for b in BACKEND_IDS if b != "baseline"}}
     comparison = fake_comparison(tiny_model, cache_dir, **delays)
     showcase = Showcase(tmp_path / "showcase", "test machine")
-    assert app.show_latest(comparison, showcase)[1].startswith("_The first comparison")  # nothing yet
+    opened_early = app.show_latest(comparison, showcase)
+    assert opened_early[1].startswith("_The first comparison") and opened_early[-1] is True  # nothing yet
+    n = len(opened_early)
+    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(comparison, showcase, True, n))
     app.first_answer(comparison, showcase)
+    filled = app.fill_when_ready(comparison, showcase, True, n)  # the early page's timer now shows it
+    assert "Built-in example" in filled[1] and filled[-1] is False
+    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(comparison, showcase, False, n))
     calls = {b: fake.calls for b, fake in comparison.fakes.items()}
     seed, label, title, _chart, figures, *rest = app.show_latest(comparison, showcase)
     images, cards = rest[: len(BACKEND_IDS)], rest[len(BACKEND_IDS) : 2 * len(BACKEND_IDS)]
@@ -161,9 +167,9 @@ def test_a_visitors_comparison_replaces_the_answer_and_sets_the_wait_estimate(ti
 
 
 def test_slider_compares_the_baseline_with_the_chosen_row(comparison):
-    *_, slider, choice, kept = run_handler(comparison)[-1]
+    *_, slider, choice, kept, awaiting = run_handler(comparison)[-1]
     ready = comparison.rows.ready()
-    assert set(kept) == set(ready)
+    assert set(kept) == set(ready) and awaiting is False
     assert [value for _label, value in choice.choices] == [b for b in ready if b != "baseline"]
     assert choice.value in ready and choice.value != "baseline"
     baseline, other = app.slider_pair(kept, choice.value)
