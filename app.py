@@ -113,6 +113,15 @@ def stage_chart(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["row", "stage", "seconds"])
 
 
+LATENCY_COLORS = {"baseline": "#d62728", "optimized": "#1f77b4"}
+STAGE_COLORS = dict(zip(STAGE_LABELS.values(), ("#2ca02c", "#1f77b4", "#ff7f0e"), strict=True))
+
+
+def row_bars(y: str, color: str, title: str, colors: dict) -> gr.BarPlot:
+    """An empty bar chart with one bar per row (drawn when a comparison finishes)."""
+    return gr.BarPlot(None, x="row", y=y, color=color, title=title, x_label_angle=-20, color_map=colors, sort=None)
+
+
 def slider_pair(images: dict, other: str | None):
     """(baseline image, chosen row's image) for the slider, or None while either is missing."""
     if other is None or images.get(BASELINE) is None or images.get(other) is None:
@@ -454,29 +463,9 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
                     )
                     compare_with = gr.Radio(label="Compare the baseline with", choices=[])
                 with gr.Column():
-                    chart = gr.BarPlot(
-                        None,
-                        x="row",
-                        y="latency (s)",
-                        color="kind",
-                        title="Latency (lower is better)",
-                        x_label_angle=-20,
-                        color_map={"baseline": "#d62728", "optimized": "#1f77b4"},
-                        sort=None,
-                    )
-                    stage_bars = gr.BarPlot(
-                        None,
-                        x="row",
-                        y="seconds",
-                        color="stage",
-                        title="Where the time goes (measured in each timed run)",
-                        x_label_angle=-20,
-                        color_map={
-                            STAGE_LABELS["text_encoding"]: "#2ca02c",
-                            STAGE_LABELS["denoising"]: "#1f77b4",
-                            STAGE_LABELS["vae_decoding"]: "#ff7f0e",
-                        },
-                        sort=None,
+                    chart = row_bars("latency (s)", "kind", "Latency (lower is better)", LATENCY_COLORS)
+                    stage_bars = row_bars(
+                        "seconds", "stage", "Where the time goes (measured in each timed run)", STAGE_COLORS
                     )
             with gr.Accordion("Figures (also returned by the /generate API)", open=False):
                 figures = gr.JSON(show_label=False)
