@@ -138,6 +138,8 @@ class RowSet:
         self.backends[backend_id] = backend
         status.load = info
         status.set("ready", "warm-up pending")
+        cache = {"n/a": "n/a (nothing to build)"}.get(info.cache, info.cache)
+        log.info("[%s] loaded in %.1f s, cache: %s", backend_id, info.seconds, cache)
 
     def warm_up(self, backend_id: str, size: int) -> None:
         """Run a loaded row once at `size`, untimed, unless it has been already; the caller holds the lock.

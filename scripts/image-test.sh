@@ -159,10 +159,11 @@ print(f"image-test: page up after {page_up:.1f} s, every row ready and warm afte
 EOF
   # env, chroot, bash and start.sh each exec the next: $pid is the app's Python process now
   echo "image-test: app RSS with every row loaded: $(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status") MB"
-  if grep -qE "exporting to OpenVINO IR|building int8" "$log"; then
+  if grep -qE "exporting to OpenVINO IR|building int8|cache: built" "$log"; then
     echo "image-test: start $1 built IR (see $log)" >&2
     return 1
   fi
+  grep -oE "\[[a-z0-9-]+\] loaded in [0-9.]+ s, cache: .*" "$log" | sed "s/^/image-test: $1: /"
 }
 
 start_once first

@@ -155,3 +155,14 @@ def test_a_complete_entry_renamed_by_another_process_is_kept(tmp_path):
     entry = cache._build("k", build_racing_another_process)
     assert (entry / "model.bin").read_bytes() == b"theirs" and cache.lookup("k") == entry
     assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+def test_loading_logs_each_rows_cache_state(tiny_model, cache_dir, caplog):
+    """What a restart's log shows per row (the image test reads it): how long the load took and the cache."""
+    import logging
+
+    from conftest import fake_comparison
+
+    with caplog.at_level(logging.INFO, logger="harness.rows"):
+        fake_comparison(tiny_model, cache_dir, backends=["baseline"])
+    assert "[baseline] loaded in" in caplog.text and "cache: n/a (nothing to build)" in caplog.text
