@@ -1,6 +1,7 @@
 """Benchmark every row on this machine, as the source blog measured (see benchmarking/ for each measurement).
 
     python benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1
+    python benchmark.py --model sd15-standin --size 512 --profile int8-tome   # kernels and precisions of one row
 
 By default the JSON goes to results/<model>-<size>px-<steps>steps-<cpu kind>-<cores>cores.json.
 """
@@ -27,6 +28,8 @@ def parse_args(argv: list[str]):
     parser.add_argument("--throughput", type=int, default=0, help="images in flight for the OpenVINO throughput mode")
     parser.add_argument("--system-variants", action="store_true", help="also measure jemalloc / Intel OpenMP")
     parser.add_argument("--startup", action="store_true", help="measure the app's start-up time and memory instead")
+    parser.add_argument("--profile", metavar="ROW", help="profile one UNet call and one VAE decode of ROW instead")
+    parser.add_argument("--profile-steps", type=int, default=2, help="steps of the generations --profile runs")
     parser.add_argument("--variant-name", default="default", help=argparse.SUPPRESS)  # set by --system-variants
     args = parser.parse_args(argv)
     args.argv = argv
@@ -43,9 +46,13 @@ def main(argv: list[str] | None = None) -> dict:
         if args.json is None:
             args.json = Path("artifacts/startup.json")
         return startup(settings, args)
+    settings.sizes = str(args.size)
+    if args.profile:
+        from benchmarking.profile import profile_row
+
+        return profile_row(settings, args)
     from benchmarking.latency import latency_table
 
-    settings.sizes = str(args.size)
     return latency_table(settings, args)
 
 

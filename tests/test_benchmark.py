@@ -95,3 +95,26 @@ def test_flop_count_matches_the_published_sd15_figure(tmp_path):
 def test_peak_rate_of_this_cpu_is_positive(precision):
     flops, label = this_cpu().peak_flops(precision, cores=2)
     assert flops > 0 and "op/cycle/core" in label
+
+
+@pytest.mark.parametrize("backend_id", ["baseline", "openvino-static"])
+def test_profile_lists_operations_kernels_and_precision_shares(tmp_path, cache_dir, capsys, backend_id):
+    """`--profile ROW`: one UNet call and one VAE decode, by kernel (OpenVINO) or op (PyTorch), with the share of
+    time per precision adding up to the whole."""
+    report, _ = run(tmp_path, cache_dir, "--profile", backend_id)
+    for part in ("unet_call", "vae_decode"):
+        profile = report[part]
+        assert profile["total_ms"] > 0 and sum(profile["precision_share"].values()) == pytest.approx(1.0)
+        assert profile["top"] and all(t["kernel"] and 0 < t["share"] <= 1 for t in profile["top"])
+    if backend_id == "openvino-static":  # OpenVINO names the kernel that ran: brgconv_..., jit_..._f32 / _bf16
+        kernels = {t["kernel"] for t in report["unet_call"]["top"]}
+        assert any(k.lower().endswith(("_f32", "_bf16")) for k in kernels), kernels
+        assert "Convolution" in {t["op"] for t in report["unet_call"]["top"]}
+    assert "by precision:" in capsys.readouterr().out
+
+
+def test_kernel_names_give_their_precision():
+    from benchmarking.profile import precision_of
+
+    assert precision_of("brgconv_avx512_amx_I8") == "int8" and precision_of("jit_avx512_bf16") == "bf16"
+    assert precision_of("gemm_mlas_f32") == "fp32" and precision_of("ref_i32") == "other"
