@@ -37,13 +37,17 @@ class ShownRun:
     def from_results(cls, request, results, machine: str, example: bool = False) -> ShownRun:
         from .comparison import to_uint8
 
+        # `Comparison.run` blanks the images from the first flagged row on; the page blanks the earlier ones too
+        # (every row's image of a flagged request), and so must what is kept to be shown again.
+        blank = any(r.flagged for r in results)
+        images = {r.backend: to_uint8(r.image) for r in results if r.image is not None}
         return cls(
             request=request,
             finished=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             machine=machine,
             example=example,
             rows=[r.figures() for r in results],
-            images={r.backend: to_uint8(r.image) for r in results if r.image is not None},
+            images={b: np.zeros_like(image) if blank else image for b, image in images.items()},
         )
 
     def label(self) -> str:

@@ -84,10 +84,11 @@ def test_a_flagged_image_is_blanked_and_the_card_says_so(tiny_model, tmp_path):
     assert row.status == "ok" and row.flagged and not row.image.any() and "flagged this image" in row.message
 
 
-def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_model, cache_dir):
+def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_model, cache_dir, tmp_path):
     """The checker flags only the second row's image: the page shows no row's image, and the figures compare
     the unfiltered images (identical here: the fake rows compute the same image)."""
     import app
+    from harness.showcase import Showcase
 
     comparison = fake_comparison(tiny_model, cache_dir)
     second = comparison.rows.order[1]
@@ -98,11 +99,15 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
     assert [r.blanks_all for r in rows] == [False, True, False, False]
     assert all(not r.image.any() for r in rows[1:]) and all(r.psnr_db == 100.0 for r in rows[1:])
     assert "another row's image" in rows[2].message and "this image" in rows[1].message
-    final = list(app.make_generate(comparison)("cartoon bird", "", 42, False, 2, 7.5, f"{TINY_SIZE}x{TINY_SIZE}",
-                                               "dpm++", progress=lambda *a, **k: None))[-1]  # fmt: skip
+    showcase = Showcase(tmp_path / "showcase", "test machine")
+    final = list(app.make_generate(comparison, showcase)("cartoon bird", "", 42, False, 2, 7.5,
+                                                         f"{TINY_SIZE}x{TINY_SIZE}", "dpm++",
+                                                         progress=lambda *a, **k: None))[-1]  # fmt: skip
     images = final[5 : 5 + len(rows)]
     assert all(image is not None and not image.any() for image in images), second
     assert "every row's image is blanked" in final[1]
+    kept = Showcase(tmp_path / "showcase", "test machine").latest(comparison.rows.model)  # what a page opens on
+    assert len(kept.images) == len(rows) and all(not image.any() for image in kept.images.values())
 
 
 def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tmp_path):
