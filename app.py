@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from backends.base import SCHEDULERS
+from backends.base import SCHEDULERS, STAGES
 from harness.comparison import BASELINE, Comparison, RowResult, to_uint8
 from harness.settings import Settings, build_comparison
 from harness.showcase import Showcase, ShownRun
@@ -35,7 +35,7 @@ STANDIN_BANNER = "**Random-weight stand-in model `{name}`: images are noise, lat
 # ------------------------------------------------------------------------------------------ view helpers
 # Every view below is drawn from the figures dicts of `RowResult.figures()`, so a request in progress and a
 # comparison read back from disk (`harness.showcase`) look the same.
-STAGE_LABELS = {"text_encoding": "text encoding", "denoising": "denoising (UNet steps)", "vae_decoding": "VAE decoding"}
+STAGE_LABELS = dict(zip(STAGES, ("text encoding", "denoising (UNet steps)", "VAE decoding"), strict=True))
 CSS = """
 @media (max-width: 700px) { .stack-on-phone { flex-direction: column !important; } }
 .row-card h2 { margin: 0.2em 0; }
@@ -391,19 +391,6 @@ def first_answer(comparison: Comparison, showcase: Showcase) -> None:
         log.info("the page's first answer is ready (%s)", request.prompt)
 
 
-def load_then_answer(comparison: Comparison, showcase: Showcase):
-    """The background start: load and warm every row, then compute the page's first answer."""
-    import threading
-
-    def run():
-        comparison.load_all()
-        first_answer(comparison, showcase)
-
-    thread = threading.Thread(target=run, name="row-loader", daemon=True)
-    thread.start()
-    return thread
-
-
 def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_size: int = 16) -> gr.Blocks:
     showcase = showcase or make_showcase(comparison)
     sizes = [f"{s}x{s}" for s in comparison.rows.settings.sizes]
@@ -548,7 +535,7 @@ def main(argv=None) -> None:
     settings = Settings.from_env().updated(Settings.parser(__doc__).parse_args(argv))
     comparison = build_comparison(settings)
     showcase = make_showcase(comparison)
-    load_then_answer(comparison, showcase)
+    comparison.load_in_background(then=lambda: first_answer(comparison, showcase))
     started = time.monotonic()
     demo = build_demo(comparison, showcase, settings.queue_size)
     log.info("UI up after %.1f s; rows load in the background", time.monotonic() - started)

@@ -80,7 +80,7 @@ def profile_row(settings, args) -> dict:
     from harness.cpu import this_cpu
     from harness.settings import build_comparison
 
-    from .report import results_path, write_json
+    from .report import RESULTS, model_slug, write_json
 
     backend_id = args.profile
     comparison = build_comparison(settings)
@@ -149,9 +149,8 @@ def profile_row(settings, args) -> dict:
         unet(), decode()  # their own warm-up at these shapes
         report["unet_call"] = torch_profile(unet, status.load.compute)
         report["vae_decode"] = torch_profile(decode, status.load.compute)
-    path = args.json or results_path(rows.model.model_id, args.size, 0, cpu.slug(), report["cores"]).with_name(
-        f"profile-{backend_id}-{re.sub('[^A-Za-z0-9.-]+', '_', rows.model.model_id)}-{args.size}px-{cpu.slug()}.json"
-    )
+    name = f"profile-{backend_id}-{model_slug(rows.model.model_id)}-{args.size}px-{cpu.slug()}.json"
+    path = args.json or RESULTS / name
     write_json(path, report)
     print(profile_table(report))
     print(f"\nJSON: {path}")

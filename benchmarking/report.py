@@ -9,10 +9,14 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
+def model_slug(model: str) -> str:
+    """A model id as a file name part: its last path component, other characters as underscores."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", model.rstrip("/").split("/")[-1])
+
+
 def results_path(model: str, size: int, steps: int, cpu_slug: str, cores: int) -> Path:
     """results/<model>-<size>px-<steps>steps-<cpu kind>-<cores>cores.json: one file per CPU kind measured."""
-    name = re.sub(r"[^A-Za-z0-9.-]+", "_", model.rstrip("/").split("/")[-1])
-    return RESULTS / f"{name}-{size}px-{steps}steps-{cpu_slug}-{cores}cores.json"
+    return RESULTS / f"{model_slug(model)}-{size}px-{steps}steps-{cpu_slug}-{cores}cores.json"
 
 
 def read_results(directory: Path = RESULTS) -> list[dict]:

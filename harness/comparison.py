@@ -147,10 +147,15 @@ class Comparison:
             self.safety = SafetyFilter(self.rows.model.path)
         self.rows.load_all()
 
-    def load_in_background(self):
+    def load_in_background(self, then: Callable[[], None] = lambda: None):
+        """`load_all` in a thread (the app serves meanwhile), then `then()` in the same thread."""
         import threading
 
-        thread = threading.Thread(target=self.load_all, name="row-loader", daemon=True)
+        def run():
+            self.load_all()
+            then()
+
+        thread = threading.Thread(target=run, name="row-loader", daemon=True)
         thread.start()
         return thread
 
