@@ -74,9 +74,10 @@ class Backend(Protocol):
     id: ClassVar[str]  # stable id used by the CLI, the UI and the JSON output, e.g. "openvino-static"
     title: ClassVar[str]  # what the card calls it, e.g. "OpenVINO, static shapes"
 
-    # Optional: `prepare(model, settings, progress)` builds (or finds in the cache) whatever `load` reads from
-    # `settings.cache_dir` (exported or quantized IR) without compiling it, so that `python -m harness.prepare`
-    # can do it ahead of time, e.g. when the Space image is built. Rows with nothing to build leave it out.
+    # Optional: `prepare(model, settings, progress) -> {size: (directory, cache hit?)}` builds (or finds in the
+    # cache) whatever `load` reads from `settings.cache_dir` (exported or quantized IR) without compiling it, so
+    # that `python -m harness.prepare` can do it ahead of time, e.g. when the Space image is built. Rows with
+    # nothing to build leave it out.
 
     def load(self, model: Any, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         """Build the pipeline(s) for every size in `settings.sizes` from `model` (a `harness.model_sources.

@@ -26,16 +26,17 @@ class OpenVinoStatic:
     id = "openvino-static"
     title = "OpenVINO, static shapes"
 
-    def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> tuple[Path, bool]:
-        """Export (or find in the cache) the OpenVINO IR: (IR directory, cache hit?)."""
+    def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
+        """Export (or find in the cache) the OpenVINO IR, one for every size: size -> (IR directory, cache hit?)."""
         cache = BuildCache.ir(settings.cache_dir)
         key = cache_key(model.model_id, model.revision, "openvino-ir")
-        return cache.get_or_build(
+        built = cache.get_or_build(
             key, lambda tmp: run_in_child(export_ir, (str(model.path), str(tmp)), progress, "exporting to OpenVINO IR")
         )
+        return dict.fromkeys(settings.sizes, built)
 
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
-        ir_dir, hit = self.prepare(model, settings, progress)
+        ir_dir, hit = self.prepare(model, settings, progress)[settings.sizes[0]]
         self.pipes = load_static_pipelines(ir_dir, settings, progress)
         self.ir_dirs = dict.fromkeys(settings.sizes, ir_dir)  # size -> IR directory, as in the int8 row
         first = self.pipes[settings.sizes[0]]

@@ -65,7 +65,7 @@ def run_pipeline(
 @contextmanager
 def _timed(owner, method: str, stage: str, on_stage: StageCallback):
     """Time every call of `owner.method` during the block. diffusers has no stage hooks for a whole pipeline
-    call, and the pipelines of every row (diffusers and optimum-intel alike) call these two methods, so
+    call, and the pipelines of every row (diffusers and optimum-intel alike) call the methods timed here, so
     wrapping them on the instance measures the same stages on every row."""
     had_own = method in vars(owner)
     original = getattr(owner, method)

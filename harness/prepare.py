@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
             continue
         start = time.perf_counter()
         result = backend.prepare(model, rows.settings, lambda line, b=backend_id: logging.getLogger(b).info(line))
-        hits = [hit for _dir, hit in (result.values() if isinstance(result, dict) else [result])]
+        hits = [hit for _dir, hit in result.values()]
         took = time.perf_counter() - start
         done[backend_id] = "cache hit" if all(hits) else f"built in {took:.0f} s"
     for backend_id, what in done.items():

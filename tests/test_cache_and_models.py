@@ -166,3 +166,19 @@ def test_loading_logs_each_rows_cache_state(tiny_model, cache_dir, caplog):
     with caplog.at_level(logging.INFO, logger="harness.rows"):
         fake_comparison(tiny_model, cache_dir, backends=["baseline"])
     assert "[baseline] loaded in" in caplog.text and "cache: n/a (nothing to build)" in caplog.text
+
+
+def test_prepare_builds_every_rows_ir_once_then_finds_it(tiny_model, tmp_path, capsys):
+    """`python -m harness.prepare` (the Space image's build step): the OpenVINO rows' IR is built, the PyTorch
+    rows have nothing to build; run again, every build is a cache hit."""
+    from conftest import TINY_SIZE
+
+    from harness import prepare
+
+    argv = ["--model", "tiny", "--sizes", str(TINY_SIZE), "--cache-dir", str(tmp_path), "--calibration-prompts", "2"]
+    first = prepare.main(argv)
+    assert first["baseline"] == first["ipex-bf16"] == "nothing to build"
+    assert first["openvino-static"].startswith("built in") and first["int8-tome"].startswith("built in")
+    again = prepare.main(argv)
+    assert again["openvino-static"] == again["int8-tome"] == "cache hit"
+    assert "prepare: int8-tome: cache hit" in capsys.readouterr().out
