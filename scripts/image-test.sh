@@ -10,7 +10,8 @@
 #   scripts/image-test.sh [--base-only | --start-only]
 #     --start-only  no build: start the image already built (e.g. on a prepared cache, below)
 #   SBS_IMAGE_TEST_CACHE=dir  start on this host cache directory (bind-mounted at the image's SBS_CACHE_DIR, as a
-#                             Storage Bucket would be) instead of the one built into the image
+#                             Storage Bucket would be) instead of the one built into the image; it is chowned to
+#                             user 1000, the Space's user
 #   SBS_IMAGE_TEST_MODEL=id SBS_IMAGE_TEST_SIZE=512  the model and size the starts serve (default: tiny at 128)
 #   Other SBS_* settings named in SBS_IMAGE_TEST_ENV (e.g. "SBS_CALIBRATION_PROMPTS=2") are passed to the app.
 set -euo pipefail
@@ -80,11 +81,11 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   mount --rbind /sys "$root/sys"
   mount --rbind /dev "$root/dev"
   mount -t tmpfs tmpfs "$root/tmp"
-  # what a container engine writes into a container at start: name resolution (Gradio calls itself on localhost)
-  if [ -n "$HOST_CACHE" ]; then
+  if [ -n "$HOST_CACHE" ]; then  # over the image's SBS_CACHE_DIR (Dockerfile); the app runs as user 1000
     chown -R 1000 "$HOST_CACHE"
     mount --bind "$HOST_CACHE" "$root/opt/sbs-cache"
   fi
+  # what a container engine writes into a container at start: name resolution (Gradio calls itself on localhost)
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
   printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
   cleanup() {  # idempotent: runs on return, on a failed check (set -e) and on Ctrl-C
