@@ -1,18 +1,20 @@
 """`int8-tome`: OpenVINO pipeline whose UNet has Token Merging and 8-bit NNCF quantization.
 
-Build (once per model, size and settings; cached): the diffusers pipeline gets Token Merging from `tomesd`
-(deterministic), is exported to OpenVINO IR at the static size it will run at, calibrated on a few
-prompts from `assets/calibration_prompts.txt` at the app's step count, and quantized with optimum-intel's
-`OVQuantizer`:
+Build (once per model, size and recipe; cached): the diffusers pipeline gets Token Merging from `tomesd`
+(deterministic; merge and unmerge exported in gather/MatMul form, see `token_merging`), is exported to OpenVINO IR
+at the static size it will run at, calibrated on a few prompts from `assets/calibration_prompts.txt` at the app's
+step count, and quantized with optimum-intel's `OVQuantizer`:
 - mode "full" (default): `OVQuantizationConfig`, 8-bit activations *and* weights on the UNet's convolutions
   and MatMuls (NNCF's transformer preset, with SmoothQuant), so int8 GEMM kernels (AMX-INT8 / VNNI) do the work;
 - mode "hybrid" (quality-first): optimum-intel's hybrid mode, 8-bit convolutions and weight-only 8-bit MatMuls.
+With `int8_vae` (default) the VAE decoder is quantized the same way, calibrated on the latents the calibration
+prompts ended on; otherwise it keeps optimum-intel's weight-only 8-bit and computes in bf16/fp32.
 A prebuilt OpenVINO INT8/ToMe pipeline (local dir or hub id) can be given instead (`LoadSettings.int8_source`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.build_cache import BuildCache, cache_key, files_mb
@@ -23,11 +25,48 @@ from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, S
 from .child_process import run_in_child
 from .openvino_loading import load_static_pipelines, ov_precision
 from .pipeline import run_pipeline
+from .token_merging import MERGE_FORMS
 
 MODES = ("full", "hybrid")
 CALIBRATION_STRIDE = 4  # keep every 4th denoising step's UNet input: covers the trajectory with few samples
 EXPORT_CHECK_TOLERANCE = 1e-3  # max relative error of the exported ToMe UNet vs PyTorch, both in fp32
-BUILD_VERSION = 4  # bump when the build changes what it writes, so old cache entries are not reused
+BUILD_VERSION = 5  # bump when the build changes what it writes, so old cache entries are not reused
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """What an int8 + ToMe build is made with; every field is part of its cache key."""
+
+    tome_ratio: float = 0.5  # share of tokens merged away before self-attention
+    tome_max_downsample: int = 1  # merge in blocks up to this many times below full resolution
+    tome_form: str = "gather"  # "gather": this repo's export-friendly merge; "scatter": tomesd's own
+    mode: str = "full"  # "full" or "hybrid" (see the module docstring)
+    vae: bool = True  # VAE decoder quantized to 8 bits too
+
+    @classmethod
+    def from_settings(cls, settings: LoadSettings) -> Int8Recipe:
+        recipe = cls(
+            settings.tome_ratio, settings.tome_max_downsample, settings.tome_form, settings.int8_mode, settings.int8_vae
+        )
+        if not 0.0 < recipe.tome_ratio <= 0.75:  # tomesd's limit: at most 3 of every 2x2 tokens merged
+            raise ValueError(f"ToMe ratio must be above 0 and at most 0.75, got {recipe.tome_ratio}")
+        if recipe.tome_max_downsample not in (1, 2, 4, 8):  # the UNet's resolution levels
+            raise ValueError(f"ToMe max downsample must be 1, 2, 4 or 8, got {recipe.tome_max_downsample}")
+        if recipe.tome_form not in MERGE_FORMS:
+            raise ValueError(f"unknown ToMe form {recipe.tome_form!r}; choose one of {', '.join(MERGE_FORMS)}")
+        if recipe.mode not in MODES:
+            raise ValueError(f"unknown int8 mode {recipe.mode!r}; choose one of {', '.join(MODES)}")
+        return recipe
+
+    def slug(self) -> str:
+        levels = f"-md{self.tome_max_downsample}" if self.tome_max_downsample != 1 else ""
+        return f"{self.mode}-tome{self.tome_ratio:g}{levels}-{self.tome_form}{'-vae8' if self.vae else ''}"
+
+    def describe(self) -> str:
+        unet = "UNet int8 activations+weights" if self.mode == "full" else "UNet hybrid int8"
+        levels = "highest resolution" if self.tome_max_downsample == 1 else f"down to 1/{self.tome_max_downsample}"
+        vae = "VAE decoder int8" if self.vae else "VAE decoder weight-only int8"
+        return f"{unet}, {vae}, ToMe {self.tome_ratio:g} ({levels}, {self.tome_form})"
 
 
 def calibration_prompts(count: int) -> list[str]:
@@ -35,7 +74,7 @@ def calibration_prompts(count: int) -> list[str]:
     return prompts[: max(1, count)]
 
 
-def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode: str, prompts, steps: int) -> None:
+def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe, prompts, steps: int) -> None:
     """Child-process body: ToMe -> export at `size` -> calibrate -> quantize -> save to `out_dir`."""
     import gc
     import logging
@@ -43,12 +82,12 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
 
     import nncf
     import numpy as np
-    import tomesd
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
     from optimum.exporters.openvino import export_from_model
     from optimum.intel import (
         OVConfig,
+        OVPipelineQuantizationConfig,
         OVQuantizationConfig,
         OVQuantizer,
         OVStableDiffusionPipeline,
@@ -56,13 +95,12 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
     )
     from optimum.intel.openvino.quantization import InferRequestWrapper, OVCalibrationDataset
 
+    from .token_merging import apply_token_merging, merge_form
+
     log = logging.getLogger(__name__)  # forwarded to the row's card by run_in_child
     pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
-    # tomesd's defaults (merge before self-attention, highest resolution only, 2x2 strides); use_rand=False
-    # picks destinations deterministically, so the graph has no random op and a seed gives one image.
-    tomesd.apply_patch(pipe, ratio=ratio, use_rand=False)
-    patched = sum(type(m).__name__.startswith("ToMe") for m in pipe.unet.modules())
-    log.info("Token Merging: tomesd ratio %.2f on %d blocks (merging at full resolution)", ratio, patched)
+    patched = apply_token_merging(pipe, recipe.tome_ratio, recipe.tome_max_downsample)
+    log.info("Token Merging: %s on %d blocks", recipe.describe(), patched)
     # tomesd's merge turns the traced token counts into constants, so the UNet must be traced at exactly the
     # latent size it will run at (traced elsewhere and reshaped, OpenVINO fails with "Broadcast incorrect
     # target shape"). optimum traces with a latent of `sample_size - 1` per side ("discount for any
@@ -74,11 +112,11 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
         torch.tensor([500]),
         torch.randn(2, 77, pipe.text_encoder.config.hidden_size, generator=torch.Generator().manual_seed(1)),
     )
-    with torch.no_grad():
+    with torch.no_grad():  # tomesd's own code: the reference the exported graph (in `recipe.tome_form`) must match
         expected = pipe.unet(*probe, return_dict=False)[0].numpy()
     with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as fp32_dir:
-        log.info("exporting the ToMe pipeline to OpenVINO IR")
-        with torch.no_grad():
+        log.info("exporting the ToMe pipeline to OpenVINO IR (%s-form merge)", recipe.tome_form)
+        with torch.no_grad(), merge_form(recipe.tome_form):
             export_from_model(pipe, fp32_dir, task="text-to-image")
         del pipe
         gc.collect()
@@ -105,8 +143,10 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
         ov_pipe.scheduler = DPMSolverMultistepScheduler.from_config(ov_pipe.scheduler.config)
         ov_pipe.set_progress_bar_config(disable=True)
 
-        samples: list = []
+        # Every UNet input along each calibration prompt's trajectory, and the latents the VAE decodes at its end.
+        samples, decoder_samples = [], []
         ov_pipe.unet.request = InferRequestWrapper(ov_pipe.unet.request, samples)
+        ov_pipe.vae_decoder.request = InferRequestWrapper(ov_pipe.vae_decoder.request, decoder_samples)
         for i, prompt in enumerate(prompts):
             log.info("calibration prompt %d/%d: %s", i + 1, len(prompts), prompt)
             ov_pipe(
@@ -118,16 +158,29 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, ratio: float, mode
                 generator=torch.Generator("cpu").manual_seed(i),
             )
         ov_pipe.unet.request = ov_pipe.unet.request.request
+        ov_pipe.vae_decoder.request = ov_pipe.vae_decoder.request.request
         ov_pipe.clear_requests()  # drop the compiled models: NNCF works on the IR, this halves the peak
         gc.collect()
         samples = samples[::CALIBRATION_STRIDE]
-        log.info("quantizing the UNet (%s) on %d calibration samples", mode, len(samples))
-        if mode == "full":
-            config = OVQuantizationConfig(num_samples=len(samples), model_type="transformer")
+        if recipe.mode == "full":
+            unet_config = OVQuantizationConfig(num_samples=len(samples), model_type="transformer")
         else:
-            config = OVWeightQuantizationConfig(bits=8, quant_method="hybrid", num_samples=len(samples))
+            unet_config = OVWeightQuantizationConfig(bits=8, quant_method="hybrid", num_samples=len(samples))
+        configs, datasets = {"unet": unet_config}, {"unet": nncf.Dataset(samples)}
+        if recipe.vae:
+            configs["vae_decoder"] = OVQuantizationConfig(num_samples=len(decoder_samples), model_type="transformer")
+            datasets["vae_decoder"] = nncf.Dataset(decoder_samples)
+        log.info(
+            "quantizing %s on %d UNet and %d VAE decoder calibration samples",
+            " and ".join(configs),
+            len(samples),
+            len(decoder_samples) if recipe.vae else 0,
+        )
+        # Whatever has no config here (text encoder, VAE encoder, and the VAE decoder without `recipe.vae`) gets
+        # 8-bit weights only, as optimum-intel does for a full-quantized diffusion pipeline.
+        config = OVPipelineQuantizationConfig(configs, default_config=OVWeightQuantizationConfig(bits=8))
         OVQuantizer(ov_pipe).quantize(
-            calibration_dataset=OVCalibrationDataset({"unet": nncf.Dataset(samples)}),
+            calibration_dataset=OVCalibrationDataset(datasets),
             ov_config=OVConfig(quantization_config=config),
             save_directory=out_dir,
         )
@@ -147,29 +200,15 @@ class Int8Tome:
 
     def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
         """Build (or find in the cache) the int8 + ToMe IR for every size: size -> (IR directory, cache hit?)."""
-        if not 0.0 < settings.tome_ratio <= 0.75:  # tomesd's limit: at most 3 of every 2x2 tokens merged
-            raise ValueError(f"ToMe ratio must be above 0 and at most 0.75, got {settings.tome_ratio}")
-        if settings.int8_mode not in MODES:
-            raise ValueError(f"unknown int8 mode {settings.int8_mode!r}; choose one of {', '.join(MODES)}")
+        recipe = Int8Recipe.from_settings(settings)
         cache = BuildCache.ir(settings.cache_dir)
         prompts = calibration_prompts(settings.calibration_prompts)
         built = {}
         for size in settings.sizes:
-            variant = (
-                f"int8-v{BUILD_VERSION}-{settings.int8_mode}-tome{settings.tome_ratio:g}-{size}px"
-                f"-cal{len(prompts)}x{settings.steps}"
-            )
+            variant = f"int8-v{BUILD_VERSION}-{recipe.slug()}-{size}px-cal{len(prompts)}x{settings.steps}"
 
             def build(tmp, size=size):
-                args = (
-                    str(model.path),
-                    str(tmp),
-                    size,
-                    settings.tome_ratio,
-                    settings.int8_mode,
-                    prompts,
-                    settings.steps,
-                )
+                args = (str(model.path), str(tmp), size, recipe, prompts, settings.steps)
                 run_in_child(build_int8_tome, args, progress, f"building int8 + ToMe IR at {size}x{size}")
 
             built[size] = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)
@@ -185,8 +224,7 @@ class Int8Tome:
             self.ir_dirs[size] = ir_dir
         disk = sum(files_mb(ir_dir) for ir_dir, _hit in built.values())
         cache = "hit" if all(hit for _dir, hit in built.values()) else "built"
-        mode = "int8 activations+weights" if settings.int8_mode == "full" else "hybrid int8"
-        return self._info(disk, cache, f"UNet {mode}, ToMe {settings.tome_ratio:g}", settings)
+        return self._info(disk, cache, Int8Recipe.from_settings(settings).describe(), settings)
 
     def _load_prebuilt(self, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         source = Path(settings.int8_source).expanduser()

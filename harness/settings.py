@@ -23,6 +23,8 @@ class Settings:
     threads: int = 0  # intra-op threads for every row; 0 = the CPUs this process may use
     tome_ratio: float = 0.5  # Token Merging ratio of the int8-tome row
     int8_mode: str = "full"  # "full" (int8 activations+weights) or "hybrid" (quality-first)
+    tome_max_downsample: int = 1  # Token Merging at the highest resolution only (1) or also one level down (2)
+    int8_vae: bool = True  # quantize the int8-tome row's VAE decoder too (calibrated on its own latents)
     int8_source: str = ""  # prebuilt OpenVINO INT8/ToMe pipeline (dir or hub id) instead of building one
     calibration_prompts: int = 4  # prompts used to calibrate int8 (small: calibration is slow)
     steps: int = 20  # default steps; also used for warm-up and calibration
@@ -71,6 +73,8 @@ class Settings:
             cache_dir=Path(self.cache_dir),
             tome_ratio=self.tome_ratio,
             int8_mode=self.int8_mode,
+            tome_max_downsample=self.tome_max_downsample,
+            int8_vae=self.int8_vae,
             int8_source=self.int8_source or None,
             calibration_prompts=self.calibration_prompts,
             steps=self.steps,
