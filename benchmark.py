@@ -2,6 +2,7 @@
 
     python benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1
     python benchmark.py --model sd15-standin --size 512 --profile int8-tome   # kernels and precisions of one row
+    python benchmark.py --model sd15-standin --size 512 --int8-variants ablation,sweep  # int8-tome built 7 ways
 
 By default the JSON goes to results/<model>-<size>px-<steps>steps-<cpu kind>-<cores>cores.json.
 """
@@ -30,6 +31,9 @@ def parse_args(argv: list[str]):
     parser.add_argument("--startup", action="store_true", help="measure the app's start-up time and memory instead")
     parser.add_argument("--profile", metavar="ROW", help="profile one UNet call and one VAE decode of ROW instead")
     parser.add_argument("--profile-steps", type=int, default=2, help="steps of the generations --profile runs")
+    parser.add_argument(
+        "--int8-variants", metavar="LISTS", help="time int8-tome built several ways (ablation, sweep) instead"
+    )
     parser.add_argument("--variant-name", default="default", help=argparse.SUPPRESS)  # set by --system-variants
     args = parser.parse_args(argv)
     args.argv = argv
@@ -47,6 +51,10 @@ def main(argv: list[str] | None = None) -> dict:
             args.json = Path("artifacts/startup.json")
         return startup(settings, args)
     settings.sizes = str(args.size)
+    if args.int8_variants:
+        from benchmarking.int8_variants import int8_variants
+
+        return int8_variants(settings, args)
     if args.profile:
         from benchmarking.profile import profile_row
 

@@ -118,3 +118,32 @@ def test_kernel_names_give_their_precision():
 
     assert precision_of("brgconv_avx512_amx_I8") == "int8" and precision_of("jit_avx512_bf16") == "bf16"
     assert precision_of("gemm_mlas_f32") == "fp32" and precision_of("ref_i32") == "other"
+
+
+def test_int8_variant_lists_hold_each_recipe_once():
+    from benchmarking.int8_variants import BASE, VARIANTS, variant_list
+
+    both = variant_list("ablation,sweep")
+    assert len(both) == len(VARIANTS["ablation"]) + len(VARIANTS["sweep"]) - 1  # the shipped row is in both
+    assert both[len(VARIANTS["ablation"]) - 1] == ("+ VAE decoder int8", BASE)
+    with pytest.raises(ValueError, match="ablation, sweep"):
+        variant_list("ablation,everything")
+
+
+def test_int8_variants_time_each_build_against_one_baseline(tmp_path, cache_dir, capsys):
+    from benchmarking.int8_variants import VARIANTS
+
+    if not this_cpu().row("int8-tome").runs:
+        pytest.skip(this_cpu().row("int8-tome").reason)
+    report, out = run(tmp_path, cache_dir, "--int8-variants", "ablation")
+    rows = report["rows"]
+    assert [r["backend"] for r in rows] == ["baseline"] + [label for label, _ in VARIANTS["ablation"]]
+    assert all(r["status"] == "ok" for r in rows), rows
+    for r in rows[1:]:
+        assert r["speedup"] == pytest.approx(rows[0]["mean_s"] / r["mean_s"])
+        assert r["psnr_db"] >= 25.0 and r["ssim"] >= 0.9  # every build still draws the baseline's image
+    # Three different builds: tomesd's merge form, then the gather form, then the VAE decoder in int8 too.
+    assert "scatter" in rows[1]["precision"] and "gather" in rows[2]["precision"]
+    assert "weight-only" in rows[2]["precision"] and "VAE decoder int8" in rows[3]["precision"]
+    assert out.with_suffix(".png").exists()
+    assert "| + VAE decoder int8 |" in capsys.readouterr().out
