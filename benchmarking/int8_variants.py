@@ -84,6 +84,24 @@ def int8_variants(settings, args) -> dict:
     rows = [
         {"backend": "baseline", "status": "ok", "mean_s": base_mean, "speedup": 1.0, "stages_s": mean_stages(base_runs)}
     ]
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "command": "python benchmark.py " + " ".join(args.argv),
+        "mode": "int8-variants",
+        "model": model.model_id,
+        "size": args.size,
+        "steps": request.steps,
+        "passes": args.passes,
+        "prompt": args.prompt,
+        "seed": args.seed,
+        "calibration_prompts": load_settings.calibration_prompts,
+        "cpu_kind": cpu.slug(),
+        "isa": cpu.isa_line(),
+        "cores": cores,
+        "rows": rows,
+        "complete": False,  # written after every variant, so a long run that is cut short keeps what it measured
+    }
+    write_json(json_path, report)
     for label, overrides in variants:
         log.info("[int8 variant] %s: %s", label, overrides)
         try:
@@ -91,6 +109,7 @@ def int8_variants(settings, args) -> dict:
         except Exception as exc:  # one variant that cannot build is reported, the others still run
             log.exception("variant %s failed", label)
             rows.append({"backend": label, "status": "error", "reason": str(exc)[:300], "settings": overrides})
+            write_json(json_path, report)
             continue
         mean = statistics.mean(r.latency_s for r in runs)
         speedup, psnr, ssim = against_baseline(mean, runs[-1].image, base_mean, base_runs[-1].image)
@@ -110,22 +129,8 @@ def int8_variants(settings, args) -> dict:
                 "build_cache": status.load.cache,
             }
         )
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "command": "python benchmark.py " + " ".join(args.argv),
-        "mode": "int8-variants",
-        "model": model.model_id,
-        "size": args.size,
-        "steps": request.steps,
-        "passes": args.passes,
-        "prompt": args.prompt,
-        "seed": args.seed,
-        "calibration_prompts": load_settings.calibration_prompts,
-        "cpu_kind": cpu.slug(),
-        "isa": cpu.isa_line(),
-        "cores": cores,
-        "rows": rows,
-    }
+        write_json(json_path, report)
+    report["complete"] = True
     write_json(json_path, report)
     title = f"int8-tome variants, {model.model_id} {args.size}x{args.size}, {request.steps} steps, {cpu.model}"
     bar_chart(rows, json_path.with_suffix(".png"), title)

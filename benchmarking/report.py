@@ -20,11 +20,12 @@ def results_path(model: str, size: int, steps: int, cpu_slug: str, cores: int) -
 
 
 def read_results(directory: Path = RESULTS) -> list[dict]:
-    """The committed latency tables (`benchmark.py` runs without --startup), oldest CPU kind first by name."""
+    """The committed latency tables (plain `benchmark.py` runs: no --startup, --profile or --int8-variants), by
+    CPU kind's name."""
     reports = []
     for path in sorted(directory.glob("*.json")):
         report = json.loads(path.read_text())
-        if report.get("mode") != "startup" and "rows" in report and "cpu_kind" in report:
+        if "mode" not in report and "rows" in report and "cpu_kind" in report:
             reports.append(report)
     return reports
 
