@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 MODEL ?= stable-diffusion-v1-5/stable-diffusion-v1-5
 
-.PHONY: setup setup-dev demo test lint benchmark image image-test clean-cache
+.PHONY: setup setup-dev demo test lint benchmark benchmark-int8 image image-test clean-cache
 
 setup:
 	bash scripts/install.sh
@@ -27,6 +27,11 @@ lint: setup-dev
 benchmark: setup
 	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --calibration-prompts 2 \
 		--save-images artifacts/benchmark-images
+
+## benchmark-int8: int8-tome built several ways (issue 14's changes in order; ToMe ratio/placement), one baseline
+benchmark-int8: setup
+	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --calibration-prompts 2 \
+		--int8-variants ablation,sweep
 
 ## image: the Space image with docker or podman (the model and its IR prepared inside: slow, needs the Hub)
 image:
