@@ -23,11 +23,11 @@ CPUINFO = {  # the kinds seen on this project's machines
 }
 
 
-def cpu(kind: str):
+def cpu(kind: str, max_mhz: float = 0.0):
     vendor, family, model, flags = CPUINFO[kind]
     first = f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel name\t: {model}\n"
     first += f"cpu MHz\t\t: 2600.0\nflags\t\t: {flags}\n"
-    return parse_cpuinfo(first + "\nprocessor\t: 1\nflags\t\t: bogus\n")  # only the first processor counts
+    return parse_cpuinfo(first + "\nprocessor\t: 1\nflags\t\t: bogus\n", max_mhz)  # only the first processor counts
 
 
 def test_ipex_bf16_runs_only_with_avx512_and_says_how():
@@ -59,7 +59,14 @@ def test_peak_model_knows_amd_double_pumps_avx512():
     assert cpu("intel-amx").flop_per_cycle("int8") == (2048, "AMX-INT8")
     assert cpu("amd-avx2").flop_per_cycle("int8")[0] < cpu("amd-avx512").flop_per_cycle("int8")[0]
     flops, label = cpu("amd-avx2").peak_flops("fp32", cores=2)
-    assert flops == pytest.approx(32 * 2.6e9 * 2) and "2600 MHz x 2 cores" in label
+    assert flops == pytest.approx(32 * 2.6e9 * 2) and "2600 MHz (cpuinfo; may boost higher) x 2 cores" in label
+
+
+def test_peak_label_says_when_the_clock_is_only_cpuinfos():
+    """A VM without cpufreq reports its nominal clock: the label warns that the cores may run faster."""
+    assert "2600 MHz (cpuinfo; may boost higher) x 2 cores" in cpu("amd-avx512").peak_flops("int8", 2)[1]
+    with_max = cpu("amd-avx512", max_mhz=3700.0)  # read from cpufreq's cpuinfo_max_freq
+    assert with_max.mhz == 3700.0 and with_max.peak_flops("int8", 2)[1].endswith("x 3700 MHz x 2 cores")
 
 
 def test_cpu_kinds_have_distinct_file_names():
