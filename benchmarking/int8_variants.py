@@ -169,7 +169,8 @@ def tradeoff_chart(rows: list[dict], path, title: str) -> None:
     points = [r for r in rows if r["status"] == "ok" and r.get("psnr_db") is not None]
     if not points:
         return
-    width, height, left, bottom, pad = 900, 560, 80, 60, 30
+    width, plot_h, left, bottom, pad = 900, 520, 80, 60, 30
+    height = plot_h + 20 * len(points) + pad  # a numbered legend under the plot: close points stay legible
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     draw.text((pad, 10), title + ": speed-up vs PSNR to the baseline", fill="black")
@@ -179,8 +180,8 @@ def tradeoff_chart(rows: list[dict], path, title: str) -> None:
 
     def at(x, y):
         return (
-            left + (x - x0) / (x1 - x0) * (width - left - 2 * pad - 150),
-            height - bottom - (y - y0) / (y1 - y0) * (height - bottom - 2 * pad),
+            left + (x - x0) / (x1 - x0) * (width - left - 2 * pad),
+            plot_h - bottom - (y - y0) / (y1 - y0) * (plot_h - bottom - 2 * pad),
         )
 
     draw.line([at(x0, y0), at(x1, y0)], fill="black")
@@ -191,11 +192,13 @@ def tradeoff_chart(rows: list[dict], path, title: str) -> None:
         draw.text((px - 10, py + 8), f"{x:.1f}x", fill="black")
         qx, qy = at(x0, y)
         draw.text((qx - 60, qy - 6), f"{y:.1f} dB", fill="black")
-    draw.text((width // 2 - 60, height - 24), "speed-up over the baseline", fill="black")
-    for r in points:
+    draw.text((width // 2 - 60, plot_h - 24), "speed-up over the baseline", fill="black")
+    for i, r in enumerate(points, 1):
         px, py = at(r["speedup"], r["psnr_db"])
         colour = "#d62728" if r["settings"].get("tome_max_downsample", 1) > 1 else "#1f77b4"
         draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=colour)
-        draw.text((px + 8, py - 6), r["backend"], fill="black")
+        draw.text((px - 3, py - 20 if i % 2 else py + 8), str(i), fill="black")
+        legend = f"{i}  {r['backend']}: {r['speedup']:.2f}x, {r['psnr_db']:.1f} dB, SSIM {r['ssim']:.3f}"
+        draw.text((left, plot_h + 20 * (i - 1)), legend, fill=colour)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
