@@ -37,11 +37,12 @@ BUILD_VERSION = 5  # bump when the build changes what it writes, so old cache en
 class Int8Recipe:
     """What an int8 + ToMe build is made with; every field is part of its cache key."""
 
-    tome_ratio: float = 0.5  # share of tokens merged away before self-attention
-    tome_max_downsample: int = 1  # merge in blocks up to this many times below full resolution
-    tome_form: str = "gather"  # "gather": this repo's export-friendly merge; "scatter": tomesd's own
-    mode: str = "full"  # "full" or "hybrid" (see the module docstring)
-    vae: bool = True  # VAE decoder quantized to 8 bits too
+    # Made from LoadSettings (`from_settings`), which holds the defaults.
+    tome_ratio: float  # share of tokens merged away before self-attention
+    tome_max_downsample: int  # merge in blocks up to this many times below full resolution
+    tome_form: str  # "gather": this repo's export-friendly merge; "scatter": tomesd's own
+    mode: str  # "full" or "hybrid" (see the module docstring)
+    vae: bool  # VAE decoder quantized to 8 bits too
 
     @classmethod
     def from_settings(cls, settings: LoadSettings) -> Int8Recipe:
