@@ -54,7 +54,7 @@ def int8_variants(settings, args) -> dict:
     from harness.settings import build_comparison
 
     from .latency import mean_stages, measure_row
-    from .report import bar_chart, model_slug, results_path, write_json
+    from .report import bar_chart, results_path, write_json
 
     variants = variant_list(args.int8_variants)
     comparison = build_comparison(settings)
@@ -64,11 +64,9 @@ def int8_variants(settings, args) -> dict:
         prompt=args.prompt, seed=args.seed, steps=settings.steps, height=args.size, width=args.size
     )
     cpu, cores = this_cpu(), settings.thread_count()
-    default_path = results_path(model.model_id, args.size, request.steps, cpu.slug(), cores)
-    json_path = args.json or default_path.with_name(
-        f"int8-variants-{args.int8_variants.replace(',', '-')}-{model_slug(model.model_id)}-"
-        f"{args.size}px-{request.steps}steps-{cpu.slug()}-{cores}cores.json"
-    )
+    latency_path = results_path(model.model_id, args.size, request.steps, cpu.slug(), cores)
+    lists = args.int8_variants.replace(",", "-")
+    json_path = args.json or latency_path.with_name(f"int8-variants-{lists}-{latency_path.name}")
 
     def measure(backend_id: str, row_settings):
         rows = RowSet(model, [backend_id], row_settings)
