@@ -12,8 +12,7 @@ ARG PREPARE_SIZES=512
 ENV VENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    SBS_CACHE_DIR=/opt/sbs-cache \
-    HF_HOME=/opt/sbs-cache/huggingface
+    SBS_CACHE_DIR=/opt/sbs-cache
 
 WORKDIR /app
 # The same install script as `make setup`/CI.
@@ -26,15 +25,22 @@ RUN useradd --create-home --uid 1000 user && mkdir -p /opt/sbs-cache && chown -R
 COPY --chown=1000 . .
 USER 1000
 
-# scripts/start.sh preloads jemalloc (SBS_JEMALLOC; SBS_JEMALLOC= turns it off) with the blog's MALLOC_CONF and
+# scripts/start.sh preloads Debian's jemalloc (SBS_JEMALLOC=1; SBS_JEMALLOC= turns it off) with the blog's MALLOC_CONF and
 # sets the threads from the CPUs the container gets; SBS_IOMP=$SBS_IOMP_PATH also preloads Intel OpenMP (opt-in).
-ENV SBS_JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+# A public instance: the strict model (never the random-weight stand-in), the operator's caps, short errors, and
+# every interface (the Space's proxy reaches it from outside the container).
+ENV SBS_JEMALLOC=1 \
     SBS_IOMP_PATH=/opt/venv/lib/libiomp5.so \
+    SBS_PUBLIC=true \
+    SBS_HOST=0.0.0.0 \
     SBS_MODEL=${PREPARE_MODEL:-stable-diffusion-v1-5/stable-diffusion-v1-5} \
     SBS_SIZES=${PREPARE_SIZES}
 
 # Download the model and build the IR now (Spaces build images with network access); a start then finds them.
-RUN if [ -n "$PREPARE_MODEL" ]; then python -m harness.prepare --strict true; fi
+# Under the start's environment (scripts/runtime-env.sh), so the Hugging Face cache goes where a start looks for
+# it: $SBS_CACHE_DIR/huggingface, which follows SBS_CACHE_DIR into a bucket unless HF_HOME is set.
+RUN if [ -n "$PREPARE_MODEL" ]; then \
+      bash -c 'source scripts/runtime-env.sh && exec python -m harness.prepare --strict true'; fi
 
 EXPOSE 7860
 CMD ["bash", "scripts/start.sh"]

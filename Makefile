@@ -1,6 +1,7 @@
 # The few commands users need. Every target installs what it needs first (scripts/install.sh, idempotent).
 PY := .venv/bin/python
 MODEL ?= stable-diffusion-v1-5/stable-diffusion-v1-5
+HOST ?= 127.0.0.1
 
 .PHONY: setup setup-dev demo test lint benchmark benchmark-int8 image image-test clean-cache
 
@@ -10,11 +11,12 @@ setup:
 setup-dev:
 	bash scripts/install.sh --dev
 
-## demo: the app on $(MODEL) (falls back to the `tiny` stand-in offline), http://localhost:7860
+## demo: the app on $(MODEL) (falls back to the `tiny` stand-in offline), http://localhost:7860 on this machine
+## only; `make demo HOST=0.0.0.0` opens it to the network (a booth's Wi-Fi: every device on it can reach it)
 demo: setup
-	PYTHON=$(PY) bash scripts/start.sh --model $(MODEL)
+	PYTHON=$(PY) bash scripts/start.sh --model $(MODEL) --host $(HOST)
 
-## test: lint, then every test on the `tiny` stand-in (browser test included)
+## test: lint, then every test on the `tiny` stand-in (browser test included), in random order (pytest-randomly)
 test: setup-dev lint
 	$(PY) -m pytest
 
@@ -31,7 +33,7 @@ benchmark: setup
 ## benchmark-int8: int8-tome built several ways (issue 14's changes in order; ToMe ratio/placement), one baseline
 benchmark-int8: setup
 	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --calibration-prompts 2 \
-		--int8-variants ablation,sweep
+		--variants ablation,sweep
 
 ## image: the Space image with docker or podman (the model and its IR prepared inside: slow, needs the Hub)
 image:

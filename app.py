@@ -5,31 +5,67 @@ Run `python app.py --model tiny` (or set SBS_MODEL); `python app.py --help` list
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import os
+import re
 import secrets
+import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
-from backends.base import SCHEDULERS, STAGES
-from harness.comparison import BASELINE, Comparison, RowResult, to_uint8
+from core.request import SCHEDULERS, STAGES, GenerationRequest
+from harness.comparison import Comparison, RowResult
+from harness.examples import EXAMPLES, compute_examples, make_showcase
+from harness.fair_share import FairShare
+from harness.page_images import PageImages
+from harness.results import read_results
 from harness.settings import Settings, build_comparison
-from harness.showcase import Showcase, ShownRun
+from harness.showcase import Showcase
 from harness.system_info import system_info
 from harness.validation import GUIDANCE_RANGE, MAX_SEED, STEPS_RANGE, InvalidRequest
+from harness.wait_estimate import WaitEstimate
 
 log = logging.getLogger("app")
 
-EXAMPLES = [  # from the source blogs
-    ["sailing ship in storm by Rembrandt", "", 42],
-    ["cartoon bird", "", 42],
-    ["a photograph of an astronaut riding a horse", "blurry, low quality", 7],
-]
+# On a Hugging Face Space the app sees the Space's proxy, and the visitor's address is the first X-Forwarded-For
+# entry; anywhere else that header is the client's own word, so only the connection's address counts.
+TRUST_FORWARDED_FOR = bool(os.environ.get("SPACE_ID"))
+MAX_UPLOAD = "1kb"  # the page takes no files: Gradio's upload route refuses anything larger
+DELETE_CACHE = (600, 3600)  # every 10 minutes, Gradio's temporary files (images sent to pages) older than an hour go
 STANDIN_BANNER = "**Random-weight stand-in model `{name}`: images are noise, latencies are real.**"
+# Markdown's punctuation, and ':' and '@' so that no URL or e-mail address in a visitor's text becomes a link
+# (GitHub-flavoured Markdown links bare URLs).
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:@])")
+
+
+@dataclass
+class Page:
+    """What the page's handlers share: the comparison and what surrounds it. None of it holds a visitor's input:
+    a visitor's comparison lives in that visitor's page only."""
+
+    comparison: Comparison
+    showcase: Showcase  # the operator's examples as computed here
+    settings: Settings  # the page's own settings (default steps, queue size, public mode)
+    timings: WaitEstimate  # the latest measured stages, for the wait estimate
+    fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
+
+
+def make_page(comparison: Comparison, showcase: Showcase | None = None, settings: Settings | None = None) -> Page:
+    if comparison.image_store is None:  # the page hands Gradio PNG files written under the row lock
+        comparison.image_store = PageImages(Path(tempfile.mkdtemp(prefix="sbs-page-images-")))
+    return Page(comparison, showcase or make_showcase(comparison), settings or Settings(), WaitEstimate())
+
+
+def plain(text: str) -> str:
+    """A visitor's text for a Markdown component: shown as typed, never read as Markdown or HTML."""
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
 
 
 # ------------------------------------------------------------------------------------------ view helpers
@@ -47,7 +83,11 @@ def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = No
     lines = [f"### {comparison.rows.titles[backend_id]}"]
     if row is not None and row["status"] == "ok":
         speedup = row.get("speedup")
-        big = "reference" if backend_id == BASELINE else (ratio_words(speedup) if speedup else "no baseline")
+        big = (
+            "reference"
+            if backend_id == comparison.rows.reference
+            else (ratio_words(speedup) if speedup else "no baseline")
+        )
         lines.append(f"## {big}")
         figures = f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step"
         if row.get("psnr_db") is not None:
@@ -80,24 +120,24 @@ def status_line(comparison: Comparison, backend_id: str) -> str:
     return "<small>" + " · ".join(parts) + "</small>"
 
 
-def headline(rows: list[dict]) -> str:
+def headline(rows: list[dict], reference: str | None) -> str:
     done = [r for r in rows if r["status"] == "ok" and r.get("speedup")]
     fastest = max(done, key=lambda r: r["speedup"], default=None)
-    if fastest is None or fastest["backend"] == BASELINE:
+    if fastest is None or fastest["backend"] == reference:
         return ""
     psnr = f", PSNR {fastest['psnr_db']:.0f} dB vs baseline" if fastest.get("psnr_db") is not None else ""
-    inflated = [r for r in rows if r["backend"] in (BASELINE, fastest["backend"]) and r.get("inflated_by")]
+    inflated = [r for r in rows if r["backend"] in (reference, fastest["backend"]) and r.get("inflated_by")]
     caveat = "\n\n_Measured while another row was still loading: the ratio is not clean._" if inflated else ""
     return f"# {fastest['title']}: {fastest['speedup']:.1f}× faster than baseline{psnr}{caveat}"
 
 
-def latency_chart(rows: list[dict]) -> pd.DataFrame:
+def latency_chart(rows: list[dict], reference: str | None) -> pd.DataFrame:
     done = [r for r in rows if r["status"] == "ok"]
     return pd.DataFrame(
         {
             "row": [r["title"] for r in done],
             "latency (s)": [round(r["latency_s"], 3) for r in done],
-            "kind": ["baseline" if r["backend"] == BASELINE else "optimized" for r in done],
+            "kind": ["reference" if r["backend"] == reference else "optimized" for r in done],
         }
     )
 
@@ -113,7 +153,7 @@ def stage_chart(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["row", "stage", "seconds"])
 
 
-LATENCY_COLORS = {"baseline": "#d62728", "optimized": "#1f77b4"}
+LATENCY_COLORS = {"reference": "#d62728", "optimized": "#1f77b4"}
 STAGE_COLORS = dict(zip(STAGE_LABELS.values(), ("#2ca02c", "#1f77b4", "#ff7f0e"), strict=True))
 
 
@@ -122,18 +162,18 @@ def row_bars(y: str, color: str, title: str, colors: dict) -> gr.BarPlot:
     return gr.BarPlot(None, x="row", y=y, color=color, title=title, x_label_angle=-20, color_map=colors, sort=None)
 
 
-def slider_pair(images: dict, other: str | None):
-    """(baseline image, chosen row's image) for the slider, or None while either is missing."""
-    if other is None or images.get(BASELINE) is None or images.get(other) is None:
+def slider_pair(images: dict, reference: str | None, other: str | None):
+    """(reference row's image, chosen row's image) for the slider (PNG files), or None while either is missing."""
+    if other is None or images.get(reference) is None or images.get(other) is None:
         return None
-    return images[BASELINE], images[other]
+    if not all(os.path.exists(images[b]) for b in (reference, other)):  # an old comparison's files, since replaced
+        return None
+    return images[reference], images[other]
 
 
 def other_cpus_table() -> pd.DataFrame:
     """Every committed benchmark result: one line per CPU kind and row (only measured files; each names its
     date and command)."""
-    from benchmarking.report import read_results
-
     records = []
     for report in read_results():
         for r in report["rows"]:
@@ -162,7 +202,7 @@ def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def system_markdown(comparison: Comparison) -> str:
-    info = system_info(comparison.rows.settings.threads)
+    info = system_info(comparison.rows.settings.threads, comparison.rows.order)
     rows_here = "; ".join(f"{b}: {how}" for b, how in info["rows_here"].items())
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
     return "\n".join(
@@ -209,9 +249,11 @@ def status_lines(comparison: Comparison) -> list[str]:
     return [status_line(comparison, b) for b in comparison.rows.order]
 
 
-def health(comparison: Comparison) -> dict:
+def health(page: Page) -> dict:
     """Readiness of every row, for `/health` style checks through the API."""
+    comparison = page.comparison
     return {
+        "examples_ready": len(page.showcase.computed(comparison.rows.model, len(EXAMPLES))),
         "ready": comparison.rows.ready(),
         "warm": comparison.rows.warm(),
         "rows": {b: comparison.rows.status[b].describe() for b in comparison.rows.order},
@@ -222,81 +264,127 @@ def health(comparison: Comparison) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ handlers
-def machine_label(comparison: Comparison) -> str:
-    from harness.cpu import this_cpu
-
-    cpu = this_cpu()
-    return f"{cpu.model} ({cpu.isa_line()}), {comparison.rows.settings.threads} threads"
-
-
-def make_showcase(comparison: Comparison) -> Showcase:
-    return Showcase(comparison.rows.settings.cache_dir / "showcase", machine_label(comparison))
-
-
-def view(
-    comparison: Comparison, about: dict, rows: list[dict], images: dict, compare_with: str | None, final: bool
-) -> list:
+def view(page: Page, about: dict, rows: list[dict], images: dict, compare_with: str | None, final: bool) -> list:
     """The comparison's outputs after `seed` and `message`, in `build_demo`'s order: headline, latency chart,
-    figures JSON (`about` the request, then every row), one image and one card per row, stage chart, slider,
-    the slider's choice of row, and the images kept for the slider."""
-    order = comparison.rows.order
+    figures JSON (`about` the request, then every row), one image (a PNG file) and one card per row, stage chart,
+    slider, the slider's choice of row, and the images kept for the slider."""
+    comparison = page.comparison
+    order, reference = comparison.rows.order, comparison.rows.reference
     by_id = {r["backend"]: r for r in rows}
     # Charts are drawn once, for a finished comparison: Gradio's bar plot keeps the colour legend of its
     # first data, so drawing them row by row would lose the colours.
-    chart = gr.BarPlot(latency_chart(rows), sort=[r["title"] for r in rows]) if final else gr.skip()
+    chart = gr.BarPlot(latency_chart(rows, reference), sort=[r["title"] for r in rows]) if final else gr.skip()
     stages = gr.BarPlot(stage_chart(rows), sort=[r["title"] for r in rows]) if final else gr.skip()
-    others = [b for b in order if b != BASELINE and b in images]
+    others = [b for b in order if b != reference and b in images]
     chosen = compare_with if compare_with in others else (others[-1] if others else None)
     return [
-        headline(rows),
+        headline(rows, reference),
         chart,
         {**about, "rows": rows},
         *[images.get(b) for b in order],
         *[card_markdown(comparison, b, by_id.get(b)) for b in order],
         stages,
-        gr.ImageSlider(slider_pair(images, chosen), label=f"Baseline ◀ ▶ {comparison.rows.titles.get(chosen, '')}"),
+        gr.ImageSlider(
+            slider_pair(images, reference, chosen), label=f"Baseline ◀ ▶ {comparison.rows.titles.get(chosen, '')}"
+        ),
         gr.Radio(choices=[(comparison.rows.titles[b], b) for b in others], value=chosen),
         images,
     ]
 
 
-def show_latest(comparison: Comparison, showcase: Showcase):
-    """What a page opens on: the last comparison of this instance (or the built-in example computed at start)."""
-    run = showcase.latest(comparison.rows.model)
+def show_example(page: Page, index) -> list:
+    """The page's outputs for built-in example `index` as computed here; until it is, a line saying so (and the
+    page's "awaiting" state, so the status timer fills it in when it exists)."""
+    index = index if isinstance(index, int) and 0 <= index < len(EXAMPLES) else 0
+    run = page.showcase.example(page.comparison.rows.model, index)
     if run is None:
-        waiting = "_The first comparison is computed as soon as every row is warm; it appears here by itself._"
-        return [gr.skip(), waiting, *view(comparison, {}, [], {}, None, final=False), True]
+        waiting = (
+            f"_Example {index + 1} is computed here once every row is warm"
+            + (" and no visitor is waiting" if index else "")
+            + "; it appears by itself._"
+        )
+        return [gr.skip(), waiting, *view(page, {}, [], {}, None, final=False), index]
     about = {"seed": run.request.seed, "request": asdict(run.request), "finished": run.finished, "machine": run.machine}
-    return [run.request.seed, run.label(), *view(comparison, about, run.rows, run.images, None, final=True), False]
+    images = {b: str(path) for b, path in run.images.items()}
+    return [run.request.seed, run.label(), *view(page, about, run.rows, images, None, final=True), None]
 
 
-def fill_when_ready(comparison: Comparison, showcase: Showcase, awaiting: bool, n_outputs: int) -> list:
-    """For the status timer: a page opened before the first answer existed shows it once it does (and never
-    while the visitor's own request runs: that clears `awaiting`)."""
-    if awaiting and showcase.latest(comparison.rows.model) is not None:
-        return show_latest(comparison, showcase)
+def fill_when_ready(page: Page, awaiting, n_outputs: int) -> list:
+    """For the status timer: a page waiting for an example (`awaiting`: its index) shows it once it exists; never
+    while the visitor's own request runs (that clears `awaiting`)."""
+    if isinstance(awaiting, int) and page.showcase.example(page.comparison.rows.model, awaiting) is not None:
+        return show_example(page, awaiting)
     return [gr.skip()] * n_outputs
 
 
-def wait_estimate(comparison: Comparison, showcase: Showcase, size, steps) -> str:
-    """How long a run will take, from this instance's own latest measured stages at that size."""
-    try:
-        side, steps = int(str(size).split("x")[0]), int(steps)
-    except (TypeError, ValueError):
+def example_inputs(index) -> list:
+    """Prompt, negative prompt and seed of built-in example `index`, for the input fields."""
+    prompt, negative, seed = EXAMPLES[index if isinstance(index, int) and 0 <= index < len(EXAMPLES) else 0]
+    return [prompt, negative, seed]
+
+
+def client_of(request) -> str:
+    """Whose request this is (a `gr.Request` or a Starlette request): the visitor's IP address."""
+    if request is None:
         return ""
-    ready = comparison.rows.ready()
-    if not ready:
-        return "_No row is ready yet._"
-    seconds, unknown = showcase.estimate(comparison.rows.model, ready, side, steps)
-    if len(unknown) == len(ready):
-        return f"_No run at {side}x{side} measured here yet: the first one shows how long it takes._"
-    text = f"About **{seconds:.0f} s** for every ready row at {side}x{side}, {steps} steps"
-    if unknown:
-        text += f" (plus {', '.join(comparison.rows.titles[b] for b in unknown)}, not measured yet)"
-    return text + ", from the latest run here. Requests run one at a time: your place in the queue shows below."
+    forwarded = request.headers.get("x-forwarded-for", "") if TRUST_FORWARDED_FOR else ""
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else ""
 
 
-def make_generate(comparison: Comparison, showcase: Showcase | None = None):
+def queue_holdings(demo: gr.Blocks):
+    """`holdings(client)` for `FairShare`: whether `client` has a comparison running, and its place in the queue.
+    Read from Gradio's own queue (it has no public API for this): the events running and waiting, with their
+    requests."""
+
+    def comparisons(events):
+        return [e for e in events if e is not None and getattr(e.fn, "api_name", None) == "generate"]
+
+    def holdings(client: str) -> tuple[bool, int | None]:
+        queue = demo._queue
+        running = comparisons(e for job in queue.active_jobs if job for e in job)
+        waiting = comparisons(e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue))
+        place = next((i + 1 for i, e in enumerate(waiting) if client_of(e.request) == client), None)
+        return any(client_of(e.request) == client for e in running), place
+
+    return holdings
+
+
+def visitors_waiting(demo: gr.Blocks) -> bool:
+    """Whether any visitor's comparison is running or queued (the further examples wait until none is)."""
+    holdings = queue_holdings(demo)
+    queue = demo._queue
+    clients = {client_of(e.request) for q in list(queue.event_queue_per_concurrency_id.values()) for e in q.queue}
+    clients |= {client_of(e.request) for job in queue.active_jobs if job for e in job}
+    return any(any(holdings(c)) for c in clients)
+
+
+def make_admit(page: Page):
+    """Gradio's `validator` of the generate event: runs before the request is queued and refuses a second one from
+    the same client, naming its place."""
+
+    def admit(
+        prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, compare_with=None,
+        request: gr.Request = None,
+    ):  # fmt: skip
+        # Gradio hands the validator the event's inputs, and the request only to a parameter annotated as one.
+        refusal = page.fair_share.admit(client_of(request)) if page.fair_share and request else None
+        return [gr.validate(refusal is None, refusal or "")] + [gr.validate(True, "")] * 8
+
+    return admit
+
+
+def run_label(request: GenerationRequest) -> str:
+    """The label of a visitor's own comparison: their prompt shown as plain text."""
+    return (
+        f"**Your comparison** (shown to you only): “{plain(request.prompt)}”, seed {request.seed}, {request.steps} "
+        f"steps, {request.width}x{request.height}, {request.scheduler}, guidance {request.guidance_scale:g}."
+    )
+
+
+def make_generate(page: Page):
+    comparison = page.comparison
     order = comparison.rows.order
 
     def generate(
@@ -309,13 +397,31 @@ def make_generate(comparison: Comparison, showcase: Showcase | None = None):
         size,
         scheduler,
         compare_with=None,
+        request: gr.Request = None,
         progress=gr.Progress(),
     ):
-        """Run the prompt through every ready row; yields after each row so cards fill as rows finish.
+        """Run the prompt through every row this CPU runs; yields after each row so cards fill as rows finish.
 
         Outputs: seed, message, headline, chart, figures JSON, one image and one card per row, the stage
-        chart, the slider, the slider's choice of row, the images kept for the slider, and False for the page's
-        "awaiting the first answer" state."""
+        chart, the slider, the slider's choice of row, the images kept for the slider, and None for the page's
+        "awaiting an example" state. An unexpected error reaches the visitor as a short message with an id; its
+        traceback goes to the log under that id."""
+        if page.fair_share is not None and request is not None:
+            page.fair_share.started(client_of(request))
+        try:
+            yield from run_comparison(
+                prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, compare_with, progress
+            )
+        except gr.Error:
+            raise
+        except Exception:
+            error_id = secrets.token_hex(4)
+            log.exception("the comparison failed (error %s)", error_id)
+            raise gr.Error(f"Something went wrong here (error {error_id}, in the log). Please try again.") from None
+
+    def run_comparison(
+        prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, compare_with, progress
+    ):
         if random_seed:
             seed = secrets.randbelow(MAX_SEED + 1)
         try:
@@ -337,8 +443,8 @@ def make_generate(comparison: Comparison, showcase: Showcase | None = None):
             notes.append(f"Random seed: **{request.seed}**")
         truncated = comparison.truncation(request)
         if truncated:
-            notes.append(f"Note: {truncated}")
-        skipped: list[str] = []  # filled as rows are reached: a row still loading now may be ready by its turn
+            notes.append(f"Note: {plain(truncated)}")
+        skipped: list[str] = []
         images: dict = {}
         results: list[RowResult] = []
 
@@ -350,52 +456,42 @@ def make_generate(comparison: Comparison, showcase: Showcase | None = None):
         def on_warmup(backend_id):
             progress(None, desc=f"{comparison.rows.titles[backend_id]}: first run at this size, warming up (not timed)")
 
+        def on_wait(backend_id, status):
+            progress(None, desc=f"waiting for {comparison.rows.titles[backend_id]} to load ({status})")
+
         def snapshot(final: bool, label: str | None = None):
             rows = [r.figures() for r in results]
             message = ([label] if label else []) + notes
-            message += ["Skipped, not ready: " + ", ".join(skipped)] if skipped else []
+            message += ["Skipped: " + ", ".join(skipped)] if skipped else []
             about = {"seed": request.seed, "truncated": truncated, "request": asdict(request)}
-            shown = view(comparison, about, rows, images, compare_with, final)
-            return [request.seed, "\n\n".join(message), *shown, False]  # False: not awaiting the first answer
+            shown = view(page, about, rows, images, compare_with, final)
+            return [request.seed, "\n\n".join(message), *shown, None]  # None: not awaiting an example
 
         yield snapshot(final=False)
-        for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup):
+        for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup, on_wait=on_wait):
             results.append(row)
             if row.status == "skipped":
-                skipped.append(f"{row.title} ({comparison.rows.status[row.backend].state})")
-            if row.image is not None:
-                images[row.backend] = to_uint8(row.image)
+                skipped.append(f"{row.title} ({row.message})")
+            if row.image_path is not None:
+                images[row.backend] = str(row.image_path)
             if row.blanks_all:  # the rows shown before this one are blanked too
-                images = {b: np.zeros_like(image) for b, image in images.items()}
+                with comparison.rows.lock, comparison.activity("blanking the images"):
+                    black = str(comparison.image_store.save(np.zeros(row.image.shape, np.uint8)))
+                images = dict.fromkeys(images, black)
                 notes.append("The safety checker flagged an image of this request: every row's image is blanked.")
             yield snapshot(final=False)
-        shown = ShownRun.from_results(request, results, showcase.machine if showcase else machine_label(comparison))
-        if showcase is not None and any(r.status == "ok" for r in results):
-            showcase.record(comparison.rows.model, shown)
-        yield snapshot(final=True, label=shown.label())
+        page.timings.record(request.height, request.steps, [r.figures() for r in results])
+        yield snapshot(final=True, label=run_label(request))
 
     return generate
 
 
-def first_answer(comparison: Comparison, showcase: Showcase) -> None:
-    """Before any visitor runs anything: the first built-in example through every ready row, kept as the
-    page's opening answer (skipped when this model already has one on this machine, e.g. after a restart)."""
-    if comparison.rows.model is None or showcase.latest(comparison.rows.model) is not None:
-        return
-    prompt, negative, seed = EXAMPLES[0]
-    side = comparison.rows.settings.sizes[0]
-    request = comparison.validate(prompt=prompt, negative_prompt=negative, seed=seed, height=side, width=side)
-    results = list(comparison.run(request))
-    if any(r.status == "ok" for r in results):
-        showcase.record(comparison.rows.model, ShownRun.from_results(request, results, showcase.machine, True))
-        log.info("the page's first answer is ready (%s)", request.prompt)
-
-
-def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_size: int = 16) -> gr.Blocks:
-    showcase = showcase or make_showcase(comparison)
-    sizes = [f"{s}x{s}" for s in comparison.rows.settings.sizes]
+def build_demo(page: Page) -> gr.Blocks:
+    comparison, settings = page.comparison, page.settings
+    limits = comparison.limits
+    sizes = [f"{s}x{s}" for s in limits.offered()]
     image_px = min(512, comparison.rows.settings.sizes[0])  # images at their real size, up to 512 px
-    with gr.Blocks(title="Stable Diffusion side by side on Xeon", css=CSS) as demo:
+    with gr.Blocks(title="Stable Diffusion side by side on Xeon", css=CSS, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; "
             "rows run one after another and each is timed the same way."
@@ -410,19 +506,36 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
                     negative = gr.Textbox(label="Negative prompt", max_length=1000)
                 with gr.Column(scale=2):
                     with gr.Row():
-                        seed = gr.Number(label="Seed", value=42, precision=0, minimum=0, maximum=MAX_SEED)
+                        seed = gr.Number(label="Seed", value=EXAMPLES[0][2], precision=0, minimum=0, maximum=MAX_SEED)
                         random_seed = gr.Checkbox(label="Random seed", value=False)
-                    steps = gr.Slider(*STEPS_RANGE, value=comparison.rows.settings.steps, step=1, label="Steps")
+                    # The slider spans every step count a row can run; a public instance's cap is said in its label
+                    # and enforced by validation, whose message names it (Gradio's own range check, at a lower
+                    # maximum, would refuse an API client with a bare "400 Bad Request").
+                    capped = limits.max_steps < STEPS_RANGE[1]
+                    steps = gr.Slider(
+                        *STEPS_RANGE,
+                        value=min(settings.steps, limits.max_steps),
+                        step=1,
+                        label=f"Steps (at most {limits.max_steps} here)" if capped else "Steps",
+                    )
                     guidance = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
                     with gr.Row():
-                        size = gr.Dropdown(sizes, value=sizes[0], label="Resolution (compiled sizes)")
+                        # allow_custom_value: validation, not Gradio's choice check, answers an API client that
+                        # asks for another size, naming what is offered.
+                        size = gr.Dropdown(
+                            sizes, value=sizes[0], label="Resolution (compiled sizes)", allow_custom_value=True
+                        )
                         scheduler = gr.Dropdown(
                             [(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler"
                         )
             with gr.Row(elem_classes=["stack-on-phone"]):
                 button = gr.Button("Generate on every row", variant="primary", scale=1)
                 wait = gr.Markdown()
-            gr.Examples(EXAMPLES, inputs=[prompt, negative, seed])
+            example = gr.Radio(
+                [(f"{i + 1}. {p}", i) for i, (p, _n, _s) in enumerate(EXAMPLES)],
+                value=0,
+                label="Built-in examples, computed on this machine (choose one to see it)",
+            )
             message = gr.Markdown()
             title = gr.Markdown()
             images, cards, statuses = [], [], []
@@ -432,7 +545,7 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
                         images.append(
                             gr.Image(
                                 label=comparison.rows.titles[backend_id],
-                                type="numpy",
+                                type="filepath",
                                 format="png",
                                 height=image_px,
                                 width=image_px,
@@ -446,7 +559,7 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
             with gr.Row(elem_classes=["stack-on-phone"]):
                 with gr.Column():
                     slider = gr.ImageSlider(
-                        label="Baseline ◀ ▶ row", type="numpy", max_height=image_px, elem_classes=["compare-slider"]
+                        label="Baseline ◀ ▶ row", type="filepath", max_height=image_px, elem_classes=["compare-slider"]
                     )
                     compare_with = gr.Radio(label="Compare the baseline with", choices=[])
                 with gr.Column():
@@ -476,36 +589,42 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
         status_json = gr.JSON(visible=False)
         kept_images = gr.State({})
 
-        awaiting = gr.State(False)  # this page opened before the first answer existed
+        awaiting = gr.State(None)  # the example this page waits for (its index), until it is computed
         outputs = [seed, message, title, chart, figures, *images, *cards, stage_bars, slider, compare_with, kept_images]
         outputs.append(awaiting)
+        inputs = [prompt, negative, seed, random_seed, steps, guidance, size, scheduler, compare_with]
         gr.on(
             [button.click, prompt.submit],
-            make_generate(comparison, showcase),
-            inputs=[prompt, negative, seed, random_seed, steps, guidance, size, scheduler, compare_with],
+            make_generate(page),
+            inputs=inputs,
             outputs=outputs,
             api_name="generate",
             concurrency_limit=1,  # one request at a time through the rows: fair timing
             show_progress_on=[message],  # one progress bar following the running row's steps
-        ).then(lambda sz, st: wait_estimate(comparison, showcase, sz, st), [size, steps], wait, api_name=False)
+            validator=make_admit(page),  # one running or queued comparison per client
+        ).then(lambda sz, st: page.timings.text(comparison, sz, st), [size, steps], wait, api_name=False)
         compare_with.change(
             lambda kept, other: gr.ImageSlider(
-                slider_pair(kept, other), label=f"Baseline ◀ ▶ {comparison.rows.titles.get(other, '')}"
+                slider_pair(kept, comparison.rows.reference, other),
+                label=f"Baseline ◀ ▶ {comparison.rows.titles.get(other, '')}",
             ),
             [kept_images, compare_with],
             slider,
             api_name=False,
             queue=False,
         )
+        example.input(lambda i: show_example(page, i), example, outputs, api_name=False, queue=False).then(
+            example_inputs, example, [prompt, negative, seed], api_name=False, queue=False
+        )
         gr.on(
             [size.change, steps.change, demo.load],
-            lambda sz, st: wait_estimate(comparison, showcase, sz, st),
+            lambda sz, st: page.timings.text(comparison, sz, st),
             [size, steps],
             wait,
             api_name=False,
             queue=False,
         )
-        demo.load(lambda: show_latest(comparison, showcase), outputs=outputs, api_name=False, queue=False)
+        demo.load(lambda: show_example(page, 0), outputs=outputs, api_name=False, queue=False)
 
         timer = gr.Timer(2.0)
         timer.tick(
@@ -515,31 +634,43 @@ def build_demo(comparison: Comparison, showcase: Showcase | None = None, queue_s
             lambda: model_banner(comparison), outputs=banner, api_name=False, queue=False, show_progress="hidden"
         )
         timer.tick(
-            lambda waiting: fill_when_ready(comparison, showcase, waiting, len(outputs)),
+            lambda waiting: fill_when_ready(page, waiting, len(outputs)),
             inputs=awaiting,
             outputs=outputs,
             api_name=False,
             queue=False,
             show_progress="hidden",
         )
-        timer.tick(
-            lambda: health(comparison), outputs=status_json, api_name="health", queue=False, show_progress="hidden"
-        )
+        timer.tick(lambda: health(page), outputs=status_json, api_name="health", queue=False, show_progress="hidden")
         demo.load(lambda: system_markdown(comparison), outputs=system, api_name=False, queue=False)
-    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
+    page.fair_share = FairShare(queue_holdings(demo))
     return demo
+
+
+def launch(demo: gr.Blocks, settings: Settings, **kwargs) -> None:
+    """Serve the page: on `settings.host` (loopback unless the operator opens it), no uploads, and in public mode
+    no raw exception text (visitors get short messages with error ids; `show_error` only adds raw ones)."""
+    demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        show_error=not settings.public,
+        max_file_size=MAX_UPLOAD,
+        **kwargs,
+    )
 
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().updated(Settings.parser(__doc__).parse_args(argv))
-    comparison = build_comparison(settings)
-    showcase = make_showcase(comparison)
-    comparison.load_in_background(then=lambda: first_answer(comparison, showcase))
     started = time.monotonic()
-    demo = build_demo(comparison, showcase, settings.queue_size)
+    page = make_page(build_comparison(settings), settings=settings)
+    demo = build_demo(page)
+    page.comparison.load_in_background(
+        then=lambda: compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo))
+    )
     log.info("UI up after %.1f s; rows load in the background", time.monotonic() - started)
-    demo.launch(server_name="0.0.0.0", server_port=settings.port, show_error=True)
+    launch(demo, settings)
 
 
 if __name__ == "__main__":

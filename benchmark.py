@@ -2,7 +2,7 @@
 
     python benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1
     python benchmark.py --model sd15-standin --size 512 --profile int8-tome   # kernels and precisions of one row
-    python benchmark.py --model sd15-standin --size 512 --int8-variants ablation,sweep  # int8-tome built 7 ways
+    python benchmark.py --model sd15-standin --size 512 --variants ablation,sweep  # the int8 row built 6 ways
 
 By default the JSON goes to results/<model>-<size>px-<steps>steps-<cpu kind>-<cores>cores.json.
 """
@@ -32,7 +32,7 @@ def parse_args(argv: list[str]):
     parser.add_argument("--profile", metavar="ROW", help="profile one UNet call and one VAE decode of ROW instead")
     parser.add_argument("--profile-steps", type=int, default=2, help="steps of the generations --profile runs")
     parser.add_argument(
-        "--int8-variants", metavar="LISTS", help="time int8-tome built several ways (ablation, sweep) instead"
+        "--variants", metavar="LISTS", help="time the row that declares variant lists built several ways instead"
     )
     parser.add_argument("--variant-name", default="default", help=argparse.SUPPRESS)  # set by --system-variants
     args = parser.parse_args(argv)
@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> dict:
             args.json = Path("artifacts/startup.json")
         return startup(settings, args)
     settings.sizes = str(args.size)
-    if args.int8_variants:
-        from benchmarking.int8_variants import int8_variants
+    if args.variants:
+        from benchmarking.row_variants import row_variants
 
-        return int8_variants(settings, args)
+        return row_variants(settings, args)
     if args.profile:
         from benchmarking.profile import profile_row
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from harness.model_sources import component_weights_mb
+from core.cpu import Cpu, RowSupport
+from core.probes import component_weights_mb
+from core.request import GenerationRequest, LoadSettings, ProgressCallback, StageCallback, StepCallback
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
+from .base import LoadInfo
 from .pipeline import run_pipeline
 
 
@@ -22,6 +24,12 @@ def load_diffusers_pipeline(model, progress: ProgressCallback):
 class BaselinePyTorch:
     id = "baseline"
     title = "PyTorch fp32 (plain diffusers)"
+    framework = "pytorch"
+    reference = True  # every ratio is against plain diffusers
+
+    @classmethod
+    def support(cls, cpu: Cpu) -> RowSupport:
+        return RowSupport(True, "fp32", compute="fp32")  # PyTorch runs on any x86-64 CPU this project targets
 
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         self.pipe = load_diffusers_pipeline(model, progress)

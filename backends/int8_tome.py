@@ -2,8 +2,8 @@
 
 Build (once per model, size and recipe; cached): the diffusers pipeline gets Token Merging from `tomesd`
 (deterministic; merge and unmerge exported in gather/MatMul form, see `token_merging`), is exported to OpenVINO IR
-at the static size it will run at, calibrated on a few prompts from `assets/calibration_prompts.txt` at the app's
-step count, and quantized with optimum-intel's `OVQuantizer`:
+at the static size it will run at, calibrated on a few prompts from `assets/calibration_prompts.txt`
+(`calibration_steps` steps each), and quantized with optimum-intel's `OVQuantizer`:
 - mode "full" (default): `OVQuantizationConfig`, 8-bit activations *and* weights on the UNet's convolutions
   and MatMuls (NNCF's transformer preset, with SmoothQuant), so int8 GEMM kernels (AMX-INT8 / VNNI) do the work;
 - mode "hybrid" (quality-first): optimum-intel's hybrid mode, 8-bit convolutions and weight-only 8-bit MatMuls.
@@ -14,23 +14,25 @@ A prebuilt OpenVINO INT8/ToMe pipeline (local dir or hub id) can be given instea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.build_cache import BuildCache, cache_key, files_mb
-from harness.cpu import this_cpu
-from harness.model_sources import ASSETS
+from core.assets import calibration_prompts, text_digest
+from core.build_cache import BuildCache, cache_key
+from core.cpu import Cpu, RowSupport, this_cpu
+from core.probes import files_mb
+from core.request import GenerationRequest, LoadSettings, ProgressCallback, StageCallback, StepCallback
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
+from .base import LoadInfo
 from .child_process import run_in_child
-from .openvino_loading import load_static_pipelines, ov_precision
+from .openvino_loading import compile_cached, default_precision, load_static_pipelines, ov_precision
 from .pipeline import run_pipeline
-from .token_merging import MERGE_FORMS
+from .token_merging import MERGE_FORMS, apply_token_merging, merge_form
 
 MODES = ("full", "hybrid")
 CALIBRATION_STRIDE = 4  # keep every 4th denoising step's UNet input: covers the trajectory with few samples
 EXPORT_CHECK_TOLERANCE = 1e-3  # max relative error of the exported ToMe UNet vs PyTorch, both in fp32
-BUILD_VERSION = 5  # bump when the build changes what it writes, so old cache entries are not reused
+BUILD_VERSION = 6  # bump when the build changes what it writes, so old cache entries are not reused
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,6 @@ class Int8Recipe:
         return f"{unet}, {vae}, ToMe {self.tome_ratio:g} ({levels}, {self.tome_form})"
 
 
-def calibration_prompts(count: int) -> list[str]:
-    prompts = [p for p in (ASSETS / "calibration_prompts.txt").read_text().splitlines() if p.strip()]
-    return prompts[: max(1, count)]
-
-
 def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe, prompts, steps: int) -> None:
     """Child-process body: ToMe -> export at `size` -> calibrate -> quantize -> save to `out_dir`."""
     import gc
@@ -95,8 +92,6 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe
         OVWeightQuantizationConfig,
     )
     from optimum.intel.openvino.quantization import InferRequestWrapper, OVCalibrationDataset
-
-    from .token_merging import apply_token_merging, merge_form
 
     log = logging.getLogger(__name__)  # forwarded to the row's card by run_in_child
     pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
@@ -198,18 +193,42 @@ def static_size(ir_dir: Path) -> int | None:
 class Int8Tome:
     id = "int8-tome"
     title = "OpenVINO INT8 + Token Merging"
+    framework = "openvino"
+    # `benchmark.py --variants`: the row built several ways, each timed against the reference row. LoadSettings
+    # overrides on top of the row's own defaults; an ablation line adds one change to the line before it.
+    variant_lists = {
+        "ablation": [  # the int8 build's changes in the order they were made; the last is the row as it ships
+            ("tomesd scatter merge, VAE weight-only int8", {"tome_form": "scatter", "int8_vae": False}),
+            ("+ gather-form merge", {"int8_vae": False}),
+            ("+ VAE decoder int8", {}),
+        ],
+        "sweep": [  # Token Merging's ratio and placement
+            *((f"ratio {ratio:g}, highest resolution", {"tome_ratio": ratio}) for ratio in (0.3, 0.5, 0.7)),
+            ("ratio 0.5, also 1/2 resolution", {"tome_ratio": 0.5, "tome_max_downsample": 2}),
+        ],
+    }
+
+    @classmethod
+    def support(cls, cpu: Cpu) -> RowSupport:
+        # OpenVINO runs int8 on any x86-64 CPU; how fast depends on the kernels the instruction sets allow.
+        return RowSupport(True, f"int8 on {cpu.int8_kernels()}, rest {default_precision(cpu)}", compute="int8")
 
     def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
-        """Build (or find in the cache) the int8 + ToMe IR for every size: size -> (IR directory, cache hit?)."""
+        """Build (or find in the cache) the int8 + ToMe IR for every size: size -> (IR directory, cache hit?). With
+        `settings.int8_source`, fetch that prebuilt IR instead and build nothing."""
+        if settings.int8_source:
+            return dict.fromkeys(settings.sizes, (self._prebuilt_dir(settings.int8_source, progress), True))
         recipe = Int8Recipe.from_settings(settings)
         cache = BuildCache.ir(settings.cache_dir)
         prompts = calibration_prompts(settings.calibration_prompts)
+        steps = settings.calibration_steps
+        calibration = f"cal{len(prompts)}x{steps}-{text_digest(prompts)}"  # the prompts' text, not only their count
         built = {}
         for size in settings.sizes:
-            variant = f"int8-v{BUILD_VERSION}-{recipe.slug()}-{size}px-cal{len(prompts)}x{settings.steps}"
+            variant = f"int8-v{BUILD_VERSION}-{recipe.slug()}-{size}px-{calibration}"
 
             def build(tmp, size=size):
-                args = (str(model.path), str(tmp), size, recipe, prompts, settings.steps)
+                args = (str(model.path), str(tmp), size, recipe, prompts, steps)
                 run_in_child(build_int8_tome, args, progress, f"building int8 + ToMe IR at {size}x{size}")
 
             built[size] = cache.get_or_build(cache_key(model.model_id, model.revision, variant), build)
@@ -218,22 +237,26 @@ class Int8Tome:
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         if settings.int8_source:
             return self._load_prebuilt(settings, progress)
-        self.pipes, self.ir_dirs = {}, {}
         built = self.prepare(model, settings, progress)
-        for size, (ir_dir, _hit) in built.items():
-            self.pipes.update(load_static_pipelines(ir_dir, replace(settings, sizes=(size,)), progress))
-            self.ir_dirs[size] = ir_dir
-        disk = sum(files_mb(ir_dir) for ir_dir, _hit in built.values())
-        cache = "hit" if all(hit for _dir, hit in built.values()) else "built"
+        self.pipes, self.ir_dirs, cache = compile_cached(
+            built, lambda: self.prepare(model, settings, progress), settings, progress
+        )
+        disk = sum(files_mb(ir_dir) for ir_dir in set(self.ir_dirs.values()))
         return self._info(disk, cache, Int8Recipe.from_settings(settings).describe(), settings)
 
-    def _load_prebuilt(self, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
-        source = Path(settings.int8_source).expanduser()
+    @staticmethod
+    def _prebuilt_dir(int8_source: str, progress: ProgressCallback) -> Path:
+        """A local directory, or the hub id's snapshot (downloaded the first time)."""
+        source = Path(int8_source).expanduser()
         if not source.is_dir():
             from huggingface_hub import snapshot_download
 
-            progress(f"downloading {settings.int8_source}")
-            source = Path(snapshot_download(settings.int8_source))
+            progress(f"downloading {int8_source}")
+            source = Path(snapshot_download(int8_source))
+        return source
+
+    def _load_prebuilt(self, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        source = self._prebuilt_dir(settings.int8_source, progress)
         built_for = static_size(source)
         wrong = [s for s in settings.sizes if built_for and s != built_for]
         if wrong:  # a ToMe IR keeps its traced token counts: reshaped to another size it fails to compile

@@ -7,19 +7,35 @@ encoder (the UNet with a sample input so IPEX picks kernels for the real shapes)
 
 from __future__ import annotations
 
-from harness.cpu import this_cpu
-from harness.model_sources import component_weights_mb
+from core.cpu import Cpu, RowSupport, this_cpu
+from core.probes import component_weights_mb
+from core.request import GenerationRequest, LoadSettings, ProgressCallback, StageCallback, StepCallback
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
+from .base import LoadInfo
 from .baseline import load_diffusers_pipeline
 from .pipeline import run_pipeline
-
-INSTALL_HINT = "pip install intel-extension-for-pytorch==2.8.0 (needs torch 2.8.x)"
 
 
 class IpexBf16:
     id = "ipex-bf16"
     title = "Intel Extension for PyTorch, bf16"
+    framework = "pytorch"
+    traces_on_load = True  # ipex.optimize traces with torch.fx, which patches every module's __call__ meanwhile
+    install_hint = "pip install intel-extension-for-pytorch==2.8.0 (needs torch 2.8.x)"
+
+    @classmethod
+    def support(cls, cpu: Cpu) -> RowSupport:
+        # IPEX's bf16 kernels (weight prepack, oneDNN layer norm) refuse to run without AVX-512 BW/VL/DQ or
+        # AVX-NE-CONVERT: checking first gives the visitor this sentence instead of a oneDNN primitive error.
+        if not (cpu.avx512 or cpu.has("avx_ne_convert")):
+            return RowSupport(
+                False, "unavailable", reason=f"IPEX bf16 needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; {cpu}"
+            )
+        if cpu.has("amx_bf16"):
+            return RowSupport(True, "bf16 native (AMX-BF16)", compute="bf16")
+        if cpu.has("avx512_bf16"):
+            return RowSupport(True, "bf16 native (AVX-512-BF16)", compute="bf16")
+        return RowSupport(True, "bf16 emulated (no AVX-512-BF16 or AMX: converted to fp32 to compute)", compute="bf16")
 
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         import torch
@@ -27,9 +43,9 @@ class IpexBf16:
         try:
             import intel_extension_for_pytorch as ipex
         except ImportError as exc:
-            raise RuntimeError(f"intel-extension-for-pytorch is not importable ({exc}); {INSTALL_HINT}") from exc
+            raise RuntimeError(f"intel-extension-for-pytorch is not importable ({exc}); {self.install_hint}") from exc
 
-        support = this_cpu().ipex_bf16()
+        support = self.support(this_cpu())
         if not support.runs:
             raise RuntimeError(support.reason)
         pipe = load_diffusers_pipeline(model, progress)
@@ -48,7 +64,9 @@ class IpexBf16:
         pipe.text_encoder = ipex.optimize(pipe.text_encoder, dtype=torch.bfloat16, inplace=True)
         self.pipe = pipe
         self.scheduler_config = settings.scheduler_config
-        return LoadInfo(disk_mb=component_weights_mb(model.path), precision=f"autocast {support.how}", compute="bf16")
+        return LoadInfo(
+            disk_mb=component_weights_mb(model.path), precision=f"autocast {support.how}", compute=support.compute
+        )
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
         import torch

@@ -4,10 +4,14 @@ the precision OpenVINO chose."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
-from harness.system_info import process_memory_mb
-
-from .base import LoadSettings, ProgressCallback
+from core.build_cache import BuildCache
+from core.cpu import Cpu
+from core.probes import process_memory_mb
+from core.request import LoadSettings, ProgressCallback
 
 INSTALL_HINT = "pip install optimum-intel==2.2.0 openvino==2026.4.1 nncf==3.4.0"
 
@@ -52,6 +56,51 @@ def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCall
     if released:
         progress(f"compiled; released {released:.0f} MB of mapped IR weights that OpenVINO had repacked")
     return pipes
+
+
+def compile_cached(
+    built: dict[int, tuple[Path, bool]],
+    rebuild: Callable[[], dict[int, tuple[Path, bool]]],
+    settings: LoadSettings,
+    progress: ProgressCallback,
+) -> tuple[dict, dict[int, Path], str]:
+    """Compile the IR a row's `prepare` found in the build cache or built ({size: (directory, cache hit?)}).
+
+    An entry from the cache that fails to load or compile (damaged on disk in a way its manifest's sizes do not
+    show) is moved aside and rebuilt once with `rebuild()`, so a damaged file costs one rebuild, not the row for
+    good. Returns (compiled pipelines by size, IR directory by size, cache state for the card)."""
+    try:
+        return _compile_each(built, settings, progress), {s: d for s, (d, _hit) in built.items()}, _state(built)
+    except Exception as exc:
+        cached = {directory for directory, hit in built.values() if hit}
+        if not cached:
+            raise
+        why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''}"
+        for directory in cached:
+            BuildCache(directory.parent).discard(directory, why)
+        progress(f"the cached IR failed to load ({why}); rebuilding it")
+        built = rebuild()
+        pipes = _compile_each(built, settings, progress)
+        return pipes, {s: d for s, (d, _hit) in built.items()}, f"rebuilt (the cached IR failed to load: {why})"
+
+
+def _compile_each(built: dict[int, tuple[Path, bool]], settings: LoadSettings, progress: ProgressCallback) -> dict:
+    by_dir: dict[Path, list[int]] = {}
+    for size, (directory, _hit) in built.items():
+        by_dir.setdefault(directory, []).append(size)
+    pipes = {}
+    for directory, sizes in by_dir.items():
+        pipes.update(load_static_pipelines(directory, replace(settings, sizes=tuple(sizes)), progress))
+    return pipes
+
+
+def _state(built: dict[int, tuple[Path, bool]]) -> str:
+    return "hit" if all(hit for _dir, hit in built.values()) else "built"
+
+
+def default_precision(cpu: Cpu) -> str:
+    """What OpenVINO's CPU plugin picks by default for floating-point work: bf16 where bf16 is native."""
+    return "bf16" if cpu.native_bf16 else "f32"
 
 
 def ov_precision(pipe) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.build_cache import BuildCache, cache_key, files_mb
+from core.build_cache import BuildCache, cache_key
+from core.cpu import Cpu, RowSupport
+from core.probes import files_mb
+from core.request import GenerationRequest, LoadSettings, ProgressCallback, StageCallback, StepCallback
 
-from .base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback, StageCallback, StepCallback
+from .base import LoadInfo
 from .child_process import run_in_child
-from .openvino_loading import load_static_pipelines, ov_precision
+from .openvino_loading import compile_cached, default_precision, ov_precision
 from .pipeline import run_pipeline
 
 
@@ -25,6 +28,12 @@ def export_ir(model_path: str, out_dir: str) -> None:
 class OpenVinoStatic:
     id = "openvino-static"
     title = "OpenVINO, static shapes"
+    framework = "openvino"
+
+    @classmethod
+    def support(cls, cpu: Cpu) -> RowSupport:
+        precision = default_precision(cpu)  # OpenVINO's CPU plugin runs on any x86-64 CPU this project targets
+        return RowSupport(True, f"OpenVINO {precision} (its default on this CPU)", compute=_compute(precision))
 
     def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
         """Export (or find in the cache) the OpenVINO IR, one for every size: size -> (IR directory, cache hit?)."""
@@ -36,18 +45,24 @@ class OpenVinoStatic:
         return dict.fromkeys(settings.sizes, built)
 
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
-        ir_dir, hit = self.prepare(model, settings, progress)[settings.sizes[0]]
-        self.pipes = load_static_pipelines(ir_dir, settings, progress)
-        self.ir_dirs = dict.fromkeys(settings.sizes, ir_dir)  # size -> IR directory, as in the int8 row
+        built = self.prepare(model, settings, progress)
+        self.pipes, self.ir_dirs, cache = compile_cached(
+            built, lambda: self.prepare(model, settings, progress), settings, progress
+        )
         first = self.pipes[settings.sizes[0]]
         self.scheduler_config = settings.scheduler_config
         precision = ov_precision(first)
         return LoadInfo(
-            disk_mb=files_mb(ir_dir),
-            cache="hit" if hit else "built",
+            disk_mb=files_mb(self.ir_dirs[settings.sizes[0]]),
+            cache=cache,
             precision=f"OpenVINO {precision}",
-            compute="bf16" if precision == "bf16" else "fp32",
+            compute=_compute(precision),
         )
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
         return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step, on_stage)
+
+
+def _compute(ov_precision_name: str) -> str:
+    """OpenVINO's precision name ("bf16", "f32") as the peak model's ("bf16", "fp32")."""
+    return "bf16" if ov_precision_name == "bf16" else "fp32"

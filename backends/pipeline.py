@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .base import SCHEDULERS, GenerationRequest, StageCallback, StepCallback
+from core.request import SCHEDULERS, GenerationRequest, StageCallback, StepCallback
 
 
 def make_scheduler(scheduler_id: str, base_config):

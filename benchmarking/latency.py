@@ -1,6 +1,6 @@
 """The source blog's latency table, measured here for every row in one run: per row a timed load, one warm-up
 generation (excluded), then N timed generations of the same prompt and seed with `output_type="np"`; ratios
-and fidelity against the baseline of this same run."""
+and fidelity against the reference row (the baseline) of this same run."""
 
 from __future__ import annotations
 
@@ -8,15 +8,28 @@ import datetime
 import logging
 import statistics
 
+from core.cpu import this_cpu
+from core.files import write_json
+from core.images import to_uint8
+from core.probes import process_memory_mb
+from core.request import initial_latents
+from harness.comparison import against_reference, timed_generate
+from harness.results import results_path
+from harness.settings import build_comparison
+from harness.system_info import system_info
+
+from .flops import count_flops, image_flops
+from .report import bar_chart, markdown_table
+from .throughput import throughput
+from .variants import system_variants
+
 log = logging.getLogger(__name__)
 
 
 def measure_row(backend, request, passes: int):
     """Warm-up once (excluded), then `passes` timed generations on the same latents, timed exactly as the app
     times a row. Returns the `Timed` of every pass."""
-    from harness.comparison import make_latents, timed_generate
-
-    latents = make_latents(request.seed, request.height, request.width)
+    latents = initial_latents(request.seed, request.height, request.width)
     log.info("[%s] warm-up generation", type(backend).__name__)
     backend.generate(request, latents, lambda *_: None, lambda *_: None)
     runs = []
@@ -33,18 +46,42 @@ def mean_stages(runs) -> dict[str, float] | None:
     return {stage: statistics.mean(r.stages[stage] for r in runs) for stage in runs[0].stages}
 
 
+def row_figures(backend_id: str, status, runs) -> dict:
+    """One measured row of a report (the latency table's and the variants' alike): its latencies over the passes
+    and what it ran as; speed-up and fidelity are added against the reference row once that is measured."""
+    latencies = [r.latency_s for r in runs]
+    return {
+        "backend": backend_id,
+        "status": "ok",
+        "precision": status.load.precision,
+        "compute": status.load.compute,
+        "cache": status.load.cache,
+        "latencies_s": latencies,
+        "mean_s": statistics.mean(latencies),
+        "median_s": statistics.median(latencies),
+        "min_s": min(latencies),
+        "max_s": max(latencies),
+        "s_per_step": statistics.mean(r.s_per_step for r in runs),
+        "stages_s": mean_stages(runs),
+    }
+
+
+def compare_with_reference(rows: list[dict], images: dict) -> None:
+    """Speed-up, PSNR and SSIM of every measured row against the row marked `reference` (none without it)."""
+    reference = next((r for r in rows if r.get("reference") and r["status"] == "ok"), None)
+    for r in (r for r in rows if r["status"] == "ok"):
+        r["speedup"] = r["psnr_db"] = r["ssim"] = None  # no reference in this run: no ratio to show
+        if reference is not None:
+            r["speedup"], r["psnr_db"], r["ssim"] = against_reference(
+                r["mean_s"], images[r["backend"]], reference["mean_s"], images[reference["backend"]]
+            )
+        if r is reference:
+            r["psnr_db"] = r["ssim"] = None
+
+
 def latency_table(settings, args) -> dict:
-    """Load each row, measure it, and compare it with the baseline; returns the report (also written as JSON)."""
-    from harness.comparison import against_baseline, to_uint8
-    from harness.cpu import this_cpu
-    from harness.settings import build_comparison
-    from harness.system_info import process_memory_mb, system_info
-
-    from .flops import count_flops, image_flops
-    from .report import bar_chart, markdown_table, results_path, write_json
-    from .throughput import throughput
-    from .variants import system_variants
-
+    """Load each row, measure it, and compare it with the reference row; returns the report (also written as
+    JSON)."""
     comparison = build_comparison(settings)
     rows_set = comparison.rows
     rows_set.resolve()  # the model (a download, the first time), before anything is timed
@@ -66,53 +103,30 @@ def latency_table(settings, args) -> dict:
         backend = rows_set.backends[backend_id]
         runs = measure_row(backend, request, args.passes)
         images[backend_id] = runs[-1].image
-        latencies = [r.latency_s for r in runs]
-        mean = statistics.mean(latencies)
+        row = row_figures(backend_id, status, runs)
         peak, peak_label = cpu.peak_flops(status.load.compute, cores)
-        rows.append(
-            {
-                "backend": backend_id,
-                "status": "ok",
-                "precision": status.load.precision,
-                "compute": status.load.compute,
-                "latencies_s": latencies,
-                "mean_s": mean,
-                "median_s": statistics.median(latencies),
-                "min_s": min(latencies),
-                "max_s": max(latencies),
-                "s_per_step": statistics.mean(r.s_per_step for r in runs),
-                "stages_s": mean_stages(runs),
-                "load_s": status.load.seconds,
-                "cache": status.load.cache,
-                "ram_added_mb": status.load.ram_added_mb,
-                "peak_rss_gb": process_memory_mb()["peak"] / 1024,  # the process's running peak so far
-                "disk_mb": status.load.disk_mb,
-                "tflops": work / mean / 1e12,  # the baseline's work: ToMe rows report an effective rate
-                "peak_share": work / mean / peak,
-                "peak_unit": peak_label.split(":")[0],
-                "peak_model": peak_label,
-            }
+        row.update(
+            reference=backend_id == rows_set.reference,
+            load_s=status.load.seconds,
+            ram_added_mb=status.load.ram_added_mb,
+            peak_rss_gb=process_memory_mb()["peak"] / 1024,  # the process's running peak so far
+            disk_mb=status.load.disk_mb,
+            tflops=work / row["mean_s"] / 1e12,  # the reference's work: ToMe rows report an effective rate
+            peak_share=work / row["mean_s"] / peak,
+            peak_unit=peak_label.split(":")[0],
+            peak_model=peak_label,
         )
-        if args.throughput and hasattr(backend, "ir_dirs"):  # the OpenVINO rows
-            from harness.comparison import make_latents
-
-            latents = make_latents(request.seed, request.height, request.width)
+        rows.append(row)
+        if args.throughput and hasattr(backend, "ir_dirs"):  # rows compiled from OpenVINO IR
+            latents = initial_latents(request.seed, request.height, request.width)
             measured = throughput(
                 backend.ir_dirs[args.size], rows_set.settings, request, latents, args.throughput, 2 * args.throughput
             )
-            rows[-1]["throughput_images_per_min"] = measured["images_per_min"]
-            rows[-1]["throughput_streams"] = measured["streams"]
-            rows[-1]["latency_images_per_min"] = 60 / mean
-    baseline = next((r for r in rows if r["backend"] == "baseline" and r["status"] == "ok"), None)
-    for r in (r for r in rows if r["status"] == "ok"):
-        r["speedup"] = r["psnr_db"] = r["ssim"] = None  # no baseline in this run: no ratio to show
-        if baseline is not None:
-            r["speedup"], r["psnr_db"], r["ssim"] = against_baseline(
-                r["mean_s"], images[r["backend"]], baseline["mean_s"], images["baseline"]
-            )
-        if r is baseline:
-            r["psnr_db"] = r["ssim"] = None
-    info = system_info(cores)
+            row["throughput_images_per_min"] = measured["images_per_min"]
+            row["throughput_streams"] = measured["streams"]
+            row["latency_images_per_min"] = 60 / row["mean_s"]
+    compare_with_reference(rows, images)
+    info = system_info(cores, rows_set.order)
     report = {
         "date": datetime.date.today().isoformat(),
         "command": "python benchmark.py " + " ".join(args.argv),
@@ -133,7 +147,7 @@ def latency_table(settings, args) -> dict:
         "rows": rows,
     }
     if args.system_variants:
-        report["system_variants"] = system_variants(args.argv, args)
+        report["system_variants"] = system_variants(args.argv, args, rows_set.order)
     json_path = args.json
     write_json(json_path, report)
     if args.save_images:
@@ -142,7 +156,7 @@ def latency_table(settings, args) -> dict:
         args.save_images.mkdir(parents=True, exist_ok=True)
         for backend_id, image in images.items():
             Image.fromarray(to_uint8(image)).save(args.save_images / f"{backend_id}.png")
-    if baseline:
+    if any(r.get("reference") and r["status"] == "ok" for r in rows):
         title = f"{rows_set.model.model_id} {args.size}x{args.size}, {request.steps} steps, {cpu.model}: s/image"
         bar_chart(rows, args.chart or json_path.with_suffix(".png"), title)
     print(

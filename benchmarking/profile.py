@@ -9,6 +9,14 @@ import logging
 import re
 from collections import defaultdict
 
+from backends import backend_class
+from core.cpu import this_cpu
+from core.files import write_json
+from core.naming import model_slug
+from core.request import initial_latents
+from harness.results import RESULTS
+from harness.settings import build_comparison
+
 log = logging.getLogger(__name__)
 
 TOP = 15  # operations listed per component
@@ -76,19 +84,13 @@ def torch_profile(fn, precision: str) -> dict:
 def profile_row(settings, args) -> dict:
     """Load one row, run one generation of `args.profile_steps` steps untimed (warm-up), then profile the next
     generation's last UNet call and its VAE decode."""
-    from harness.comparison import make_latents
-    from harness.cpu import this_cpu
-    from harness.settings import build_comparison
-
-    from .report import RESULTS, model_slug, write_json
-
     backend_id = args.profile
     comparison = build_comparison(settings)
     rows = comparison.rows
     if backend_id not in rows.order:
         raise SystemExit(f"--profile: unknown row {backend_id!r}; choose from {', '.join(rows.order)}")
     rows.resolve()
-    openvino = backend_id in ("openvino-static", "int8-tome")
+    openvino = backend_class(backend_id).framework == "openvino"
     if openvino:  # per-layer counters are chosen at compile time, through the Core optimum-intel compiles with
         from optimum.intel.openvino.modeling_diffusion import core
 
@@ -105,7 +107,7 @@ def profile_row(settings, args) -> dict:
     request = comparison.validate(
         prompt=args.prompt, seed=args.seed, steps=args.profile_steps, height=args.size, width=args.size
     )
-    latents = make_latents(request.seed, request.height, request.width)
+    latents = initial_latents(request.seed, request.height, request.width)
 
     def generate():
         backend.generate(request, latents, lambda *_: None, lambda *_: None)
@@ -136,7 +138,7 @@ def profile_row(settings, args) -> dict:
         with torch.no_grad():
             cond, uncond = pipe.encode_prompt(request.prompt, "cpu", 1, True)
         embeddings = torch.cat([uncond, cond])
-        autocast = backend_id == "ipex-bf16"
+        autocast = status.load.compute == "bf16"  # the PyTorch bf16 rows run under CPU autocast
 
         def unet():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):

@@ -1,38 +1,9 @@
-"""The benchmark's reports: the Markdown tables it prints, the JSON and the PNG chart it writes, and where."""
+"""The benchmark's reports: the Markdown tables it prints and the PNG chart it writes (where the JSON goes:
+`harness.results`)."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
-
-RESULTS = Path(__file__).resolve().parent.parent / "results"
-
-
-def model_slug(model: str) -> str:
-    """A model id as a file name part: its last path component, other characters as underscores."""
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", model.rstrip("/").split("/")[-1])
-
-
-def results_path(model: str, size: int, steps: int, cpu_slug: str, cores: int) -> Path:
-    """results/<model>-<size>px-<steps>steps-<cpu kind>-<cores>cores.json: one file per CPU kind measured."""
-    return RESULTS / f"{model_slug(model)}-{size}px-{steps}steps-{cpu_slug}-{cores}cores.json"
-
-
-def read_results(directory: Path = RESULTS) -> list[dict]:
-    """The committed latency tables (plain `benchmark.py` runs: no --startup, --profile or --int8-variants), by
-    CPU kind's name."""
-    reports = []
-    for path in sorted(directory.glob("*.json")):
-        report = json.loads(path.read_text())
-        if "mode" not in report and "rows" in report and "cpu_kind" in report:
-            reports.append(report)
-    return reports
-
-
-def write_json(path: Path, report: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, default=str))
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -101,7 +72,7 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> None:
     for i, r in enumerate(done):
         y = 50 + i * (bar_h + pad)
         length = int((width - 330) * r["mean_s"] / top)
-        draw.rectangle([200, y, 200 + length, y + bar_h], fill="#d62728" if r["backend"] == "baseline" else "#1f77b4")
+        draw.rectangle([200, y, 200 + length, y + bar_h], fill="#d62728" if r.get("reference") else "#1f77b4")
         draw.text((pad, y + bar_h // 3), r["backend"], fill="black")
         ratio = f"  ({r['speedup']:.1f}x)" if r.get("speedup") is not None else ""
         draw.text((210 + length, y + bar_h // 3), f"{r['mean_s']:.1f} s{ratio}", fill="black")

@@ -6,14 +6,16 @@ from __future__ import annotations
 import threading
 import time
 
-from .report import startup_table, write_json
+from core.files import write_json
+from core.probes import process_memory_mb
+from harness.settings import build_comparison
+
+from .report import startup_table
 
 
 def startup(settings, args) -> dict:
     """Start-up as the app does it (model resolved, rows loaded in order, then warmed up), timed from the start
     of this function: when each row could serve a request and when it was warm."""
-    from harness.settings import build_comparison
-    from harness.system_info import process_memory_mb
 
     start = time.perf_counter()
     comparison = build_comparison(settings)

@@ -6,6 +6,10 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from dataclasses import replace
+
+from backends.openvino_loading import load_static_pipelines
+from backends.pipeline import run_pipeline
 
 
 class _RequestAdapter:
@@ -23,10 +27,6 @@ def throughput(ir_dir, settings, request, latents, in_flight: int, images: int) 
     """Compile the row's IR again with OpenVINO's THROUGHPUT hint for `in_flight` requests, then run `images`
     generations with `in_flight` at once (one InferRequest per generation per component; OpenVINO's streams run
     them in parallel). Returns images per minute and the number of streams OpenVINO chose."""
-    from dataclasses import replace
-
-    from backends.openvino_loading import load_static_pipelines
-    from backends.pipeline import run_pipeline
 
     size = request.height
     pipe = load_static_pipelines(ir_dir, replace(settings, sizes=(size,)), lambda _: None, in_flight)[size]

@@ -8,20 +8,27 @@ latency of the pipeline call only, fidelity against the baseline image of the sa
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from backends.base import GenerationRequest
+from core.images import to_uint8
+from core.request import GenerationRequest, initial_latents
 
+from .model_sources import ModelUnavailable
+from .prompt_tokens import truncation_note
 from .rows import RowSet, reason
-from .validation import InvalidRequest, Limits, truncation_note, validate_request
+from .safety import SafetyFilter
+from .validation import InvalidRequest, Limits, validate_request
 
 log = logging.getLogger(__name__)
 
-BASELINE = "baseline"
 PSNR_IDENTICAL = 100.0  # dB reported for pixel-identical images (true PSNR is infinite; JSON has no inf)
 
 
@@ -34,8 +41,8 @@ class RowResult:
     image: np.ndarray | None = None  # float32 HWC in [0, 1]
     latency_s: float | None = None  # the pipeline call, from entry to image
     s_per_step: float | None = None  # mean interval between denoising step ends
-    speedup: float | None = None  # baseline latency / this latency, same request
-    psnr_db: float | None = None  # vs the baseline image of the same request
+    speedup: float | None = None  # reference row's latency / this latency, same request
+    psnr_db: float | None = None  # vs the reference row's image of the same request
     ssim: float | None = None
     precision: str = ""
     timed: tuple[float, float] | None = None  # perf_counter start/end of the timed section
@@ -43,9 +50,10 @@ class RowResult:
     flagged: bool = False  # the safety checker flagged this row's image
     blanks_all: bool = False  # the first flagged row of its request: every row's image is blanked from here on
     stages: dict[str, float] | None = None  # seconds in text encoding, denoising, VAE decoding (timed call)
+    image_path: Path | None = None  # the image as a PNG file, when the comparison has an image store
 
     def figures(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "blanks_all")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "blanks_all", "image_path")}
         out["inflated_by"] = list(self.inflated_by)  # as JSON gives it back
         if self.stages is not None:
             out["stages"] = {k: round(v, 4) for k, v in self.stages.items()}
@@ -65,15 +73,6 @@ class Timed:
     @property
     def latency_s(self) -> float:
         return self.end - self.start
-
-
-def make_latents(seed: int, height: int, width: int, channels: int = 4, vae_scale: int = 8):
-    """The request's initial noise, made once and handed to every row; equals what diffusers makes from a
-    CPU generator seeded with `seed`, so the baseline row is exactly plain diffusers."""
-    import torch
-
-    generator = torch.Generator("cpu").manual_seed(seed)
-    return torch.randn((1, channels, height // vae_scale, width // vae_scale), generator=generator)
 
 
 def timed_generate(backend, request: GenerationRequest, latents, on_step=lambda *_: None) -> Timed:
@@ -107,9 +106,9 @@ def timed_generate(backend, request: GenerationRequest, latents, on_step=lambda 
     return Timed(image, start, end, per_step, stages)
 
 
-def against_baseline(latency, image, baseline_latency, baseline_image) -> tuple[float, float, float]:
-    """(speed-up, PSNR dB, SSIM) of a row against the baseline of the same run."""
-    return (baseline_latency / latency, *fidelity(image, baseline_image))
+def against_reference(latency, image, reference_latency, reference_image) -> tuple[float, float, float]:
+    """(speed-up, PSNR dB, SSIM) of a row against the reference row (the baseline) of the same run."""
+    return (reference_latency / latency, *fidelity(image, reference_image))
 
 
 def fidelity(image: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -124,37 +123,67 @@ def fidelity(image: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return float(psnr), float(ssim)
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-
-
 class Comparison:
     """Runs requests through a `RowSet`, applying the model's safety checker (when it has one) to every row's
-    image outside the timed section; if it flags any row's image, every row's image of that request is blanked."""
+    image outside the timed section; if it flags any row's image, every row's image of that request is blanked.
 
-    def __init__(self, rows: RowSet, safety_checker: bool = True):
+    Nothing heavy runs beside a timed section: the safety checker, fidelity and saving a row's image happen under
+    the row lock, after the row's timed call, and are recorded in `activities` (with `activity`) like the timed
+    sections are in `timed_sections`, so a test can check that none overlaps."""
+
+    def __init__(
+        self,
+        rows: RowSet,
+        safety_checker: bool = True,
+        limits: Limits | None = None,
+        image_store=None,
+        public: bool = False,
+    ):
         self.rows = rows
-        self.limits = Limits(sizes=rows.settings.sizes)
+        self.public = public  # a row's error reaches the visitor as a short message and an id, the details the log
+        self.limits = limits or Limits(sizes=rows.settings.sizes)
         self.safety = None  # a SafetyFilter once `load_all` finds the model ships a checker and it is enabled
         self.safety_enabled = safety_checker
+        self.image_store = image_store  # a `PageImages`: each row's image saved as PNG under the lock, for the page
         self.timed_sections: list[tuple[str, float, float]] = []  # every timed section, for overlap checks
+        self.activities: list[tuple[str, float, float]] = []  # every other heavy activity, likewise
+
+    @contextmanager
+    def activity(self, name: str):
+        """Record the interval of a piece of heavy work (the caller holds the row lock)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.activities.append((name, start, time.perf_counter()))
+            del self.activities[:-1000]
 
     def load_all(self) -> None:
-        from .safety import SafetyFilter
-
         self.rows.resolve()
         if self.safety_enabled and SafetyFilter.available(self.rows.model.path):
             self.safety = SafetyFilter(self.rows.model.path)
         self.rows.load_all()
 
-    def load_in_background(self, then: Callable[[], None] = lambda: None):
-        """`load_all` in a thread (the app serves meanwhile), then `then()` in the same thread."""
-        import threading
+    def load_in_background(self, then: Callable[[], None] = lambda: None, retry_s: float = 60.0):
+        """`load_all` in a thread (the app serves meanwhile), then `then()` in the same thread. A model that cannot
+        be had (the Hub unreachable in strict mode) leaves the rows unavailable with the reason, and is tried
+        again after `retry_s` seconds, doubling up to ten minutes."""
 
         def run():
-            self.load_all()
+            wait = retry_s
+            while True:
+                try:
+                    self.load_all()
+                    break
+                except ModelUnavailable as exc:
+                    self.rows.mark_all("unavailable", f"{reason(exc)}; retrying in {wait:.0f} s")
+                    log.warning("the model could not be loaded (%s); retrying in %.0f s", exc, wait)
+                    time.sleep(wait)
+                    wait = min(wait * 2, 600.0)
+                    self.rows.mark_all("waiting", "retrying the model")
             then()
 
+        self.rows.loading_all.set()  # from now on, a request waits for the rows rather than skip them
         thread = threading.Thread(target=run, name="row-loader", daemon=True)
         thread.start()
         return thread
@@ -173,42 +202,53 @@ class Comparison:
         on_step: Callable[[str, int, int], None] = lambda *_: None,
         backend_ids: list[str] | None = None,
         on_warmup: Callable[[str], None] = lambda *_: None,
+        on_wait: Callable[[str, str], None] = lambda *_: None,
     ) -> Iterator[RowResult]:
         """Yield one RowResult per row, in the fixed order, as soon as each row finishes. `on_step` follows
-        the timed run's steps; `on_warmup(backend_id)` says a row is being warmed up first (untimed)."""
+        the timed run's steps; `on_warmup(backend_id)` says a row is being warmed up first (untimed);
+        `on_wait(backend_id, status)` says the request waits for a row that this CPU runs and that is still
+        loading (a request never skips such a row; an unavailable one is skipped with its reason)."""
         rows = self.rows
         wanted = rows.order if backend_ids is None else backend_ids
         unknown = [b for b in wanted if b not in rows.order]
         if unknown:
             raise InvalidRequest(f"unknown backend id(s) {', '.join(unknown)}; this app runs {', '.join(rows.order)}")
-        latents = make_latents(request.seed, request.height, request.width)
-        baseline: RowResult | None = None
-        baseline_image = None  # unfiltered: fidelity compares what the rows computed, not the checker's verdicts
+        latents = initial_latents(request.seed, request.height, request.width)
+        reference: RowResult | None = None
+        reference_image = None  # unfiltered: fidelity compares what the rows computed, not the checker's verdicts
         blanked = False
         for backend_id in wanted:
+            rows.wait_until_loaded(backend_id, lambda status, b=backend_id: on_wait(b, status))
             # The lock is taken per row, not across the yield: a client that stops reading cannot keep it.
             with rows.lock:
                 row = self._run_row(backend_id, request, latents, on_step, on_warmup)
-            notes = [row.message] if row.message else []
-            if backend_id == BASELINE and row.status == "ok":
-                baseline, baseline_image = row, row.image
-                row.speedup = 1.0
-            if baseline is not None and row.status == "ok" and row is not baseline:
-                row.speedup, row.psnr_db, row.ssim = against_baseline(
-                    row.latency_s, row.image, baseline.latency_s, baseline_image
-                )
-            if row.status == "ok" and self.safety is not None:
-                _, row.flagged = self.safety(row.image)
-                row.blanks_all = row.flagged and not blanked
-                blanked = blanked or row.flagged
-                if blanked:  # one row's image flagged: no row shows its image (the checker sees them alike)
-                    row.image = np.zeros_like(row.image)
-                    notes.append("safety checker flagged " + ("this image" if row.flagged else "another row's image"))
+                notes = [row.message] if row.message else []
+                if backend_id == rows.reference and row.status == "ok":
+                    reference, reference_image = row, row.image
+                    row.speedup = 1.0
+                if reference is not None and row.status == "ok" and row is not reference:
+                    with self.activity("fidelity"):
+                        row.speedup, row.psnr_db, row.ssim = against_reference(
+                            row.latency_s, row.image, reference.latency_s, reference_image
+                        )
+                if row.status == "ok" and self.safety is not None:
+                    with self.activity("safety checker"):
+                        _, row.flagged = self.safety(row.image)
+                    row.blanks_all = row.flagged and not blanked
+                    blanked = blanked or row.flagged
+                    if blanked:  # one row's image flagged: no row shows its image (the checker sees them alike)
+                        row.image = np.zeros_like(row.image)
+                        notes.append(
+                            "safety checker flagged " + ("this image" if row.flagged else "another row's image")
+                        )
+                if row.image is not None and self.image_store is not None:
+                    with self.activity("saving the image"):
+                        row.image_path = self.image_store.save(to_uint8(row.image))
             if row.inflated_by:
                 # Loading (export, quantization) runs beside requests so the app serves at once; say so
                 # rather than show a latency inflated by it as if it were clean.
                 notes.append(f"timed while {', '.join(row.inflated_by)} was loading: latency inflated")
-            if baseline is not None and baseline.inflated_by and row is not baseline and row.status == "ok":
+            if reference is not None and reference.inflated_by and row is not reference and row.status == "ok":
                 notes.append("speed-up against a baseline timed while another row was loading")
             row.message = "; ".join(notes)
             yield row
@@ -218,7 +258,7 @@ class Comparison:
         backend = rows.backends.get(backend_id)
         title = rows.titles[backend_id]
         if backend is None:
-            return RowResult(backend_id, title, "skipped", f"not ready ({rows.status[backend_id].describe()})")
+            return RowResult(backend_id, title, "skipped", rows.status[backend_id].describe())
         try:
             if request.height not in rows.status[backend_id].warm_sizes:
                 on_warmup(backend_id)
@@ -227,8 +267,10 @@ class Comparison:
             timed = timed_generate(backend, request, latents, lambda step, total: on_step(backend_id, step, total))
             loading = tuple(dict.fromkeys(loading_before + rows.loading()))
         except Exception as exc:  # the row shows its error; the other rows and the next request go on
-            log.exception("row %s failed", backend_id)
-            return RowResult(backend_id, title, "error", reason(exc))
+            error_id = secrets.token_hex(4)
+            log.exception("row %s failed (error %s)", backend_id, error_id)
+            shown = f"failed (error {error_id}, in the log)" + ("" if self.public else f": {reason(exc)}")
+            return RowResult(backend_id, title, "error", shown)
         self.timed_sections.append((backend_id, timed.start, timed.end))
         del self.timed_sections[:-1000]
         load = rows.status[backend_id].load

@@ -7,12 +7,12 @@ import logging
 import sys
 import time
 
+from backends import create_backend
+
+from .settings import Settings, build_comparison
+
 
 def main(argv: list[str] | None = None) -> dict[str, str]:
-    from backends import create_backend
-
-    from .settings import Settings, build_comparison
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = Settings.parser(__doc__)
     settings = Settings.from_env().updated(parser.parse_args(sys.argv[1:] if argv is None else argv))

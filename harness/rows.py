@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from backends import BACKEND_IDS, create_backend
-from backends.base import GenerationRequest, LoadInfo, LoadSettings, ProgressCallback
+from backends import LoadInfo, backend_class, create_backend, is_reference
+from backends import backend_ids as registered_ids
+from core.cpu import this_cpu
+from core.probes import process_memory_mb
+from core.request import GenerationRequest, LoadSettings, ProgressCallback, initial_latents
 
 from .model_sources import ModelSource
-from .system_info import process_memory_mb
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ WARMUP_STEPS = 1  # runs every component once: first-call compilation and primit
 
 @dataclass
 class RowStatus:
-    state: str = "waiting"  # waiting | loading | ready | unavailable
+    state: str = "waiting"  # waiting | loading | ready | unavailable | failed (its warm-up failed)
     detail: str = ""
     since: float = field(default_factory=time.monotonic)
     load: LoadInfo | None = None
@@ -55,18 +57,21 @@ class RowSet:
     ):
         """`model` may be None with a `resolve(progress)` that finds or downloads it: the app then serves its
         page at once and the download is the first thing `load_all` does."""
-        unknown = [b for b in backend_ids if b not in BACKEND_IDS]
+        unknown = [b for b in backend_ids if b not in registered_ids()]
         if unknown:
-            raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(BACKEND_IDS)}")
+            raise ValueError(f"unknown backend id(s) {', '.join(unknown)}; choose from {', '.join(registered_ids())}")
         self.model = None
         self._resolve = resolve
         self.settings = settings
         self.order = list(backend_ids)
+        # The row every ratio is measured against (the registry's row that says it is the reference), if shown.
+        self.reference = next((b for b in self.order if is_reference(b)), None)
         self._factory = factory or create_backend
         self.backends: dict = {}
         self.status = {b: RowStatus() for b in self.order}
         self.titles = {b: b for b in self.order}  # replaced by each backend's own title once created
         self.lock = threading.Lock()  # one row at a time runs: timed sections and warm-ups never overlap
+        self.loading_all = threading.Event()  # set while `load_all` runs: a row still waiting will be loaded
         if model is not None:
             self._use(model)
 
@@ -82,12 +87,25 @@ class RowSet:
             try:
                 self._use(self._resolve(progress))
             except Exception as exc:
-                for status in self.status.values():
-                    status.set("unavailable", f"the model could not be loaded: {reason(exc)}")
+                self.mark_all("unavailable", f"the model could not be loaded: {reason(exc)}")
                 raise
             for status in self.status.values():
                 status.detail = ""
         return self.model
+
+    def mark_all(self, state: str, detail: str) -> None:
+        for status in self.status.values():
+            status.set(state, detail)
+
+    def wait_until_loaded(self, backend_id: str, on_wait: Callable[[str], None], poll_s: float = 0.5) -> None:
+        """Return once the row has left `waiting`/`loading` (ready, unavailable or failed), calling `on_wait`
+        with its status meanwhile; at once for a row this CPU cannot run (it never loads)."""
+        status = self.status[backend_id]
+        if not backend_class(backend_id).support(this_cpu()).runs:
+            return
+        while status.state == "loading" or (status.state == "waiting" and self.loading_all.is_set()):
+            on_wait(status.describe())
+            time.sleep(poll_s)
 
     def _resolve_name(self) -> str:
         return getattr(self._resolve, "model_name", "the model")
@@ -101,18 +119,19 @@ class RowSet:
     def load_all(self) -> None:
         """Load every row in order, then warm each up; a row that fails is marked unavailable and the others
         go on. Rows serve as soon as they are loaded (see `warm_up`)."""
-        self.resolve()
-        for backend_id in self.order:
-            self.load_row(backend_id)
+        self.loading_all.set()
+        try:
+            self.resolve()
+            for backend_id in self.order:
+                self.load_row(backend_id)
+        finally:
+            self.loading_all.clear()
         for backend_id in self.ready():
             for size in self.settings.sizes:
                 with self.lock:
                     try:
                         self.warm_up(backend_id, size)
-                    except Exception as exc:  # the row cannot run at all: unavailable, not the app
-                        log.exception("row %s failed its warm-up", backend_id)
-                        self.backends.pop(backend_id, None)
-                        self.status[backend_id].set("unavailable", reason(exc))
+                    except Exception:  # warm_up marked the row failed, with the reason; the others go on
                         break
 
     def load_row(self, backend_id: str) -> None:
@@ -128,7 +147,14 @@ class RowSet:
         try:
             backend = self._factory(backend_id)
             self.titles[backend_id] = backend.title
-            info = backend.load(self.model, self.settings, progress)
+            if getattr(backend, "traces_on_load", False):
+                # Its loading traces or rewrites PyTorch modules (torch.fx patches `torch.nn.Module.__call__` for
+                # the whole process while it runs): no other row may run meanwhile, so it loads under the row lock.
+                status.detail = "waiting for the running row to finish"
+                with self.lock:
+                    info = backend.load(self.model, self.settings, progress)
+            else:
+                info = backend.load(self.model, self.settings, progress)
         except Exception as exc:  # any failure makes this row unavailable, never the app
             log.exception("row %s could not load", backend_id)
             status.set("unavailable", reason(exc))
@@ -146,8 +172,6 @@ class RowSet:
 
         One denoising step runs every component once (text encoder, UNet, VAE decoder), which is where
         first-call costs (memory allocation, kernel and primitive creation) are paid."""
-        from .comparison import make_latents
-
         status = self.status[backend_id]
         if size in status.warm_sizes:
             return
@@ -155,7 +179,13 @@ class RowSet:
         log.info("[%s] %s", backend_id, status.detail)
         start = time.perf_counter()
         warm = GenerationRequest("warm-up", steps=WARMUP_STEPS, height=size, width=size)
-        self.backends[backend_id].generate(warm, make_latents(0, size, size), lambda *_: None, lambda *_: None)
+        try:
+            self.backends[backend_id].generate(warm, initial_latents(0, size, size), lambda *_: None, lambda *_: None)
+        except Exception as exc:  # a row that cannot run once is failed, with the reason, never "warming up"
+            log.exception("row %s failed its warm-up at %sx%s", backend_id, size, size)
+            self.backends.pop(backend_id, None)
+            status.set("failed", f"warm-up at {size}x{size} failed: {reason(exc)}")
+            raise
         status.warmup_s += time.perf_counter() - start
         status.warm_sizes.add(size)
         pending = [s for s in self.settings.sizes if s not in status.warm_sizes]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.images import to_uint8
+
 
 class SafetyFilter:
     def __init__(self, model_path: Path):
@@ -30,7 +32,7 @@ class SafetyFilter:
         """(image, flagged): a flagged image comes back black, as diffusers does it."""
         import torch
 
-        pixels = self.processor(images=[(np.clip(image, 0, 1) * 255).round().astype(np.uint8)], return_tensors="pt")
+        pixels = self.processor(images=[to_uint8(image)], return_tensors="pt")
         with torch.no_grad():
             images, flagged = self.checker(clip_input=pixels.pixel_values, images=image[None].copy())
         return np.asarray(images[0], dtype=np.float32), bool(flagged[0])

@@ -1,4 +1,6 @@
-"""Settings shared by the app and the benchmark: one dataclass, read from env vars, overridable by CLI flags."""
+"""Settings shared by the app, the benchmark and `harness.prepare`: one dataclass, read from env vars, overridable by
+CLI flags. What the rows are loaded with takes its defaults from `core.request.LoadSettings`, the only place
+they are written."""
 
 from __future__ import annotations
 
@@ -7,28 +9,38 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from backends import BACKEND_IDS
-from backends.base import LoadSettings
+import torch
 
-from .model_sources import DEFAULT_MODEL
+from backends import backend_ids
+from core.request import LoadSettings
+
+from .comparison import Comparison
+from .model_sources import DEFAULT_MODEL, resolve_model
+from .rows import RowSet
+from .validation import Limits
 
 
 @dataclass
 class Settings:
     model: str = DEFAULT_MODEL  # hub id, local diffusers dir, "tiny" or "sd15-standin"
-    backends: str = ",".join(BACKEND_IDS)  # comma-separated row ids, shown in this order
+    backends: str = ",".join(backend_ids())  # comma-separated row ids, shown in this order
     sizes: str = ""  # comma-separated square sizes; "" = 512 for real models and sd15-standin, 128 for tiny
     strict: bool = False  # error instead of falling back to "tiny" when the model cannot be loaded
     cache_dir: str = str(Path.home() / ".cache" / "sd-side-by-side")  # stand-ins and exported IR
     threads: int = 0  # intra-op threads for every row; 0 = the CPUs this process may use
-    tome_ratio: float = 0.5  # Token Merging ratio of the int8-tome row
-    int8_mode: str = "full"  # "full" (int8 activations+weights) or "hybrid" (quality-first)
-    tome_max_downsample: int = 1  # Token Merging at the highest resolution only (1) or also one level down (2)
-    int8_vae: bool = True  # quantize the int8-tome row's VAE decoder too (calibrated on its own latents)
+    tome_ratio: float = LoadSettings.tome_ratio
+    int8_mode: str = LoadSettings.int8_mode
+    tome_max_downsample: int = LoadSettings.tome_max_downsample
+    int8_vae: bool = LoadSettings.int8_vae
     int8_source: str = ""  # prebuilt OpenVINO INT8/ToMe pipeline (dir or hub id) instead of building one
-    calibration_prompts: int = 4  # prompts used to calibrate int8 (small: calibration is slow)
-    steps: int = 20  # default steps; also used for warm-up and calibration
+    calibration_prompts: int = LoadSettings.calibration_prompts
+    calibration_steps: int = LoadSettings.calibration_steps
+    steps: int = 20  # the page's default steps and the benchmark's steps (not the calibration's)
     safety_checker: bool = True  # apply the model's safety checker (when it has one) to every row
+    public: bool = False  # app only: a public instance (the Space image sets it): strict model, caps, short errors
+    max_steps: int = 30  # app only, in public mode: the most steps a visitor may ask for
+    max_size: int = 512  # app only, in public mode: the largest image side a visitor may ask for
+    host: str = "127.0.0.1"  # app only: the address to listen on (0.0.0.0: every interface, e.g. a booth's Wi-Fi)
     port: int = 7860  # app only
     queue_size: int = 16  # app only: visitors beyond this are told the queue is full
 
@@ -61,24 +73,23 @@ class Settings:
     def backend_ids(self) -> list[str]:
         return [b.strip() for b in self.backends.split(",") if b.strip()]
 
-    def size_list(self, standin_name: str | None) -> tuple[int, ...]:
+    def size_list(self) -> tuple[int, ...]:
         if self.sizes:
             return tuple(int(s) for s in self.sizes.split(","))
-        return (128,) if standin_name == "tiny" else (512,)
+        return (128,) if self.model == "tiny" else (512,)
 
     def load_settings(self, sizes: tuple[int, ...]) -> LoadSettings:
-        return LoadSettings(
-            sizes=sizes,
-            threads=self.thread_count(),
-            cache_dir=Path(self.cache_dir),
-            tome_ratio=self.tome_ratio,
-            int8_mode=self.int8_mode,
-            tome_max_downsample=self.tome_max_downsample,
-            int8_vae=self.int8_vae,
-            int8_source=self.int8_source or None,
-            calibration_prompts=self.calibration_prompts,
-            steps=self.steps,
-        )
+        """The rows' settings: every LoadSettings field this class holds, plus the machine's threads."""
+        shared = {f.name: getattr(self, f.name) for f in fields(LoadSettings) if hasattr(self, f.name)}
+        shared.update(sizes=sizes, threads=self.thread_count(), cache_dir=Path(self.cache_dir))
+        shared["int8_source"] = self.int8_source or None
+        return LoadSettings(**shared)
+
+    def limits(self, sizes: tuple[int, ...]) -> Limits:
+        """What a visitor may ask for: the compiled sizes, and in public mode the operator's caps."""
+        if not self.public:
+            return Limits(sizes=sizes)
+        return Limits(sizes, self.max_steps, self.max_size, " on this public demo (the operator's limit)")
 
     def thread_count(self) -> int:
         return self.threads or len(os.sched_getaffinity(0))
@@ -94,21 +105,16 @@ def _parse(raw: str, kind: type):
     return kind(raw)
 
 
-def build_comparison(settings: Settings):
+def build_comparison(settings: Settings, image_store=None) -> Comparison:
     """The (not yet loaded) comparison the settings describe. The model is found or downloaded by its
-    `load_all`, so an app can serve its page while a first download runs."""
-    import torch
-
-    from .comparison import Comparison
-    from .model_sources import STANDINS, resolve_model
-    from .rows import RowSet
-
+    `load_all`, so an app can serve its page while a first download runs. A public instance never falls back to
+    the random-weight stand-in (noise under a company's name): the rows say why they are unavailable instead."""
     torch.set_num_threads(settings.thread_count())  # every torch row runs on the same threads as OpenVINO's
+    strict = settings.strict or settings.public
 
     def resolve(progress):
-        return resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict, progress=progress)
+        return resolve_model(settings.model, Path(settings.cache_dir), strict=strict, progress=progress)
 
     resolve.model_name = settings.model
-    sizes = settings.size_list(settings.model if settings.model in STANDINS else None)
-    rows = RowSet(None, settings.backend_ids(), settings.load_settings(sizes), resolve=resolve)
-    return Comparison(rows, safety_checker=settings.safety_checker)
+    rows = RowSet(None, settings.backend_ids(), settings.load_settings(settings.size_list()), resolve=resolve)
+    return Comparison(rows, settings.safety_checker, settings.limits(rows.settings.sizes), image_store, settings.public)

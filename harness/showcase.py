@@ -1,21 +1,25 @@
-"""The last comparison this instance ran, kept in the cache directory so that the page opens on a finished
-answer (a restart keeps it), and how long a new request will take, from this instance's own measured stages."""
+"""The built-in examples as computed on this instance, kept in the cache directory (per model, machine and
+example) so that the page opens on a finished answer and a restart keeps it. Only the operator's examples are
+kept: a visitor's comparison is shown to that visitor alone and never stored."""
 
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import logging
-import os
-import re
 import secrets
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from backends.base import GenerationRequest
+from core.files import write_atomic, write_json
+from core.images import to_uint8
+from core.naming import slug
+from core.request import GenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -29,117 +33,106 @@ class ShownRun:
     request: GenerationRequest
     finished: str  # ISO time (UTC) the last row finished
     machine: str  # the CPU and threads it ran on
-    example: bool  # a built-in example computed at start, not a visitor's request
+    example: int  # which built-in example (its index)
     rows: list[dict]  # `RowResult.figures()` of every row, in display order
-    images: dict[str, np.ndarray] = field(default_factory=dict)  # backend id -> uint8 image as shown
+    images: dict[str, Path] = field(default_factory=dict)  # backend id -> PNG file, as shown
 
     @classmethod
-    def from_results(cls, request, results, machine: str, example: bool = False) -> ShownRun:
-        from .comparison import to_uint8
-
+    def from_results(cls, request, results, machine: str, example: int) -> tuple[ShownRun, dict[str, np.ndarray]]:
+        """The run and its images (uint8, to be written by `Showcase.record`)."""
         # `Comparison.run` blanks the images from the first flagged row on; the page blanks the earlier ones too
         # (every row's image of a flagged request), and so must what is kept to be shown again.
         blank = any(r.flagged for r in results)
         images = {r.backend: to_uint8(r.image) for r in results if r.image is not None}
-        return cls(
+        run = cls(
             request=request,
             finished=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             machine=machine,
             example=example,
             rows=[r.figures() for r in results],
-            images={b: np.zeros_like(image) if blank else image for b, image in images.items()},
         )
+        return run, {b: np.zeros_like(image) if blank else image for b, image in images.items()}
 
     def label(self) -> str:
+        """Operator-chosen text only (the example's prompt), so it may be shown as Markdown."""
         r = self.request
-        what = "Built-in example, computed when this instance started" if self.example else "Last comparison run here"
         when = self.finished.replace("T", " ").replace("+00:00", " UTC")
         return (
-            f"**{what}**: “{r.prompt}”, seed {r.seed}, {r.steps} steps, {r.width}x{r.height}, "
-            f"{r.scheduler}, guidance {r.guidance_scale:g} — {when}, on {self.machine}. A new run replaces it."
+            f"**Built-in example {self.example + 1}**: “{r.prompt}”, seed {r.seed}, {r.steps} steps, "
+            f"{r.width}x{r.height}, {r.scheduler}, guidance {r.guidance_scale:g} — computed {when} on {self.machine}."
         )
 
 
 class Showcase:
-    """What the page shows before a visitor runs anything, one entry per model and machine: the same cache
-    directory may be shared by another model or moved to another CPU, whose figures must not appear here."""
+    """The computed examples, one entry per model, machine and example: the same cache directory may be shared by
+    another model or moved to another CPU, whose figures must not appear here."""
 
     def __init__(self, root: Path, machine: str):
         self.root = Path(root)
         self.machine = machine
         self._lock = threading.Lock()
-        self._latest: dict[str, ShownRun | None] = {}  # entry key -> run, read from disk once
+        self._runs: dict[str, ShownRun | None] = {}  # entry key -> run, read from disk once
 
-    def key(self, model) -> str:
-        return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{model.model_id}-{model.revision}-{self.machine}")[:200]
+    def key(self, model, example: int) -> str:
+        return slug(f"{model.model_id}-{model.revision}-{self.machine}-example{example}")
 
-    def latest(self, model) -> ShownRun | None:
-        """The last finished comparison of `model` on this machine (None before the first, or while the model
-        is not known yet)."""
+    def example(self, model, example: int) -> ShownRun | None:
+        """Example `example` as computed on this machine (None before it is, or while the model is unknown)."""
         if model is None:
             return None
-        key = self.key(model)
+        key = self.key(model, example)
         with self._lock:
-            if key not in self._latest:
-                self._latest[key] = self._read(self.root / key)
-            return self._latest[key]
+            if key not in self._runs:
+                self._runs[key] = _read(self.root / key)
+            return self._runs[key]
 
-    def record(self, model, run: ShownRun) -> None:
-        """Keep `run` as the latest (in memory and on disk: images first, then run.json replaced atomically)."""
-        key = self.key(model)
-        with self._lock:
-            self._latest[key] = run
-            try:
-                self._write(self.root / key, run)
-            except OSError as exc:  # a read-only or full disk costs the restart its answer, not the request
-                log.warning("could not keep the last comparison in %s: %s", self.root / key, exc)
+    def computed(self, model, count: int) -> list[ShownRun]:
+        return [run for i in range(count) if (run := self.example(model, i)) is not None]
 
-    def estimate(self, model, backend_ids: list[str], size: int, steps: int) -> tuple[float, list[str]]:
-        """(seconds, rows without a measurement): the latest run's stages of each row at this size, with the
-        denoising scaled to `steps` (its per-step time is what the step count changes)."""
-        run = self.latest(model)
-        figures = {r["backend"]: r for r in run.rows} if run and run.request.height == size else {}
-        total, unknown = 0.0, []
-        for backend_id in backend_ids:
-            stages = (figures.get(backend_id) or {}).get("stages")
-            if not stages:
-                unknown.append(backend_id)
-                continue
-            total += stages["text_encoding"] + stages["vae_decoding"] + stages["denoising"] * steps / run.request.steps
-        return total, unknown
-
-    @staticmethod
-    def _write(directory: Path, run: ShownRun) -> None:
-        from PIL import Image
-
-        directory.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_hex(4)
-        files = {}
-        for backend_id, image in run.images.items():
-            name = f"{backend_id}-{token}.png"
-            Image.fromarray(image).save(directory / name)
-            files[backend_id] = name
-        record = {**asdict(run), "request": asdict(run.request), "images": files}
-        tmp = directory / f"{RUN_FILE}.{token}"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, directory / RUN_FILE)
-        for old in directory.glob("*.png"):  # the images of earlier runs
-            if old.name not in files.values():
-                old.unlink(missing_ok=True)
-
-    @staticmethod
-    def _read(directory: Path) -> ShownRun | None:
-        from PIL import Image
-
-        path = directory / RUN_FILE
-        if not path.exists():
-            return None
+    def record(self, model, run: ShownRun, images: dict[str, np.ndarray]) -> None:
+        """Keep `run` (in memory and on disk: images first, then run.json, each written atomically; the previous
+        run's images of this example are deleted, never accumulated)."""
+        key = self.key(model, run.example)
         try:
-            record = json.loads(path.read_text())
-            images = {
-                b: np.asarray(Image.open(directory / name).convert("RGB")) for b, name in record["images"].items()
-            }
-            return ShownRun(**{**record, "request": GenerationRequest(**record["request"]), "images": images})
-        except (OSError, ValueError, TypeError, KeyError) as exc:  # damaged: start without it
-            log.warning("ignoring the stored comparison in %s: %s", directory, exc)
-            return None
+            run.images = _write(self.root / key, run, images)
+        except OSError as exc:  # a read-only or full disk costs the restart its answer, not the request
+            log.warning("could not keep example %d in %s: %s", run.example, self.root / key, exc)
+        with self._lock:
+            self._runs[key] = run
+
+
+def _write(directory: Path, run: ShownRun, images: dict[str, np.ndarray]) -> dict[str, Path]:
+    token = secrets.token_hex(4)
+    paths = {}
+    for backend_id, image in images.items():
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        paths[backend_id] = directory / f"{backend_id}-{token}.png"
+        write_atomic(paths[backend_id], buffer.getvalue())
+    record = {**asdict(run), "request": asdict(run.request), "images": {b: p.name for b, p in paths.items()}}
+    write_json(directory / RUN_FILE, record)
+    for old in directory.glob("*.png"):  # the images of the run this one replaces
+        if old not in paths.values():
+            old.unlink(missing_ok=True)
+    return paths
+
+
+def _read(directory: Path) -> ShownRun | None:
+    """The stored run, or None when there is none or it cannot be read as one (a damaged or foreign file is
+    skipped with a log line: it never stops the page)."""
+    path = directory / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        images = {b: directory / name for b, name in record["images"].items()}
+        run = ShownRun(**{**record, "request": GenerationRequest(**record["request"]), "images": images})
+        if not isinstance(run.example, int) or not all(isinstance(r, dict) and "backend" in r for r in run.rows):
+            raise ValueError("rows or example of another shape")
+        for image in images.values():
+            with Image.open(image) as png:
+                png.verify()
+        return run
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("ignoring the stored comparison in %s: %s: %s", directory, type(exc).__name__, exc)
+        return None

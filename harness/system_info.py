@@ -1,13 +1,14 @@
-"""What this process runs with, read from the machine itself (CPU, allocator, OpenMP, libraries, memory): the
-app's System panel and the benchmark's header."""
+"""What this process runs with, read from the machine itself (CPU, allocator, OpenMP, libraries, how each row runs
+here): the app's System panel and the benchmark's header."""
 
 from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata
 
-from backends import BACKEND_IDS
+from backends import backend_class, backend_ids
+from core.cpu import this_cpu
+from core.probes import loaded_libraries, package_versions
 
 LIBRARIES = (
     "torch",
@@ -19,48 +20,21 @@ LIBRARIES = (
     "transformers",
     "gradio",
 )
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"  # Debian's libjemalloc2; the Dockerfile sets SBS_JEMALLOC to it
 
 
-def package_versions(names) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def process_memory_mb() -> dict[str, float]:
-    """This process's resident memory from /proc/self/status, in MB: total (rss), anonymous, file-backed (mapped
-    files, e.g. model weights read with mmap) and the peak; empty where /proc is not available."""
-    keys = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "peak"}
+def rows_here(order: list[str] | tuple[str, ...] | None = None) -> dict[str, str]:
+    """How each row runs on this CPU, or why it cannot: each row's own answer (`Backend.support`)."""
+    cpu = this_cpu()
     out = {}
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                name, _, value = line.partition(":")
-                if name in keys:
-                    out[keys[name]] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
+    for backend_id in order or backend_ids():
+        support = backend_class(backend_id).support(cpu)
+        out[backend_id] = support.how if support.runs else support.reason
     return out
 
 
-def _loaded_libraries() -> str:
-    try:
-        with open("/proc/self/maps") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def system_info(threads: int | None = None) -> dict:
-    from .cpu import this_cpu
-
+def system_info(threads: int | None = None, order: list[str] | None = None) -> dict:
     cpu = this_cpu()
-    maps = _loaded_libraries()
+    maps = loaded_libraries()
     allocator = next(
         (name for lib, name in (("libjemalloc", "jemalloc"), ("libtcmalloc", "tcmalloc")) if lib in maps),
         "glibc malloc",
@@ -70,7 +44,6 @@ def system_info(threads: int | None = None) -> dict:
         for lib, name in (("libiomp5", "Intel OpenMP (libiomp5)"), ("libgomp", "GNU OpenMP (libgomp)"))
         if lib in maps
     ]
-    versions = package_versions(LIBRARIES)
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -80,7 +53,7 @@ def system_info(threads: int | None = None) -> dict:
         "cpu_kind": cpu.slug(),
         "isa": cpu.isa(),
         "isa_summary": cpu.isa_line(),
-        "rows_here": {b: cpu.row(b).how if cpu.row(b).runs else cpu.row(b).reason for b in BACKEND_IDS},
+        "rows_here": rows_here(order),
         "logical_cpus_usable": usable,
         "threads_used": threads,
         "allocator": allocator,
@@ -92,5 +65,5 @@ def system_info(threads: int | None = None) -> dict:
             if k in os.environ
         },
         "python": platform.python_version(),
-        "libraries": versions,
+        "libraries": package_versions(LIBRARIES),
     }

@@ -1,14 +1,11 @@
-"""Validation of visitor input (every limit named in the message, nothing silently corrected) and the note on
-what CLIP's 77-token limit drops from a prompt."""
+"""Validation of visitor input: every limit named in the message, nothing silently corrected."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
-from backends.base import SCHEDULERS, GenerationRequest
+from core.request import SCHEDULERS, GenerationRequest
 
 MAX_PROMPT_CHARS = 1000  # far beyond CLIP's 77 tokens; longer input is rejected, not processed
 MAX_SEED = 2**32 - 1
@@ -23,6 +20,19 @@ class InvalidRequest(ValueError):
 @dataclass(frozen=True)
 class Limits:
     sizes: tuple[int, ...]  # square sizes the static rows were compiled for
+    max_steps: int = STEPS_RANGE[1]  # the operator's cap on steps (a public instance sets a lower one)
+    max_size: int = 0  # the operator's cap on the side of an image; 0: every compiled size
+    why: str = ""  # said after a cap's refusal, e.g. "on this public demo (the operator's limit)"
+
+    def offered(self) -> tuple[int, ...]:
+        return tuple(s for s in self.sizes if not self.max_size or s <= self.max_size)
+
+
+def _shown(value) -> str:
+    """A visitor's value quoted in a message: short, and with no character a page could read as markup."""
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return "".join(c if c.isalnum() or c in " .,:;'+-_" else "?" for c in text)
 
 
 def _number(value, name: str, kind: type):
@@ -31,12 +41,12 @@ def _number(value, name: str, kind: type):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise InvalidRequest(f"{name} must be a number, got {value!r}") from None
+        raise InvalidRequest(f"{name} must be a number, got {_shown(value)}") from None
     if not math.isfinite(number):
-        raise InvalidRequest(f"{name} must be a finite number, got {value!r}")
+        raise InvalidRequest(f"{name} must be a finite number, got {_shown(value)}")
     if kind is int:
         if number != int(number):
-            raise InvalidRequest(f"{name} must be a whole number, got {value!r}")
+            raise InvalidRequest(f"{name} must be a whole number, got {_shown(value)}")
         return int(number)
     return number
 
@@ -67,48 +77,23 @@ def validate_request(
     steps = _number(steps, "steps", int)
     if not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
         raise InvalidRequest(f"steps must be between {STEPS_RANGE[0]} and {STEPS_RANGE[1]}, got {steps}")
+    if steps > limits.max_steps:
+        raise InvalidRequest(f"steps must be at most {limits.max_steps}{limits.why}, got {steps}")
     guidance = _number(guidance_scale, "guidance", float)
     if not GUIDANCE_RANGE[0] < guidance <= GUIDANCE_RANGE[1]:
         raise InvalidRequest(
             f"guidance must be above {GUIDANCE_RANGE[0]:g} and at most {GUIDANCE_RANGE[1]:g}, got {guidance:g}"
         )
     height, width = _number(height, "height", int), _number(width, "width", int)
-    offered = ", ".join(f"{s}x{s}" for s in limits.sizes)
+    offered = ", ".join(f"{s}x{s}" for s in limits.offered())
     for name, size in (("height", height), ("width", width)):
         if size <= 0 or size % 8:
             raise InvalidRequest(f"{name} must be a positive multiple of 8, got {size}")
-    if height != width or height not in limits.sizes:
+    if limits.max_size and height in limits.sizes and height > limits.max_size:
+        cap = limits.max_size
+        raise InvalidRequest(f"size {width}x{height} is above {cap}x{cap}, the largest{limits.why}; use {offered}")
+    if height != width or height not in limits.offered():
         raise InvalidRequest(f"size {width}x{height} is not offered; the rows are compiled for {offered}")
     if scheduler not in SCHEDULERS:
-        raise InvalidRequest(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    return GenerationRequest(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        steps=steps,
-        guidance_scale=guidance,
-        height=height,
-        width=width,
-        scheduler=scheduler,
-    )
-
-
-@lru_cache(maxsize=4)
-def _tokenizer(path: Path):
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer.from_pretrained(path)
-
-
-def truncation_note(tokenizer_dir: Path, request: GenerationRequest) -> str | None:
-    """What CLIP's 77-token limit drops from the prompts (diffusers truncates the same way, on every row
-    alike), or None when nothing is dropped. `tokenizer_dir` is the model's `tokenizer` folder."""
-    tokenizer = _tokenizer(Path(tokenizer_dir))
-    keep = tokenizer.model_max_length - 2  # the start and end tokens take two of the 77 places
-    notes = []
-    for name, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
-        ids = tokenizer(text, truncation=False, add_special_tokens=False).input_ids
-        if len(ids) > keep:
-            dropped = tokenizer.decode(ids[keep:]).strip()
-            notes.append(f"{name} is {len(ids)} tokens; CLIP reads the first {keep}, so this was dropped: {dropped!r}")
-    return "; ".join(notes) or None
+        raise InvalidRequest(f"unknown scheduler {_shown(scheduler)}; choose one of {', '.join(SCHEDULERS)}")
+    return GenerationRequest(prompt, negative_prompt, seed, steps, guidance, height, width, scheduler)

@@ -9,15 +9,18 @@
 # environment; the Space itself runs the same image with Docker.
 #   scripts/image-test.sh [--base-only | --start-only]
 #     --start-only  no build: start the image already built (e.g. on a prepared cache, below)
-#   SBS_IMAGE_TEST_CACHE=dir  start on this host cache directory (bind-mounted at the image's SBS_CACHE_DIR, as a
-#                             Storage Bucket would be) instead of the one built into the image; it is chowned to
-#                             user 1000, the Space's user
+#   SBS_IMAGE_TEST_CACHE=dir  start on this host cache directory, bind-mounted at /bucket with SBS_CACHE_DIR set to
+#                             /bucket/sbs-cache, as a Storage Bucket mounted where its owner chose would be (not at the
+#                             image's /opt/sbs-cache, which would hide where HF_HOME goes); it is chowned to user 1000,
+#                             the Space's user. Without it, `make image-test` makes an empty one: the first start
+#                             builds into it, the restart must find everything there and download nothing
 #   SBS_IMAGE_TEST_MODEL=id SBS_IMAGE_TEST_SIZE=512  the model and size the starts serve (default: tiny at 128)
 #   Other SBS_* settings named in SBS_IMAGE_TEST_ENV (e.g. "SBS_CALIBRATION_PROMPTS=2") are passed to the app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE=localhost/sbs-base-bookworm
+BUCKET=/bucket  # where the starts mount SBS_IMAGE_TEST_CACHE inside the image
 IMAGE=localhost/sbs-space-test
 PORT=${SBS_IMAGE_TEST_PORT:-7899}
 HOST_CACHE=${SBS_IMAGE_TEST_CACHE:-}
@@ -81,9 +84,10 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   mount --rbind /sys "$root/sys"
   mount --rbind /dev "$root/dev"
   mount -t tmpfs tmpfs "$root/tmp"
-  if [ -n "$HOST_CACHE" ]; then  # over the image's SBS_CACHE_DIR (Dockerfile); the app runs as user 1000
+  if [ -n "$HOST_CACHE" ]; then  # a bucket at a path of its own; the app runs as user 1000
     chown -R 1000 "$HOST_CACHE"
-    mount --bind "$HOST_CACHE" "$root/opt/sbs-cache"
+    mkdir -p "$root$BUCKET"
+    mount --bind "$HOST_CACHE" "$root$BUCKET"
   fi
   # what a container engine writes into a container at start: name resolution (Gradio calls itself on localhost)
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
@@ -91,7 +95,7 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   cleanup() {  # idempotent: runs on return, on a failed check (set -e) and on Ctrl-C
     [ -n "${ctr:-}" ] || return 0
     if [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
-    umount -l "$root/opt/sbs-cache" 2>/dev/null || true
+    umount -l "$root$BUCKET" 2>/dev/null || true
     umount -l "$root/tmp" "$root/dev" "$root/sys" "$root/proc" 2>/dev/null || true
     podman umount "$ctr" >/dev/null || true
     podman rm "$ctr" >/dev/null || true
@@ -106,15 +110,18 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   started=$(date +%s.%N)
   # shellcheck disable=SC2016
   env -i "${env[@]}" HOME=/home/user SBS_PORT="$PORT" ${MODEL:+SBS_MODEL="$MODEL"} SBS_SIZES="$SIZE" \
+    ${HOST_CACHE:+SBS_CACHE_DIR="$BUCKET/sbs-cache"} \
     "${EXTRA_ENV[@]}" \
     chroot --userspec=1000:1000 "$root" bash -c 'cd "$0" && exec bash scripts/start.sh' "$workdir" >"$log" 2>&1 &
   pid=$!
-  "$PYTHON" - "$PORT" "$started" "$pid" "$SIZE" <<'EOF' || { echo "image-test: start $1 failed; its log:" >&2; tail -30 "$log" >&2; return 1; }
+  local may_build=0
+  [ -n "$HOST_CACHE" ] && [ "$1" != restart ] && [ "$1" != bucket-restart ] && may_build=1
+  "$PYTHON" - "$PORT" "$started" "$pid" "$SIZE" "$may_build" <<'EOF' || { echo "image-test: start $1 failed; its log:" >&2; tail -30 "$log" >&2; return 1; }
 import sys, time, urllib.request
 from gradio_client import Client
 sys.path.insert(0, ".")
-from harness.cpu import this_cpu
-from backends import BACKEND_IDS
+from backends import backend_class, backend_ids
+from core.cpu import this_cpu
 
 port, started, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 url = f"http://127.0.0.1:{port}/"
@@ -139,7 +146,7 @@ while True:
         time.sleep(0.5)
 page_up = time.time() - started
 client = Client(url, verbose=False)
-expected = [b for b in BACKEND_IDS if this_cpu().row(b).runs]
+expected = [b for b in backend_ids() if backend_class(b).support(this_cpu()).runs]
 while True:
     health = client.predict(api_name="/health")
     if health["warm"] == expected:
@@ -150,7 +157,7 @@ while True:
 all_warm = time.time() - started
 assert health["ready"] == expected, health
 builds = {b: c for b, c in health["cache"].items() if c not in ("hit", "n/a", None)}
-assert not builds, f"a start built something: {builds}"
+assert not builds or sys.argv[5] == "1", f"a start built something: {builds}"
 size = f"{sys.argv[4]}x{sys.argv[4]}"
 out = client.predict("cartoon bird", "", 42, False, 4, 7.5, size, "dpm++", api_name="/generate")
 ok = [r["backend"] for r in out[4]["rows"] if r["status"] == "ok"]
@@ -160,13 +167,29 @@ print(f"image-test: page up after {page_up:.1f} s, every row ready and warm afte
 EOF
   # env, chroot, bash and start.sh each exec the next: $pid is the app's Python process now
   echo "image-test: app RSS with every row loaded: $(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status") MB"
-  if grep -qE "exporting to OpenVINO IR|building int8|cache: built" "$log"; then
-    echo "image-test: start $1 built IR (see $log)" >&2
+  grep -E "^start.sh:" "$log" | sed "s/^/image-test: $1: /"
+  if [ -n "$HOST_CACHE" ] && ! grep -q "HF_HOME=$BUCKET/sbs-cache/huggingface" "$log"; then
+    echo "image-test: start $1 keeps the Hugging Face cache outside the bucket (see $log)" >&2
     return 1
+  fi
+  if [ "$may_build" = 0 ]; then  # a first start on an empty bucket builds; nothing else may
+    if grep -qE "exporting to OpenVINO IR|building int8|cache: built|downloading" "$log"; then
+      echo "image-test: start $1 built or downloaded something (see $log)" >&2
+      return 1
+    fi
   fi
   grep -oE "\[[a-z0-9-]+\] loaded in [0-9.]+ s, cache: .*" "$log" | sed "s/^/image-test: $1: /"
 }
 
-start_once first
-start_once restart
+if [ -n "$HOST_CACHE" ]; then  # a bucket given: start on it twice
+  start_once first
+  start_once restart
+else  # the prepared image twice, then an empty bucket twice: the first start builds into it, the restart finds it
+  start_once first
+  start_once restart
+  HOST_CACHE=$(mktemp -d /var/tmp/sbs-bucket.XXXXXX)
+  start_once bucket-first
+  start_once bucket-restart
+  rm -rf "$HOST_CACHE"
+fi
 echo "image-test: passed"

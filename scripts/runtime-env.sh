@@ -1,13 +1,15 @@
 # Sourced by scripts/start.sh (the app in the Docker image and `make demo`): the runtime environment.
 # - threads from the CPUs this process may actually use (a container's cgroup/affinity, not the host's count);
-# - jemalloc preloaded with the source blog's MALLOC_CONF when SBS_JEMALLOC names the library (the Docker image
-#   sets it; whether it helps depends on the machine: results/README.md);
+# - jemalloc preloaded with the source blog's MALLOC_CONF when SBS_JEMALLOC is 1 (Debian's libjemalloc2, whose
+#   path is defined here only) or names the library (the Docker image sets it; whether it helps depends on the
+#   machine: results/README.md);
 # - Intel OpenMP preloaded only when asked (SBS_IOMP=path to libiomp5.so): opt-in, see README;
 # - the Hugging Face cache inside the IR cache (one directory to prepare, or to mount as a Storage Bucket).
 cpus=$("${PYTHON:-python}" -c 'import os; print(len(os.sched_getaffinity(0)))')
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$cpus}
 export SBS_THREADS=${SBS_THREADS:-$cpus}
 
+[ "${SBS_JEMALLOC:-}" = 1 ] && SBS_JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 if [ -n "${SBS_JEMALLOC:-}" ] && [ -f "$SBS_JEMALLOC" ]; then
   export LD_PRELOAD="$SBS_JEMALLOC${LD_PRELOAD:+:$LD_PRELOAD}"
   export MALLOC_CONF=${MALLOC_CONF:-oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:60000,muzzy_decay_ms:60000}

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/runtime-env.sh
 source scripts/runtime-env.sh
-echo "start.sh: $cpus CPUs, OMP_NUM_THREADS=$OMP_NUM_THREADS, cache ${SBS_CACHE_DIR:-default}, LD_PRELOAD=${LD_PRELOAD:-none}"
+echo "start.sh: $cpus CPUs, OMP_NUM_THREADS=$OMP_NUM_THREADS, cache ${SBS_CACHE_DIR:-default}, HF_HOME=${HF_HOME:-default}, LD_PRELOAD=${LD_PRELOAD:-none}"
 exec "${PYTHON:-python}" app.py "$@"

@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import BACKEND_IDS
+from backends import backend_class, backend_ids
 from backends.base import LoadInfo
+from core.cpu import this_cpu
+from core.request import LoadSettings
 from harness.comparison import Comparison
-from harness.cpu import this_cpu
+from harness.examples import compute_example
 from harness.model_sources import resolve_model
 from harness.rows import RowSet
 from harness.settings import Settings, build_comparison
+from harness.showcase import Showcase
 
 TINY_SIZE = 128
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -46,7 +49,7 @@ def comparison(tiny_settings) -> Comparison:
 
 def ready_or_skip(comparison: Comparison, backend_id: str) -> None:
     """Skip only where the CPU capability model says this CPU cannot run the row; any other unavailability fails."""
-    support = this_cpu().row(backend_id)
+    support = backend_class(backend_id).support(this_cpu())
     status = comparison.rows.status[backend_id]
     if not support.runs:
         assert status.state == "unavailable", f"{backend_id} loaded although the CPU model says: {support.reason}"
@@ -60,8 +63,9 @@ class FakeBackend:
 
     title = "fake"
 
-    def __init__(self, backend_id: str, fail_on: set[int] | None = None, delay: float = 0.0):
+    def __init__(self, backend_id: str, fail_on: set[int] | None = None, delay: float = 0.0, load_delay: float = 0.0):
         self.id = backend_id
+        self.load_delay = load_delay
         self.title = f"fake {backend_id}"
         self.fail_on = fail_on or set()
         self.delay = delay
@@ -69,7 +73,10 @@ class FakeBackend:
         self.runs: list[tuple[str, float, float]] = []  # (prompt, start, end) of every call, warm-ups included
 
     def load(self, model, settings, progress):
+        import time
+
         progress("fake load")
+        time.sleep(self.load_delay)
         return LoadInfo(precision="fake")
 
     def generate(self, request, latents, on_step, on_stage):
@@ -97,10 +104,9 @@ def make_comparison(model, backend_ids, settings, factory=None, safety_checker=T
     return Comparison(RowSet(model, list(backend_ids), settings, factory=factory), safety_checker=safety_checker)
 
 
-def fake_comparison(tiny_model, cache_dir, backends=BACKEND_IDS, load=True, **fake_kwargs) -> Comparison:
+def fake_comparison(tiny_model, cache_dir, backends=None, load=True, **fake_kwargs) -> Comparison:
     """A Comparison of FakeBackends (loaded and warmed up unless `load=False`); `comparison.fakes` holds them."""
-    from backends.base import LoadSettings
-
+    backends = backends or backend_ids()
     fakes = {b: FakeBackend(b, **fake_kwargs.get(b, {})) for b in backends}
     comparison = make_comparison(
         tiny_model, backends, LoadSettings(sizes=(TINY_SIZE,), threads=2, cache_dir=cache_dir), lambda b: fakes[b]
@@ -118,13 +124,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(comparison):
+def app_page(comparison, tmp_path_factory):
     import app
 
-    showcase = app.make_showcase(comparison)
-    app.first_answer(comparison, showcase)  # what the app computes in the background once the rows are warm
-    demo = app.build_demo(comparison, showcase, queue_size=8)
+    page = app.make_page(
+        comparison, Showcase(tmp_path_factory.mktemp("showcase"), "test machine"), Settings(queue_size=8)
+    )
+    compute_example(comparison, page.showcase, 0)  # what the app computes once the rows are warm
+    return page
+
+
+@pytest.fixture(scope="session")
+def server(app_page):
+    import app
+
+    demo = app.build_demo(app_page)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(demo, Settings(port=port), prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

@@ -6,12 +6,12 @@ import concurrent.futures
 import time
 
 import gradio as gr
-import numpy as np
 import pytest
 from conftest import TINY_SIZE, fake_comparison, free_port
+from PIL import Image
 
 import app
-from backends import BACKEND_IDS
+from backends import backend_ids
 
 SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
 
@@ -29,48 +29,40 @@ RUN_ARGS = dict(
 
 
 def run_handler(comparison, **overrides):
-    return list(app.make_generate(comparison)(**{**RUN_ARGS, **overrides}, progress=lambda *a, **k: None))
+    page = app.make_page(comparison)
+    return list(app.make_generate(page)(**{**RUN_ARGS, **overrides}, progress=lambda *a, **k: None))
 
 
 def test_handler_streams_one_update_per_row_then_the_chart(comparison):
     updates = run_handler(comparison)
-    n = len(BACKEND_IDS)
+    n = len(backend_ids())
     assert len(updates) == n + 2  # start, one per row, final (with the chart)
     seed, message, title, chart, figures, *rest = updates[-1]
     images, cards = rest[:n], rest[n : 2 * n]
-    assert seed == 42 and [r["backend"] for r in figures["rows"]] == list(BACKEND_IDS)
-    for backend_id, image, card in zip(BACKEND_IDS, images, cards, strict=True):
+    assert seed == 42 and [r["backend"] for r in figures["rows"]] == list(backend_ids())
+    for backend_id, image, card in zip(backend_ids(), images, cards, strict=True):
         if backend_id in comparison.rows.ready():
-            assert image.shape == (TINY_SIZE, TINY_SIZE, 3) and " s** total" in card
+            assert Image.open(image).size == (TINY_SIZE, TINY_SIZE) and " s** total" in card
         else:
             assert image is None and "skipped" in card and "Skipped, not ready" in message
     assert "faster than baseline" in title
     titles = [comparison.rows.titles[b] for b in comparison.rows.ready()]
     assert [row[0] for row in chart.value["data"]] == titles and chart.sort == [
-        comparison.rows.titles[b] for b in BACKEND_IDS
+        comparison.rows.titles[b] for b in backend_ids()
     ]
     # Cards fill as rows finish: after the first row only the first image is there.
     assert updates[1][5] is not None and all(image is None for image in updates[1][6 : 5 + n])
 
 
-def test_a_row_that_finishes_loading_during_a_request_runs_and_is_not_called_skipped(tiny_model, cache_dir):
-    comparison = fake_comparison(tiny_model, cache_dir, load=False)
-    comparison.rows.load_row("baseline")  # the others are still loading when the request starts
-    comparison.rows.status["openvino-static"].state = "loading"
-    baseline = comparison.fakes["baseline"]
-    original = baseline.generate
-
-    def generate_while_a_row_finishes_loading(request, latents, on_step, on_stage):
-        if request.prompt != "warm-up":
-            comparison.rows.load_row("openvino-static")  # what the background loader does meanwhile
-        return original(request, latents, on_step, on_stage)
-
-    baseline.generate = generate_while_a_row_finishes_loading
-    _seed, message, _title, _chart, figures, *_ = run_handler(comparison)[-1]
-    status = {r["backend"]: r["status"] for r in figures["rows"]}
-    assert status == {"baseline": "ok", "ipex-bf16": "skipped", "openvino-static": "ok", "int8-tome": "skipped"}
-    assert "Skipped, not ready: ipex-bf16 (waiting), int8-tome (waiting)" in message  # ids: never created
-    assert "openvino-static" not in message
+def test_a_request_made_while_the_rows_load_waits_for_every_row_and_says_which(tiny_model, cache_dir):
+    comparison = fake_comparison(tiny_model, cache_dir, load=False, **{b: {"load_delay": 0.3} for b in backend_ids()})
+    comparison.load_in_background()  # as the app starts: the page serves while the rows load
+    said = []
+    page = app.make_page(comparison)
+    updates = list(app.make_generate(page)(**RUN_ARGS, progress=lambda *a, desc=None, **k: said.append(desc)))
+    assert [r["status"] for r in updates[-1][4]["rows"]] == ["ok"] * len(backend_ids())  # none skipped
+    titles = [comparison.rows.titles[b] for b in backend_ids()]
+    assert any(d and d.startswith(f"waiting for {titles[-1]} to load") for d in said), said
 
 
 def test_random_seed_draws_a_new_seed_that_the_rows_use(comparison):
@@ -79,7 +71,7 @@ def test_random_seed_draws_a_new_seed_that_the_rows_use(comparison):
     assert first[0] != 1 and first[0] != second[0]  # the typed seed is not used; each run draws (p = 2**-32)
     assert f"Random seed: **{first[0]}**" in first[1] and first[4]["seed"] == first[0]
     fixed = run_handler(comparison, seed=first[0])[-1]  # the same seed typed in gives the same image
-    np.testing.assert_array_equal(first[5], fixed[5])
+    assert Image.open(first[5]).tobytes() == Image.open(fixed[5]).tobytes()
 
 
 @pytest.mark.parametrize(
@@ -110,77 +102,80 @@ def test_the_status_timer_never_touches_the_result_cards(tiny_model, cache_dir):
     comparison.rows.status["int8-tome"].set("loading", "building int8 + ToMe IR")
     lines = app.status_lines(comparison)
     assert "loading: building int8 + ToMe IR" in lines[3] and "status: ready" in lines[0]
-    demo = app.build_demo(comparison)
+    page = app.make_page(comparison)
+    demo = app.build_demo(page)
     cards = {b._id for b in demo.blocks.values() if "row-card" in (getattr(b, "elem_classes", None) or [])}
     timers = {b._id for b in demo.blocks.values() if isinstance(b, gr.Timer)}
-    assert len(cards) == len(BACKEND_IDS) and timers
+    assert len(cards) == len(backend_ids()) and timers
     timer_deps = [dep for dep in demo.config["dependencies"] if {t[0] for t in dep["targets"]} & timers]
     touching_cards = [dep for dep in timer_deps if cards & set(dep["outputs"])]
-    # The one exception: a page opened before the first answer existed is filled once it does, and only then
+    # The one exception: a page opened before its example existed is filled once it does, and only then
     # (`fill_when_ready` is given the page's "awaiting" state; it returns no updates otherwise).
     assert len(touching_cards) == 1 and len(touching_cards[0]["inputs"]) == 1
     awaiting = demo.blocks[touching_cards[0]["inputs"][0]]
-    assert isinstance(awaiting, gr.State) and awaiting.value is False
+    assert isinstance(awaiting, gr.State) and awaiting.value is None
     n = len(touching_cards[0]["outputs"])
-    assert all(
-        isinstance(u, type(gr.skip())) for u in app.fill_when_ready(comparison, app.make_showcase(comparison), False, n)
-    )
+    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, None, n))
 
 
-def test_the_first_answer_is_kept_and_shown_on_opening_and_after_a_restart(tiny_model, cache_dir, tmp_path):
+def test_the_examples_are_computed_kept_and_shown_on_opening_and_after_a_restart(tiny_model, cache_dir, tmp_path):
+    from PIL import Image
+
+    from harness.examples import compute_example
     from harness.showcase import Showcase
 
-    delays = {"baseline": {"delay": 0.4}, **{b: {"delay": 0.05} for b in BACKEND_IDS if b != "baseline"}}
+    delays = {"baseline": {"delay": 0.4}, **{b: {"delay": 0.05} for b in backend_ids() if b != "baseline"}}
     comparison = fake_comparison(tiny_model, cache_dir, **delays)
-    showcase = Showcase(tmp_path / "showcase", "test machine")
-    opened_early = app.show_latest(comparison, showcase)
-    assert opened_early[1].startswith("_The first comparison") and opened_early[-1] is True  # nothing yet
+    page = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    opened_early = app.show_example(page, 0)
+    assert opened_early[1].startswith("_Example 1 is computed") and opened_early[-1] == 0  # nothing yet
     n = len(opened_early)
-    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(comparison, showcase, True, n))
-    app.first_answer(comparison, showcase)
-    filled = app.fill_when_ready(comparison, showcase, True, n)  # the early page's timer now shows it
-    assert "Built-in example" in filled[1] and filled[-1] is False
-    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(comparison, showcase, False, n))
+    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, 0, n))
+    compute_example(comparison, page.showcase, 0)
+    filled = app.fill_when_ready(page, 0, n)  # the early page's timer now shows it
+    assert "Built-in example 1" in filled[1] and filled[-1] is None
+    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, None, n))
     calls = {b: fake.calls for b, fake in comparison.fakes.items()}
-    seed, label, title, _chart, figures, *rest = app.show_latest(comparison, showcase)
-    images, cards = rest[: len(BACKEND_IDS)], rest[len(BACKEND_IDS) : 2 * len(BACKEND_IDS)]
-    assert seed == app.EXAMPLES[0][2] and "Built-in example" in label and "test machine" in label
-    assert app.EXAMPLES[0][0] in label and "faster than baseline" in title
-    assert all(image is not None and image.dtype == np.uint8 for image in images)
-    assert all(" s** total" in card for card in cards) and len(figures["rows"]) == len(BACKEND_IDS)
-    restarted = Showcase(tmp_path / "showcase", "test machine")  # a new process on the same directory
-    app.first_answer(comparison, restarted)  # finds the stored answer: runs nothing
+    seed, label, title, _chart, figures, *rest = app.show_example(page, 0)
+    images, cards = rest[: len(backend_ids())], rest[len(backend_ids()) : 2 * len(backend_ids())]
+    assert seed == app.EXAMPLES[0][2] and "test machine" in label and app.EXAMPLES[0][0] in label
+    assert "faster than baseline" in title
+    assert all(Image.open(image).size == (TINY_SIZE, TINY_SIZE) for image in images)  # PNG files, written once
+    assert all(" s** total" in card for card in cards) and len(figures["rows"]) == len(backend_ids())
+    assert app.show_example(page, 1)[1].startswith("_Example 2 is computed")  # the others: when no visitor waits
+    restarted = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))  # a new process
+    compute_example(comparison, restarted.showcase, 0)  # finds the stored example: runs nothing
     assert {b: fake.calls for b, fake in comparison.fakes.items()} == calls
-    again = app.show_latest(comparison, restarted)
-    assert again[4] == figures and all(np.array_equal(a, b) for a, b in zip(again[5:9], images, strict=True))
-    assert Showcase(tmp_path / "showcase", "another CPU").latest(comparison.rows.model) is None
+    again = app.show_example(restarted, 0)
+    assert again[4] == figures and again[5:9] == images
+    assert Showcase(tmp_path / "showcase", "another CPU").example(comparison.rows.model, 0) is None
 
 
-def test_a_visitors_comparison_replaces_the_answer_and_sets_the_wait_estimate(tiny_model, cache_dir, tmp_path):
+def test_a_visitors_comparison_is_never_kept_and_sets_the_wait_estimate(tiny_model, cache_dir, tmp_path):
     from harness.showcase import Showcase
 
-    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 0.2} for b in BACKEND_IDS})
-    showcase = Showcase(tmp_path / "showcase", "test machine")
-    assert "No run at" in app.wait_estimate(comparison, showcase, SIZE, 4)
-    updates = list(app.make_generate(comparison, showcase)(**RUN_ARGS, progress=lambda *a, **k: None))
-    run = showcase.latest(comparison.rows.model)
-    assert run is not None and not run.example and run.request.prompt == RUN_ARGS["prompt"]
+    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 0.2} for b in backend_ids()})
+    page = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    assert "No run at" in page.timings.text(comparison, SIZE, 4)
+    updates = list(app.make_generate(page)(**RUN_ARGS, progress=lambda *a, **k: None))
+    assert page.showcase.example(comparison.rows.model, 0) is None  # what a visitor ran reaches no other page
+    assert not (tmp_path / "showcase").exists()
+    assert "Your comparison" in updates[-1][1] and updates[-1][-1] is None
     measured = sum(r["latency_s"] for r in updates[-1][4]["rows"])
-    seconds, unknown = showcase.estimate(comparison.rows.model, comparison.rows.ready(), TINY_SIZE, 4)
+    seconds, unknown = page.timings.estimate(comparison.rows.ready(), TINY_SIZE, 4)
     assert not unknown and seconds == pytest.approx(measured, rel=0.05)  # the stages add up to each latency
-    doubled, _ = showcase.estimate(comparison.rows.model, comparison.rows.ready(), TINY_SIZE, 8)
+    doubled, _ = page.timings.estimate(comparison.rows.ready(), TINY_SIZE, 8)
     assert doubled > 1.7 * seconds  # the fakes' time is all in their steps
-    assert f"{seconds:.0f} s" in app.wait_estimate(comparison, showcase, SIZE, 4)
+    assert f"{seconds:.0f} s" in page.timings.text(comparison, SIZE, 4)
 
 
 def test_slider_compares_the_baseline_with_the_chosen_row(comparison):
     *_, slider, choice, kept, awaiting = run_handler(comparison)[-1]
     ready = comparison.rows.ready()
-    assert set(kept) == set(ready) and awaiting is False
+    assert set(kept) == set(ready) and awaiting is None
     assert [value for _label, value in choice.choices] == [b for b in ready if b != "baseline"]
     assert choice.value in ready and choice.value != "baseline"
-    baseline, other = app.slider_pair(kept, choice.value)
-    assert np.array_equal(baseline, kept["baseline"]) and np.array_equal(other, kept[choice.value])
+    assert app.slider_pair(kept, "baseline", choice.value) == (kept["baseline"], kept[choice.value])
 
 
 def test_stage_chart_has_three_stages_per_ready_row(comparison):
@@ -198,7 +193,7 @@ def test_a_row_slower_than_the_baseline_is_called_slower():
 
 
 def test_other_cpus_tab_reads_every_committed_result():
-    from benchmarking.report import read_results
+    from harness.results import read_results
 
     reports = read_results()
     assert reports and all(r["date"] and r["command"] for r in reports)
@@ -208,8 +203,8 @@ def test_other_cpus_tab_reads_every_committed_result():
 
 
 def test_health_and_system_panel(comparison):
-    health = app.health(comparison)
-    assert set(health["rows"]) == set(BACKEND_IDS) and "baseline" in health["ready"] and health["standin"]
+    health = app.health(app.make_page(comparison))
+    assert set(health["rows"]) == set(backend_ids()) and "baseline" in health["ready"] and health["standin"]
     assert health["warm"] == health["ready"]  # start-up warmed up every loaded row
     panel = app.system_markdown(comparison)
     assert "CPU" in panel and "AVX" in panel and "tiny" in panel and "stand-in" in panel
@@ -220,7 +215,7 @@ def test_generate_api_returns_one_image_and_one_figure_set_per_ready_row(server,
 
     client = Client(server, verbose=False)
     out = client.predict("cartoon bird", "", 42, False, 4, 7.5, SIZE, "dpm++", api_name="/generate")
-    figures, images = out[4], out[5 : 5 + len(BACKEND_IDS)]
+    figures, images = out[4], out[5 : 5 + len(backend_ids())]
     ok = [r for r in figures["rows"] if r["status"] == "ok"]
     assert [r["backend"] for r in ok] == comparison.rows.ready()
     assert sum(image is not None for image in images) == len(ok)
@@ -228,12 +223,16 @@ def test_generate_api_returns_one_image_and_one_figure_set_per_ready_row(server,
     assert client.predict(api_name="/health")["ready"] == comparison.rows.ready()
 
 
-def test_twenty_concurrent_requests_are_served_or_told_the_queue_is_full(server, comparison):
+def test_twenty_concurrent_requests_are_served_or_told_the_queue_is_full(server, comparison, monkeypatch):
     from gradio_client import Client
 
-    client = Client(server, verbose=False)
+    monkeypatch.setattr(app, "TRUST_FORWARDED_FOR", True)  # as behind a Space's proxy: twenty visitors' addresses
+    clients = [Client(server, verbose=False, headers={"X-Forwarded-For": f"10.0.0.{i}"}) for i in range(20)]
     before = len(comparison.timed_sections)
-    jobs = [client.submit(f"prompt {i}", "", i, False, 2, 7.5, SIZE, "dpm++", api_name="/generate") for i in range(20)]
+    jobs = [
+        client.submit(f"prompt {i}", "", i, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        for i, client in enumerate(clients)
+    ]
     served, full = 0, 0
     deadline = time.monotonic() + 600
     for job in jobs:
@@ -251,13 +250,13 @@ def test_twenty_concurrent_requests_are_served_or_told_the_queue_is_full(server,
     assert len(sections) == served * len(comparison.rows.ready())
     for (_, _, end), (_, start, _) in zip(sections[:-1], sections[1:], strict=True):
         assert end <= start, "two rows' timed sections overlapped"
-    assert client.predict("after the load", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")[4]["rows"]
+    assert clients[0].predict("after the load", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")[4]["rows"]
 
 
 def test_row_failing_mid_request_shows_its_error_in_the_ui(tiny_model, cache_dir):
     comparison = fake_comparison(tiny_model, cache_dir, **{"ipex-bf16": {"fail_on": {1}}})
     _seed, _message, _title, _chart, figures, *rest = run_handler(comparison)[-1]
-    cards = rest[len(BACKEND_IDS) : 2 * len(BACKEND_IDS)]
+    cards = rest[len(backend_ids()) : 2 * len(backend_ids())]
     assert "injected failure" in cards[1] and "error" in cards[1]
     assert [r["status"] for r in figures["rows"]] == ["ok", "error", "ok", "ok"]
     assert all(r["status"] == "ok" for r in run_handler(comparison)[-1][4]["rows"])
@@ -269,7 +268,7 @@ def test_the_page_is_served_while_the_model_downloads_and_shows_its_progress(tin
 
     from gradio_client import Client
 
-    from backends.base import LoadSettings
+    from core.request import LoadSettings
     from harness.comparison import Comparison
     from harness.rows import RowSet
 
@@ -283,7 +282,7 @@ def test_the_page_is_served_while_the_model_downloads_and_shows_its_progress(tin
     rows = RowSet(None, ["baseline"], LoadSettings((TINY_SIZE,), 2, cache_dir), resolve=slow_download)
     comparison = Comparison(rows)
     comparison.load_in_background()
-    demo = app.build_demo(comparison)
+    demo = app.build_demo(app.make_page(comparison))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import TINY_SIZE, fake_comparison, make_comparison, ready_or_skip
 
-from backends import BACKEND_IDS
-from backends.base import GenerationRequest
-from harness.comparison import fidelity, make_latents
-from harness.cpu import this_cpu
+from backends import backend_class, backend_ids
+from core.cpu import this_cpu
+from core.request import GenerationRequest, initial_latents
+from harness.comparison import fidelity
 
 REQUEST = GenerationRequest("sailing ship in storm by Rembrandt", seed=42, steps=8, height=TINY_SIZE, width=TINY_SIZE)
 
@@ -33,11 +33,11 @@ TOLERANCES = {  # backend -> (min PSNR dB, min SSIM)
 
 def generate(comparison, backend_id, request=REQUEST):
     return comparison.rows.backends[backend_id].generate(
-        request, make_latents(request.seed, request.height, request.width), lambda *_: None, lambda *_: None
+        request, initial_latents(request.seed, request.height, request.width), lambda *_: None, lambda *_: None
     )
 
 
-@pytest.mark.parametrize("backend_id", BACKEND_IDS)
+@pytest.mark.parametrize("backend_id", backend_ids())
 def test_image_size_and_determinism(comparison, backend_id):
     ready_or_skip(comparison, backend_id)
     first, again = generate(comparison, backend_id), generate(comparison, backend_id)
@@ -56,7 +56,7 @@ def test_fidelity_to_baseline(comparison, backend_id):
     assert psnr >= min_psnr and ssim >= min_ssim, (psnr, ssim)
 
 
-@pytest.mark.parametrize("backend_id", BACKEND_IDS)
+@pytest.mark.parametrize("backend_id", backend_ids())
 def test_stage_split_adds_up_to_the_latency(comparison, backend_id):
     """Text encoding, denoising and VAE decoding are each measured inside the timed call, and together they
     are the row's latency: what lies outside them (the scheduler's set-up, input checks: 3-6 ms on `tiny`) is
@@ -68,7 +68,7 @@ def test_stage_split_adds_up_to_the_latency(comparison, backend_id):
     ready_or_skip(comparison, backend_id)
     backend = comparison.rows.backends[backend_id]
     request = replace(REQUEST, steps=20)
-    latents = make_latents(request.seed, TINY_SIZE, TINY_SIZE)
+    latents = initial_latents(request.seed, TINY_SIZE, TINY_SIZE)
     runs = [timed_generate(backend, request, latents) for _ in range(3)]  # the closest of 3: a busy machine can
     for timed in runs:  # preempt the call between two stages; a missing stage shows in every run
         assert timed.stages is not None and list(timed.stages) == ["text_encoding", "denoising", "vae_decoding"]
@@ -103,16 +103,16 @@ def test_baseline_is_plain_diffusers(comparison):
 def test_ready_rows_are_exactly_what_this_cpu_can_run(comparison):
     """A row may be missing only where the CPU capability model says this CPU cannot run it, and says why."""
     cpu = this_cpu()
-    expected = [b for b in BACKEND_IDS if cpu.row(b).runs]
-    described = {b: comparison.rows.status[b].describe() for b in BACKEND_IDS}
+    expected = [b for b in backend_ids() if backend_class(b).support(cpu).runs]
+    described = {b: comparison.rows.status[b].describe() for b in backend_ids()}
     assert comparison.rows.ready() == expected, described
-    for backend_id in set(BACKEND_IDS) - set(expected):
-        assert cpu.row(backend_id).reason in comparison.rows.status[backend_id].detail
+    for backend_id in set(backend_ids()) - set(expected):
+        assert backend_class(backend_id).support(cpu).reason in comparison.rows.status[backend_id].detail
 
 
 def test_run_gives_every_ready_row_a_result_with_figures(comparison):
     rows = list(comparison.run(REQUEST))
-    assert [r.backend for r in rows] == list(BACKEND_IDS)
+    assert [r.backend for r in rows] == list(backend_ids())
     for row in rows:
         if row.backend in comparison.rows.ready():
             assert row.status == "ok", row.message
@@ -143,8 +143,8 @@ def test_rows_of_concurrent_requests_never_overlap(tiny_model, cache_dir):
     """Two requests at once (two threads): every row call, warm-ups included, runs alone."""
     import threading
 
-    comparison = fake_comparison(tiny_model, cache_dir, load=False, **{b: {"delay": 0.05} for b in BACKEND_IDS})
-    for backend_id in BACKEND_IDS:
+    comparison = fake_comparison(tiny_model, cache_dir, load=False, **{b: {"delay": 0.05} for b in backend_ids()})
+    for backend_id in backend_ids():
         comparison.rows.load_row(backend_id)  # not warmed up: the requests warm the rows up as they go
     threads = [threading.Thread(target=lambda: list(comparison.run(REQUEST))) for _ in range(2)]
     for t in threads:
@@ -152,7 +152,7 @@ def test_rows_of_concurrent_requests_never_overlap(tiny_model, cache_dir):
     for t in threads:
         t.join()
     calls = sorted((start, end) for fake in comparison.fakes.values() for _prompt, start, end in fake.runs)
-    assert len(calls) == 3 * len(BACKEND_IDS)  # one warm-up and two timed runs per row
+    assert len(calls) == 3 * len(backend_ids())  # one warm-up and two timed runs per row
     for (_, end), (start, _) in zip(calls[:-1], calls[1:], strict=True):
         assert end <= start, "two row calls overlapped"
 
@@ -175,7 +175,7 @@ def test_a_baseline_timed_while_a_row_loads_marks_every_ratio(tiny_model, cache_
     rows = {r.backend: r for r in comparison.run(REQUEST, backend_ids=["baseline", "openvino-static"])}
     assert "int8-tome was loading: latency inflated" in rows["baseline"].message
     assert "baseline timed while another row was loading" in rows["openvino-static"].message
-    assert "not clean" in app.headline([row.figures() for row in rows.values()])
+    assert "not clean" in app.headline([row.figures() for row in rows.values()], "baseline")
 
 
 def test_an_abandoned_request_does_not_keep_the_rows(tiny_model, cache_dir):
@@ -183,12 +183,12 @@ def test_an_abandoned_request_does_not_keep_the_rows(tiny_model, cache_dir):
     abandoned = comparison.run(REQUEST)
     assert next(abandoned).status == "ok"  # the client reads one row, then goes away
     assert not comparison.rows.lock.locked()
-    assert [r.status for r in comparison.run(REQUEST)] == ["ok"] * len(BACKEND_IDS)
+    assert [r.status for r in comparison.run(REQUEST)] == ["ok"] * len(backend_ids())
 
 
 def test_ipex_row_is_ready_or_says_why(comparison):
     status = comparison.rows.status["ipex-bf16"]
-    if this_cpu().ipex_bf16().runs:
+    if backend_class("ipex-bf16").support(this_cpu()).runs:
         assert status.state == "ready", status.detail
     else:
         assert status.state == "unavailable" and "AVX-512" in status.detail
@@ -220,8 +220,8 @@ def test_unknown_backend_id_is_named(comparison):
 
 
 def test_failed_load_leaves_other_rows_working(tiny_model, cache_dir):
-    from backends.base import LoadSettings
     from backends.baseline import BaselinePyTorch
+    from core.request import LoadSettings
 
     def factory(backend_id):
         if backend_id == "openvino-static":
@@ -242,7 +242,7 @@ def test_row_failing_mid_request_shows_error_and_next_request_works(tiny_model, 
     comparison = fake_comparison(tiny_model, cache_dir, **{"openvino-static": {"fail_on": {1}}})
     first = {r.backend: r for r in comparison.run(REQUEST)}
     assert first["openvino-static"].status == "error" and "injected failure" in first["openvino-static"].message
-    assert all(first[b].status == "ok" for b in BACKEND_IDS if b != "openvino-static")
+    assert all(first[b].status == "ok" for b in backend_ids() if b != "openvino-static")
     second = {r.backend: r for r in comparison.run(REQUEST)}
     assert all(r.status == "ok" for r in second.values())
 
@@ -285,9 +285,9 @@ def test_release_mapped_weights_drops_resident_pages_and_keeps_the_data(tmp_path
 def test_openvino_rows_do_not_keep_the_ir_weights_resident(comparison, tmp_path):
     import shutil
 
-    from backends.base import LoadSettings
     from backends.openvino_loading import load_static_pipelines
     from backends.pipeline import run_pipeline
+    from core.request import LoadSettings
 
     ready_or_skip(comparison, "openvino-static")
     backend = comparison.rows.backends["openvino-static"]
@@ -296,7 +296,7 @@ def test_openvino_rows_do_not_keep_the_ir_weights_resident(comparison, tmp_path)
     weights_kb = sum(f.stat().st_size for f in ir_dir.rglob("*.bin")) / 1024
     # Compiling touches every weight (OpenVINO repacks them); without the release they stay resident.
     assert weights_kb > 0 and resident_kb(ir_dir) < 0.05 * weights_kb
-    latents = make_latents(REQUEST.seed, TINY_SIZE, TINY_SIZE)
+    latents = initial_latents(REQUEST.seed, TINY_SIZE, TINY_SIZE)
     image = run_pipeline(pipes[TINY_SIZE], backend.scheduler_config, REQUEST, latents, lambda *_: None)
     np.testing.assert_array_equal(image, generate(comparison, "openvino-static"))  # the same model still
 
@@ -319,8 +319,8 @@ def test_openvino_sizes_share_one_compiled_text_encoder(tiny_model, cache_dir):
     pipeline compiled for that size alone gives."""
     from dataclasses import replace
 
-    from backends.base import LoadSettings
     from backends.openvino_static import OpenVinoStatic
+    from core.request import LoadSettings
 
     settings = LoadSettings(sizes=(TINY_SIZE, 64), threads=2, cache_dir=cache_dir)
     settings = replace(
@@ -332,6 +332,6 @@ def test_openvino_sizes_share_one_compiled_text_encoder(tiny_model, cache_dir):
     assert both.pipes[64].text_encoder is both.pipes[TINY_SIZE].text_encoder
     assert both.pipes[64].unet is not both.pipes[TINY_SIZE].unet
     request = GenerationRequest("cartoon bird", steps=2, height=64, width=64)
-    latents = make_latents(request.seed, 64, 64)
+    latents = initial_latents(request.seed, 64, 64)
     images = [row.generate(request, latents, lambda *_: None, lambda *_: None) for row in (both, alone)]
     np.testing.assert_array_equal(*images)

@@ -7,14 +7,15 @@ import pytest
 from conftest import FakeBackend
 
 import benchmark
-from backends import BACKEND_IDS
+from backends import backend_class, backend_ids
 from benchmarking.flops import count_flops
-from harness.cpu import this_cpu
+from core.cpu import this_cpu
+from core.request import LoadSettings
 
 ROW_FIELDS = {
     "backend", "status", "precision", "compute", "latencies_s", "mean_s", "median_s", "min_s", "max_s", "s_per_step",
     "load_s", "cache", "ram_added_mb", "peak_rss_gb", "disk_mb", "tflops", "peak_share", "peak_unit", "speedup",
-    "psnr_db", "ssim", "stages_s",
+    "psnr_db", "ssim", "stages_s", "reference",
 }  # fmt: skip
 
 
@@ -31,10 +32,10 @@ def test_benchmark_on_tiny_measures_every_row_this_cpu_can_run(tmp_path, cache_d
     cpu = this_cpu()
     assert report["cpu_kind"] == cpu.slug() and report["isa"] == cpu.isa_line() and report["command"]
     rows = {r["backend"]: r for r in report["rows"]}
-    assert list(rows) == list(BACKEND_IDS)
+    assert list(rows) == list(backend_ids())
     printed = capsys.readouterr().out
     for backend_id, row in rows.items():
-        support = cpu.row(backend_id)
+        support = backend_class(backend_id).support(cpu)
         if not support.runs:
             assert row["status"] == "unavailable" and support.reason in row["reason"]
             assert f"| {backend_id} | unavailable: " in printed
@@ -78,7 +79,7 @@ def test_flop_count_matches_the_published_sd15_figure(tmp_path):
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from harness.model_sources import standin_configs
+    from harness.standins import standin_configs
 
     unet_kw, vae_kw, *_ = standin_configs("sd15-standin")
     with torch.device("meta"):  # configs only: no weights are allocated
@@ -120,24 +121,28 @@ def test_kernel_names_give_their_precision():
     assert precision_of("gemm_mlas_f32") == "fp32" and precision_of("ref_i32") == "other"
 
 
-def test_int8_variant_lists_hold_each_recipe_once():
-    from benchmarking.int8_variants import BASE, VARIANTS, variant_list
+def test_variant_lists_hold_each_recipe_once():
+    from benchmarking.row_variants import row_with_variants, variant_list
 
-    both = variant_list("ablation,sweep")
-    assert len(both) == len(VARIANTS["ablation"]) + len(VARIANTS["sweep"]) - 1  # the shipped row is in both
-    assert both[len(VARIANTS["ablation"]) - 1] == ("+ VAE decoder int8", BASE)
+    row = row_with_variants()
+    lists = backend_class(row).variant_lists
+    both = variant_list(row, "ablation,sweep")
+    assert len(both) == len(lists["ablation"]) + len(lists["sweep"]) - 1  # the shipped row is in both
+    label, recipe = both[len(lists["ablation"]) - 1]
+    shipped = LoadSettings((128,), 2, "/tmp")
+    assert label == "+ VAE decoder int8" and all(getattr(shipped, k) == v for k, v in recipe.items())
     with pytest.raises(ValueError, match="ablation, sweep"):
-        variant_list("ablation,everything")
+        variant_list(row, "ablation,everything")
 
 
-def test_int8_variants_time_each_build_against_one_baseline(tmp_path, cache_dir, capsys):
-    from benchmarking.int8_variants import VARIANTS
-
-    if not this_cpu().row("int8-tome").runs:
-        pytest.skip(this_cpu().row("int8-tome").reason)
-    report, out = run(tmp_path, cache_dir, "--int8-variants", "ablation")
+def test_variants_time_each_build_against_one_baseline(tmp_path, cache_dir, capsys):
+    if not backend_class("int8-tome").support(this_cpu()).runs:
+        pytest.skip(backend_class("int8-tome").support(this_cpu()).reason)
+    report, out = run(tmp_path, cache_dir, "--variants", "ablation")
     rows = report["rows"]
-    assert [r["backend"] for r in rows] == ["baseline"] + [label for label, _ in VARIANTS["ablation"]]
+    ablation = backend_class("int8-tome").variant_lists["ablation"]
+    assert report["row"] == "int8-tome"
+    assert [r["backend"] for r in rows] == ["baseline"] + [label for label, _ in ablation]
     assert all(r["status"] == "ok" for r in rows), rows
     for r in rows[1:]:
         assert r["speedup"] == pytest.approx(rows[0]["mean_s"] / r["mean_s"])
@@ -147,6 +152,6 @@ def test_int8_variants_time_each_build_against_one_baseline(tmp_path, cache_dir,
     assert "weight-only" in rows[2]["precision"] and "VAE decoder int8" in rows[3]["precision"]
     assert out.with_suffix(".png").exists() and report["complete"]
     assert "| + VAE decoder int8 |" in capsys.readouterr().out
-    from benchmarking.report import read_results
+    from harness.results import read_results
 
     assert read_results(tmp_path) == []  # not a latency table: the page's other-CPU tab leaves it out

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import TINY_SIZE, make_comparison
 
-from backends.base import LoadSettings
-from harness.build_cache import BuildCache
+from core.build_cache import BuildCache
+from core.request import LoadSettings
 from harness.model_sources import ModelUnavailable, resolve_model
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_cache_builds_once_then_hits(tmp_path):
@@ -49,11 +55,72 @@ def test_failed_build_leaves_nothing(tmp_path):
     assert cache.lookup("k") is None and [p.name for p in (tmp_path / "ir").iterdir()] == ["k.lock"]
 
 
-def test_dead_process_temp_dirs_are_removed_at_start(tmp_path):
-    stale = tmp_path / "ir" / "k.tmp-999999999"
-    stale.mkdir(parents=True)
-    BuildCache.ir(tmp_path)
-    assert not stale.exists()
+def test_a_dead_builds_temp_dir_is_removed_and_a_live_one_kept(tmp_path):
+    dead = tmp_path / "ir" / "k.tmp-dead"  # no lease, and old: its builder is gone
+    dead.mkdir(parents=True)
+    os.utime(dead, (time.time() - 600, time.time() - 600))
+    live = tmp_path / "ir" / "k.tmp-live"  # a fresh lease: a builder in some other container
+    (tmp_path / "ir" / "k.tmp-live.lease").touch()
+    live.mkdir()
+    cache = BuildCache.ir(tmp_path)
+    assert not dead.exists() and live.exists() and cache.builds_in_progress("k") == [live]
+
+
+# A builder in a pid namespace of its own, as each replica's app is PID 1 in its container: its process id means
+# nothing to another replica. It builds "shared" slowly, renewing its lease every 0.3 s (stale after 1.5 s).
+BUILDER = """
+import sys, time
+from pathlib import Path
+from core.build_cache import BuildCache
+
+def build(out):
+    open(sys.argv[2], "a").write("built\\n")
+    time.sleep(float(sys.argv[3]))
+    (out / "model.bin").write_bytes(b"x" * 100)
+
+BuildCache(Path(sys.argv[1]), lease_renew_s=0.3, lease_stale_s=1.5).get_or_build("shared", build)
+"""
+
+
+def start_builder_in_own_pid_namespace(root: Path, log: Path, seconds: float) -> subprocess.Popen:
+    if not shutil.which("unshare") or subprocess.run(["unshare", "--pid", "--fork", "true"]).returncode != 0:
+        pytest.skip("unshare --pid is not permitted here")
+    # --kill-child: the builder dies with the unshare process, as a container's processes die with it.
+    unshare = ["unshare", "--pid", "--fork", "--kill-child"]
+    return subprocess.Popen([*unshare, sys.executable, "-c", BUILDER, str(root), str(log), str(seconds)], cwd=REPO)
+
+
+def wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_live_lease_in_another_pid_namespace_is_never_touched(tmp_path):
+    root, log = tmp_path / "c", tmp_path / "builds.log"
+    builder = start_builder_in_own_pid_namespace(root, log, seconds=4.0)
+    wait_for(lambda: log.exists())
+    other = BuildCache(root, lease_renew_s=0.3, lease_stale_s=1.5)  # another replica starting meanwhile
+    for _ in range(3):  # longer than a stale lease: the builder keeps renewing it
+        assert other.remove_dead_builds() == [] and other.builds_in_progress("shared"), "a live build was removed"
+        time.sleep(1.0)
+    assert builder.wait(60) == 0
+    entry, hit = other.get_or_build("shared", lambda out: pytest.fail("built twice"))
+    assert hit and (entry / "model.bin").exists() and log.read_text() == "built\n"
+
+
+def test_a_builder_killed_mid_build_leaves_a_stale_lease_that_the_next_replica_clears(tmp_path):
+    root, log = tmp_path / "c", tmp_path / "builds.log"
+    builder = start_builder_in_own_pid_namespace(root, log, seconds=600.0)
+    wait_for(lambda: log.exists())
+    builder.kill()  # SIGKILL to unshare's child tree: the builder dies mid-build, its lease stops being renewed
+    builder.wait(30)
+    other = BuildCache(root, lease_renew_s=0.3, lease_stale_s=1.5)
+    assert other.builds_in_progress("shared")  # not stale yet: nobody may assume it is dead
+    entry, hit = other.get_or_build("shared", lambda out: (out / "model.bin").write_bytes(b"rebuilt"))
+    assert not hit and (entry / "model.bin").read_bytes() == b"rebuilt"
+    assert sorted(p.name for p in root.iterdir()) == ["shared", "shared.lock"]  # no multi-GB leftovers
 
 
 def test_openvino_row_second_load_hits_cache_and_rebuilds_truncated(tiny_model, tmp_path):
@@ -73,6 +140,16 @@ def test_openvino_row_second_load_hits_cache_and_rebuilds_truncated(tiny_model, 
         f.truncate(weights.stat().st_size // 2)
     third = load()
     assert third.state == "ready" and third.load.cache == "built", third.detail
+    # Damaged at the same size (the manifest's check passes): the entry fails to load, is moved aside, rebuilt once.
+    (graph,) = list((tmp_path / "ir").glob("*/unet/openvino_model.xml"))
+    text = graph.read_bytes()
+    graph.write_bytes(text[:200] + b"#" * 64 + text[264:])
+    fourth = load()
+    assert fourth.state == "ready", fourth.detail
+    assert fourth.load.cache.startswith("rebuilt (the cached IR failed to load")
+    assert len(list((tmp_path / "ir").glob("*.damaged-*"))) == 1
+    fifth = load()
+    assert fifth.state == "ready" and fifth.load.cache == "hit"  # the rebuilt entry is the cache's now
 
 
 def test_unreachable_hub_falls_back_to_tiny_quickly(cache_dir):
@@ -182,3 +259,41 @@ def test_prepare_builds_every_rows_ir_once_then_finds_it(tiny_model, tmp_path, c
     again = prepare.main(argv)
     assert again["openvino-static"] == again["int8-tome"] == "cache hit"
     assert "prepare: int8-tome: cache hit" in capsys.readouterr().out
+
+
+READ_ONLY_LOAD = """
+import sys
+from pathlib import Path
+from core.request import LoadSettings
+from harness.comparison import Comparison
+from harness.model_sources import resolve_model
+from harness.rows import RowSet
+
+model = resolve_model(sys.argv[1], Path(sys.argv[2]))
+rows = RowSet(model, ["baseline", "openvino-static"], LoadSettings((128,), 2, Path(sys.argv[2])))
+Comparison(rows).load_all()
+print(model.revision, *(rows.status[b].state for b in rows.order))
+"""
+
+
+def test_a_model_directory_on_a_read_only_mount_loads_keyed_by_its_content(tiny_model, tmp_path):
+    """A Space can mount a model repository read-only: every row loads from it, nothing is written beside it, and
+    the IR cache is keyed by the files' content (a remount with new modification times reuses the IR)."""
+    if subprocess.run(["unshare", "--mount", "true"]).returncode != 0:
+        pytest.skip("unshare --mount is not permitted here")
+    source = shutil.copytree(tiny_model.path, tmp_path / "repo")
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    script = (
+        f"mount --bind {source} {mounted} && mount -o remount,bind,ro {mounted} && "
+        f"touch {mounted}/probe 2>/dev/null && echo WRITABLE; "
+        f'exec {sys.executable} -c "$0" {mounted} {tmp_path / "cache"}'
+    )
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", script, READ_ONLY_LOAD], cwd=REPO, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    revision, *states = done.stdout.decode().split()[-3:]
+    assert "WRITABLE" not in done.stdout.decode() and states == ["ready", "ready"]
+    assert sorted(p.name for p in source.iterdir()) == sorted(p.name for p in tiny_model.path.iterdir())
+    for f in source.rglob("*.json"):
+        os.utime(f, (time.time() + 60, time.time() + 60))  # a remount: same bytes, new times
+    assert resolve_model(str(source), tmp_path / "cache").revision == revision

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends import BACKEND_IDS
-from harness.cpu import parse_cpuinfo, this_cpu
+from backends import backend_class, backend_ids
+from core.cpu import parse_cpuinfo, this_cpu
 
 BASE = "fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2"
 AVX512 = "avx512f avx512dq avx512cd avx512bw avx512vl"
@@ -31,22 +31,24 @@ def cpu(kind: str, max_mhz: float = 0.0):
 
 
 def test_ipex_bf16_runs_only_with_avx512_and_says_how():
-    avx2 = cpu("amd-avx2").ipex_bf16()
+    ipex = backend_class("ipex-bf16")
+    avx2 = ipex.support(cpu("amd-avx2"))
     assert not avx2.runs and "AVX-512" in avx2.reason and "AMD EPYC" in avx2.reason
-    assert cpu("amd-avx512").ipex_bf16().how == "bf16 native (AVX-512-BF16)"
-    assert cpu("intel-amx").ipex_bf16().how == "bf16 native (AMX-BF16)"
-    assert cpu("intel-icelake").ipex_bf16().how.startswith("bf16 emulated")
+    assert ipex.support(cpu("amd-avx512")).how == "bf16 native (AVX-512-BF16)"
+    assert ipex.support(cpu("intel-amx")).how == "bf16 native (AMX-BF16)"
+    assert ipex.support(cpu("intel-icelake")).how.startswith("bf16 emulated")
 
 
 def test_openvino_precision_and_int8_kernels_follow_the_instruction_sets():
-    assert [cpu(k).openvino_precision() for k in CPUINFO] == ["f32", "bf16", "bf16", "f32"]
+    openvino = backend_class("openvino-static")
+    assert [openvino.support(cpu(k)).compute for k in CPUINFO] == ["fp32", "bf16", "bf16", "fp32"]
     assert [cpu(k).int8_kernels() for k in CPUINFO] == [
         "AVX2 without VNNI (slow int8)",
         "AVX-512-VNNI",
         "AMX-INT8",
         "AVX-512-VNNI",
     ]
-    assert "int8 on AMX-INT8, rest bf16" in cpu("intel-amx").row("int8-tome").how
+    assert "int8 on AMX-INT8, rest bf16" in backend_class("int8-tome").support(cpu("intel-amx")).how
 
 
 def test_peak_model_knows_amd_double_pumps_avx512():
@@ -77,5 +79,5 @@ def test_cpu_kinds_have_distinct_file_names():
 def test_this_machine_is_described():
     here = this_cpu()
     assert here.flags and here.mhz > 0, "could not read /proc/cpuinfo"
-    assert all(here.row(b).runs or here.row(b).reason for b in BACKEND_IDS)
+    assert all(backend_class(b).support(here).runs or backend_class(b).support(here).reason for b in backend_ids())
     print(f"this CPU: {here.model}, {here.isa_line()}; kind {here.slug()}")

@@ -49,7 +49,6 @@ def test_every_requirement_is_pinned():
                 assert "==" in line, f"{name}: {line} is not pinned"
 
 
-JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 # Under the launcher's environment: the allocator actually mapped, threads set, and an OpenVINO compile plus
 # a PyTorch op (both rows' runtimes) complete. OpenVINO aborted here under plain LD_PRELOAD=jemalloc.
 UNDER_LAUNCHER_ENV = """
@@ -65,13 +64,13 @@ print("jemalloc" if "libjemalloc" in maps else "glibc", os.environ["SBS_THREADS"
 
 
 def test_launcher_environment_preloads_jemalloc_and_openvino_runs_under_it():
-    if not JEMALLOC.exists():
-        pytest.skip(f"{JEMALLOC} missing: scripts/install.sh installs libjemalloc2 as root")
+    if subprocess.run(["dpkg", "-s", "libjemalloc2"], capture_output=True).returncode != 0:
+        pytest.skip("libjemalloc2 missing: scripts/install.sh installs it as root")
     python = str(REPO / ".venv" / "bin" / "python")
     code = f"source scripts/runtime-env.sh && exec {python} -c '{UNDER_LAUNCHER_ENV}'"
     clean = {"SBS_THREADS": "", "OMP_NUM_THREADS": "", "MALLOC_CONF": "", "LD_PRELOAD": "", "PYTHON": python}
-    assert f"SBS_JEMALLOC={JEMALLOC}" in (REPO / "Dockerfile").read_text()  # the image turns it on
-    done = run("bash", "-c", code, **clean, SBS_JEMALLOC=str(JEMALLOC))
+    assert "SBS_JEMALLOC=1" in (REPO / "Dockerfile").read_text()  # the image turns it on
+    done = run("bash", "-c", code, **clean, SBS_JEMALLOC="1")
     assert done.returncode == 0, done.stderr[-2000:]
     allocator, threads, malloc_conf = (done.stdout.split() + ["", "", ""])[:3]
     assert allocator == "jemalloc" and int(threads) == len(os.sched_getaffinity(0))

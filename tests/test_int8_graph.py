@@ -67,8 +67,8 @@ def test_hybrid_mode_quantizes_fewer_activations(unet_ir, tiny_model, tmp_path, 
     """The quality-first hybrid mode: int8 convolutions, weight-only int8 MatMuls (fewer FakeQuantize nodes)."""
     import openvino as ov
 
-    from backends.base import GenerationRequest, LoadSettings
-    from harness.comparison import fidelity, make_latents
+    from core.request import GenerationRequest, LoadSettings, initial_latents
+    from harness.comparison import fidelity
 
     settings = LoadSettings(
         sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path, calibration_prompts=2, int8_mode="hybrid"
@@ -84,7 +84,7 @@ def test_hybrid_mode_quantizes_fewer_activations(unet_ir, tiny_model, tmp_path, 
 
     assert 0 < fake_quantize(hybrid_ir) < fake_quantize(unet_ir)
     request = GenerationRequest("cartoon bird", steps=8, height=TINY_SIZE, width=TINY_SIZE)
-    latents = make_latents(request.seed, TINY_SIZE, TINY_SIZE)
+    latents = initial_latents(request.seed, TINY_SIZE, TINY_SIZE)
     baseline = comparison.rows.backends["baseline"].generate(request, latents, lambda *_: None, lambda *_: None)
     psnr, ssim = fidelity(row.generate(request, latents, lambda *_: None, lambda *_: None), baseline)
     assert psnr >= 25.0 and ssim >= 0.90  # measured on tiny: 32.2 dB / 0.986

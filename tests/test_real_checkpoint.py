@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from conftest import TINY_SIZE, ready_or_skip
 
-from backends import BACKEND_IDS
-from harness.comparison import make_latents
-from harness.cpu import this_cpu
-from harness.model_sources import component_weights_mb
+from backends import backend_class, backend_ids
+from core.cpu import this_cpu
+from core.probes import component_weights_mb
+from core.request import initial_latents
 
 SD15 = json.loads((Path(__file__).parent / "data" / "sd15-repository-files.json").read_text())
 
@@ -82,44 +83,59 @@ def test_the_stand_in_looks_like_the_real_repository(tiny_model):
     assert component_weights_mb(tiny_model.path) == pytest.approx(loaded)
 
 
-def count_calls(backend) -> dict[str, int]:
-    """Wrap each component of a row's pipeline(s) so calls are counted: UNet, VAE decoder, text encoder."""
+@contextmanager
+def count_calls(backend):
+    """Count the calls of each component of a row's pipeline(s) during the block: UNet, VAE decoder, text encoder.
+    The wrappers are removed afterwards, so the session-wide pipelines are left exactly as they were."""
     counts = {"unet": 0, "vae_decode": 0, "text_encoder": 0}
+    wrapped = []  # (owner, attribute, had its own attribute, original)
 
-    def counting(name, call):
-        def wrapped(*args, **kwargs):
+    def count(owner, attribute: str, name: str) -> None:
+        original = getattr(owner, attribute)
+
+        def counting(*args, **kwargs):
             counts[name] += 1
-            return call(*args, **kwargs)
+            return original(*args, **kwargs)
 
-        return wrapped
+        wrapped.append((owner, attribute, attribute in vars(owner), original))
+        setattr(owner, attribute, counting)
 
     for pipe in getattr(backend, "pipes", {}).values() or [backend.pipe]:
         if hasattr(pipe, "vae_decoder"):  # OpenVINO: the compiled models' requests
-            pipe.unet.request = counting("unet", pipe.unet.request)
-            pipe.vae_decoder.request = counting("vae_decode", pipe.vae_decoder.request)
-            pipe.text_encoder.request = counting("text_encoder", pipe.text_encoder.request)
+            count(pipe.unet, "request", "unet")
+            count(pipe.vae_decoder, "request", "vae_decode")
+            count(pipe.text_encoder, "request", "text_encoder")
         else:
-            pipe.unet.forward = counting("unet", pipe.unet.forward)
-            pipe.vae.decode = counting("vae_decode", pipe.vae.decode)
-            pipe.text_encoder.forward = counting("text_encoder", pipe.text_encoder.forward)
-    return counts
+            count(pipe.unet, "forward", "unet")
+            count(pipe.vae, "decode", "vae_decode")
+            count(pipe.text_encoder, "forward", "text_encoder")
+    try:
+        yield counts
+    finally:
+        for owner, attribute, had_own, original in reversed(wrapped):
+            if had_own:
+                setattr(owner, attribute, original)
+            else:
+                delattr(owner, attribute)
 
 
 def test_every_timed_call_does_the_same_work_and_holds_no_safety_checker(comparison):
-    from backends.base import GenerationRequest
+    from core.request import GenerationRequest
 
     assert comparison.safety is not None  # the stand-in ships a checker, as SD-1.5 does: the harness applies it
     request = GenerationRequest("cartoon bird", steps=3, height=TINY_SIZE, width=TINY_SIZE)
     model_scheduler = json.loads((comparison.rows.model.path / "scheduler" / "scheduler_config.json").read_text())
     work = {}
-    for backend_id in [b for b in BACKEND_IDS if this_cpu().row(b).runs]:  # the others: see test_backends
+    runs_here = [b for b in backend_ids() if backend_class(b).support(this_cpu()).runs]  # others: see test_backends
+    for backend_id in runs_here:
         ready_or_skip(comparison, backend_id)
         backend = comparison.rows.backends[backend_id]
         pipes = list(getattr(backend, "pipes", {}).values()) or [backend.pipe]
         assert all(getattr(p, "safety_checker", None) is None for p in pipes), backend_id
         assert backend.scheduler_config == model_scheduler, backend_id  # the model's one scheduler config
-        counts = count_calls(backend)
-        backend.generate(request, make_latents(request.seed, TINY_SIZE, TINY_SIZE), lambda *_: None, lambda *_: None)
+        latents = initial_latents(request.seed, TINY_SIZE, TINY_SIZE)
+        with count_calls(backend) as counts:
+            backend.generate(request, latents, lambda *_: None, lambda *_: None)
         work[backend_id] = counts
     assert len({json.dumps(c, sort_keys=True) for c in work.values()}) == 1, work
     assert next(iter(work.values()))["unet"] == request.steps and next(iter(work.values()))["vae_decode"] == 1

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from conftest import TINY_SIZE, fake_comparison, make_comparison
 
-from backends.base import GenerationRequest, LoadSettings
-from harness.build_cache import BuildCache
+from core.build_cache import BuildCache
+from core.request import GenerationRequest, LoadSettings
 from harness.model_sources import ModelSource
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +88,10 @@ def test_a_flagged_image_is_blanked_and_the_card_says_so(tiny_model, tmp_path):
 def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_model, cache_dir, tmp_path):
     """The checker flags only the second row's image: the page shows no row's image, and the figures compare
     the unfiltered images (identical here: the fake rows compute the same image)."""
+    from PIL import Image
+
     import app
+    from harness.examples import compute_example
     from harness.showcase import Showcase
 
     comparison = fake_comparison(tiny_model, cache_dir)
@@ -99,21 +103,22 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
     assert [r.blanks_all for r in rows] == [False, True, False, False]
     assert all(not r.image.any() for r in rows[1:]) and all(r.psnr_db == 100.0 for r in rows[1:])
     assert "another row's image" in rows[2].message and "this image" in rows[1].message
-    showcase = Showcase(tmp_path / "showcase", "test machine")
-    final = list(app.make_generate(comparison, showcase)("cartoon bird", "", 42, False, 2, 7.5,
-                                                         f"{TINY_SIZE}x{TINY_SIZE}", "dpm++",
-                                                         progress=lambda *a, **k: None))[-1]  # fmt: skip
+    page = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    final = list(app.make_generate(page)("cartoon bird", "", 42, False, 2, 7.5, f"{TINY_SIZE}x{TINY_SIZE}", "dpm++",
+                                         progress=lambda *a, **k: None))[-1]  # fmt: skip
     images = final[5 : 5 + len(rows)]
-    assert all(image is not None and not image.any() for image in images), second
+    assert all(image is not None and not np.asarray(Image.open(image)).any() for image in images), second
     assert "every row's image is blanked" in final[1]
-    kept = Showcase(tmp_path / "showcase", "test machine").latest(comparison.rows.model)  # what a page opens on
-    assert len(kept.images) == len(rows) and all(not image.any() for image in kept.images.values())
+    verdicts = iter([False, True, False, False] * 2)
+    kept = compute_example(comparison, page.showcase, 0)  # an example the checker flags is kept blanked too
+    assert len(kept.images) == len(rows)
+    assert all(not np.asarray(Image.open(image)).any() for image in kept.images.values())
 
 
 def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tmp_path):
     script = (
         "from pathlib import Path\n"
-        "from backends.base import LoadSettings\n"
+        "from core.request import LoadSettings\n"
         "from harness.comparison import Comparison\n"
         "from harness.rows import RowSet\n"
         "from harness.model_sources import ModelSource\n"
@@ -133,6 +138,39 @@ def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tm
     app.wait()
     entries = [p for p in (tmp_path / "ir").iterdir() if ".tmp-" not in p.name and p.suffix != ".lock"]
     assert entries == []  # nothing was renamed into place
-    time.sleep(1)  # the export child dies with its parent (PR_SET_PDEATHSIG)
-    BuildCache.ir(tmp_path)  # a restart clears what the dead process left
+    time.sleep(1.5)  # the export child dies with its parent (PR_SET_PDEATHSIG); its lease is 1.5 s old
+    BuildCache(tmp_path / "ir", lease_stale_s=1.0)  # a restart, once the lease is stale, clears what it left
     assert [p for p in (tmp_path / "ir").iterdir() if p.suffix != ".lock"] == []
+
+
+def test_a_half_written_results_file_and_a_foreign_run_json_are_skipped(tiny_model, cache_dir, tmp_path, caplog):
+    """Damaged files never stop the app: the other-CPU tab skips a results file it cannot read, and a kept
+    example of another shape is ignored (the example is computed again)."""
+    import logging
+    import shutil
+
+    import app
+    from harness.examples import compute_example
+    from harness.results import RESULTS, read_results
+    from harness.showcase import Showcase
+
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    whole = sorted(results.glob("sd15-standin-*.json"))[0]
+    (results / "half-written.json").write_text(whole.read_text()[: len(whole.read_text()) // 2])
+    (results / "foreign.json").write_text(json.dumps({"cpu_kind": "x", "rows": [{"no": "backend"}]}))
+    with caplog.at_level(logging.WARNING):
+        reports = read_results(results)
+    assert len(reports) == len(read_results(RESULTS)) and "skipping" in caplog.text and "half-written" in caplog.text
+
+    comparison = fake_comparison(tiny_model, cache_dir)
+    showcase = Showcase(tmp_path / "showcase", "test machine")
+    compute_example(comparison, showcase, 0)
+    (stored,) = list((tmp_path / "showcase").glob("*/run.json"))
+    stored.write_text(json.dumps({"request": {"prompt": 3}, "rows": "not a list", "images": {}}))
+    restarted = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    with caplog.at_level(logging.WARNING):
+        opened = app.show_example(restarted, 0)  # the page loads: the foreign file is not a comparison
+    assert opened[1].startswith("_Example 1 is computed") and "ignoring the stored comparison" in caplog.text
+    assert compute_example(comparison, restarted.showcase, 0) is not None  # computed again, then shown
+    assert "Built-in example 1" in app.show_example(restarted, 0)[1]

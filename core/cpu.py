@@ -1,5 +1,6 @@
-"""The CPU capability model: which instruction sets this CPU has, and from them, for each row, whether it can
-run here, how (native or emulated bf16, which int8 kernels), and the CPU's peak FLOP rate per precision."""
+"""The CPU capability model's facts: which instruction sets this CPU has, what they give (native bf16, which int8
+kernels) and the CPU's peak FLOP rate per precision. Whether a row runs here, and how, each row says itself
+(`Backend.support(cpu)`), from these facts."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class RowSupport:
     """Whether a row can run on this CPU, and how; `reason` names the missing instruction set when it cannot."""
 
     runs: bool
-    how: str
+    how: str  # e.g. "bf16 native (AMX-BF16)", shown on the card and in the System panel
+    compute: str = "fp32"  # the precision most of its work runs in here: "fp32", "bf16" or "int8" (peak model)
     reason: str = ""
 
 
@@ -66,23 +68,8 @@ class Cpu:
         missing = [n for n in ("AVX-512", "AMX") if not any(h.startswith(n) for h in have)]
         return ", ".join(have or ["no AVX2"]) + (f"; no {', no '.join(missing)}" if missing else "")
 
-    # ------------------------------------------------------------------------------------------ rows
-    def ipex_bf16(self) -> RowSupport:
-        # IPEX's bf16 kernels (weight prepack, oneDNN layer norm) refuse to run without AVX-512 BW/VL/DQ or
-        # AVX-NE-CONVERT: checking first gives the visitor this sentence instead of a oneDNN primitive error.
-        if not (self.avx512 or self.has("avx_ne_convert")):
-            return RowSupport(False, "unavailable", f"IPEX bf16 needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; {self}")
-        if self.has("amx_bf16"):
-            return RowSupport(True, "bf16 native (AMX-BF16)")
-        if self.has("avx512_bf16"):
-            return RowSupport(True, "bf16 native (AVX-512-BF16)")
-        return RowSupport(True, "bf16 emulated (no AVX-512-BF16 or AMX: converted to fp32 to compute)")
-
-    def openvino_precision(self) -> str:
-        """What OpenVINO's CPU plugin picks by default for floating-point work: bf16 where bf16 is native."""
-        return "bf16" if self.native_bf16 else "f32"
-
     def int8_kernels(self) -> str:
+        """The int8 instruction set OpenVINO's and oneDNN's int8 kernels use on this CPU, best first."""
         if self.has("amx_int8"):
             return "AMX-INT8"
         if self.has("avx512_vnni"):
@@ -90,17 +77,6 @@ class Cpu:
         if self.has("avx_vnni"):
             return "AVX-VNNI"
         return "AVX2 without VNNI (slow int8)" if self.has("avx2") else "SSE (no AVX2: very slow int8)"
-
-    def row(self, backend_id: str) -> RowSupport:
-        """Whether `backend_id` can run on this CPU and how. OpenVINO's CPU plugin and PyTorch run on any x86-64
-        CPU this project targets, so only ipex-bf16 can be ruled out."""
-        if backend_id == "ipex-bf16":
-            return self.ipex_bf16()
-        if backend_id == "openvino-static":
-            return RowSupport(True, f"OpenVINO {self.openvino_precision()} (its default on this CPU)")
-        if backend_id == "int8-tome":
-            return RowSupport(True, f"int8 on {self.int8_kernels()}, rest {self.openvino_precision()}")
-        return RowSupport(True, "fp32")
 
     # ------------------------------------------------------------------------------------------ peak
     def flop_per_cycle(self, precision: str) -> tuple[int, str]:

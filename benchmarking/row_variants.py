@@ -1,91 +1,90 @@
-"""The int8-tome row built several ways and measured in one run against one baseline (`--int8-variants`):
+"""A row built several ways and measured in one run against one reference row (`benchmark.py --variants`).
 
-- `ablation`: issue 14's changes in the order they were made, each on top of the one before it;
-- `sweep`: Token Merging's ratio and placement (highest resolution only, or also one level down).
-
-Each variant is a full build of the row (cached like the row's own) with a few `LoadSettings` fields changed;
-it is loaded, warmed up once, timed like every row, then dropped before the next one loads."""
+The row declares its named lists of variants (`Backend.variant_lists`; today int8-tome's `ablation`, its build's
+changes in the order they were made, and `sweep`, Token Merging's ratio and placement). Each variant is a full
+build of the row (cached like the row's own) with a few `LoadSettings` fields changed; it is loaded, warmed up
+once, timed like every row, then dropped before the next one loads."""
 
 from __future__ import annotations
 
 import datetime
 import logging
-import statistics
-from dataclasses import replace
+from dataclasses import fields, replace
 
-from backends.base import LoadSettings
+from backends import backend_class, backend_ids, is_reference
+from core.cpu import this_cpu
+from core.files import write_json
+from core.request import LoadSettings
+from harness.comparison import against_reference
+from harness.results import results_path
+from harness.rows import RowSet
+from harness.settings import build_comparison
+
+from .latency import measure_row, row_figures
+from .report import bar_chart
 
 log = logging.getLogger(__name__)
 
-# The row as it ships: LoadSettings' own defaults for what the variants change.
-BASE = {name: getattr(LoadSettings, name) for name in ("tome_ratio", "tome_max_downsample", "tome_form", "int8_vae")}
-VARIANTS = {
-    "ablation": [  # each line adds one change to the line before; the last is the row as it ships
-        ("tomesd scatter merge, VAE weight-only int8", {"tome_form": "scatter", "int8_vae": False}),
-        ("+ gather-form merge", {"int8_vae": False}),
-        ("+ VAE decoder int8", {}),
-    ],
-    "sweep": [
-        *((f"ratio {ratio:g}, highest resolution", {"tome_ratio": ratio}) for ratio in (0.3, 0.5, 0.7)),
-        ("ratio 0.5, also 1/2 resolution", {"tome_ratio": 0.5, "tome_max_downsample": 2}),
-    ],
-}
+
+def row_with_variants() -> str:
+    """The registered row that declares variant lists."""
+    declaring = [b for b in backend_ids() if getattr(backend_class(b), "variant_lists", None)]
+    if len(declaring) != 1:
+        raise SystemExit(f"--variants needs exactly one row declaring variant_lists; found {declaring or 'none'}")
+    return declaring[0]
 
 
-def variant_list(names: str) -> list[tuple[str, dict]]:
-    """The variants of the comma-separated lists `names` (ablation, sweep), each recipe once."""
+def variant_list(backend_id: str, names: str) -> list[tuple[str, dict]]:
+    """The variants of the comma-separated lists `names` of the row, each recipe once, as (label, the full set
+    of LoadSettings fields any variant changes)."""
+    lists = backend_class(backend_id).variant_lists
+    changed = {key for entries in lists.values() for _label, overrides in entries for key in overrides}
+    defaults = {f.name: f.default for f in fields(LoadSettings) if f.name in changed}  # the row as it ships
     chosen, seen = [], set()
     for name in (n.strip() for n in names.split(",") if n.strip()):
-        if name not in VARIANTS:
-            raise ValueError(f"unknown variant list {name!r}; choose from {', '.join(VARIANTS)}")
-        for label, overrides in VARIANTS[name]:
-            recipe = tuple(sorted({**BASE, **overrides}.items()))
-            if recipe not in seen:
-                seen.add(recipe)
-                chosen.append((label, {**BASE, **overrides}))
+        if name not in lists:
+            raise ValueError(f"unknown variant list {name!r} of {backend_id}; choose from {', '.join(lists)}")
+        for label, overrides in lists[name]:
+            recipe = {**defaults, **overrides}
+            if tuple(sorted(recipe.items())) not in seen:
+                seen.add(tuple(sorted(recipe.items())))
+                chosen.append((label, recipe))
     return chosen
 
 
-def int8_variants(settings, args) -> dict:
-    """Baseline once, then every variant of `args.int8_variants`; returns the report (also written as JSON)."""
-    from harness.comparison import against_baseline
-    from harness.cpu import this_cpu
-    from harness.rows import RowSet
-    from harness.settings import build_comparison
-
-    from .latency import mean_stages, measure_row
-    from .report import bar_chart, results_path, write_json
-
-    variants = variant_list(args.int8_variants)
+def row_variants(settings, args) -> dict:
+    """The reference row once, then every variant of `args.variants`; returns the report (also written as JSON)."""
+    backend_id = row_with_variants()
+    variants = variant_list(backend_id, args.variants)
     comparison = build_comparison(settings)
     model = comparison.rows.resolve()
     load_settings = comparison.rows.settings
+    reference_id = next(b for b in backend_ids() if is_reference(b))
     request = comparison.validate(
         prompt=args.prompt, seed=args.seed, steps=settings.steps, height=args.size, width=args.size
     )
     cpu, cores = this_cpu(), settings.thread_count()
     latency_path = results_path(model.model_id, args.size, request.steps, cpu.slug(), cores)
-    lists = args.int8_variants.replace(",", "-")
-    json_path = args.json or latency_path.with_name(f"int8-variants-{lists}-{latency_path.name}")
+    lists = args.variants.replace(",", "-")
+    json_path = args.json or latency_path.with_name(f"{backend_id}-variants-{lists}-{latency_path.name}")
 
-    def measure(backend_id: str, row_settings):
-        rows = RowSet(model, [backend_id], row_settings)
-        rows.load_row(backend_id)
-        status = rows.status[backend_id]
+    def measure(row_id: str, row_settings, label: str) -> tuple[dict, object]:
+        rows = RowSet(model, [row_id], row_settings)
+        rows.load_row(row_id)
+        status = rows.status[row_id]
         if status.state != "ready":
-            raise RuntimeError(f"{backend_id} could not load: {status.detail}")
-        runs = measure_row(rows.backends[backend_id], request, args.passes)
-        return status, runs
+            raise RuntimeError(f"{row_id} could not load: {status.detail}")
+        runs = measure_row(rows.backends[row_id], request, args.passes)
+        return row_figures(label, status, runs), runs[-1].image
 
-    _status, base_runs = measure("baseline", load_settings)
-    base_mean = statistics.mean(r.latency_s for r in base_runs)
-    rows = [
-        {"backend": "baseline", "status": "ok", "mean_s": base_mean, "speedup": 1.0, "stages_s": mean_stages(base_runs)}
-    ]
+    reference, reference_image = measure(reference_id, load_settings, reference_id)
+    reference["speedup"] = 1.0
+    rows = [reference]
     report = {
         "date": datetime.date.today().isoformat(),
         "command": "python benchmark.py " + " ".join(args.argv),
-        "mode": "int8-variants",
+        "mode": "variants",
+        "row": backend_id,
         "model": model.model_id,
         "size": args.size,
         "steps": request.steps,
@@ -93,6 +92,7 @@ def int8_variants(settings, args) -> dict:
         "prompt": args.prompt,
         "seed": args.seed,
         "calibration_prompts": load_settings.calibration_prompts,
+        "calibration_steps": load_settings.calibration_steps,
         "cpu_kind": cpu.slug(),
         "isa": cpu.isa_line(),
         "cores": cores,
@@ -100,39 +100,26 @@ def int8_variants(settings, args) -> dict:
         "complete": False,  # written after every variant, so a long run that is cut short keeps what it measured
     }
     write_json(json_path, report)
-    for label, overrides in variants:
-        log.info("[int8 variant] %s: %s", label, overrides)
+    for label, recipe in variants:
+        log.info("[%s variant] %s: %s", backend_id, label, recipe)
         try:
-            status, runs = measure("int8-tome", replace(load_settings, **overrides))
+            row, image = measure(backend_id, replace(load_settings, **recipe), label)
         except Exception as exc:  # one variant that cannot build is reported, the others still run
             log.exception("variant %s failed", label)
-            rows.append({"backend": label, "status": "error", "reason": str(exc)[:300], "settings": overrides})
+            rows.append({"backend": label, "status": "error", "reason": str(exc)[:300], "settings": recipe})
             write_json(json_path, report)
             continue
-        mean = statistics.mean(r.latency_s for r in runs)
-        speedup, psnr, ssim = against_baseline(mean, runs[-1].image, base_mean, base_runs[-1].image)
-        rows.append(
-            {
-                "backend": label,
-                "status": "ok",
-                "settings": overrides,
-                "precision": status.load.precision,
-                "latencies_s": [r.latency_s for r in runs],
-                "mean_s": mean,
-                "s_per_step": statistics.mean(r.s_per_step for r in runs),
-                "stages_s": mean_stages(runs),
-                "speedup": speedup,
-                "psnr_db": psnr,
-                "ssim": ssim,
-                "build_cache": status.load.cache,
-            }
+        row["settings"] = recipe
+        row["speedup"], row["psnr_db"], row["ssim"] = against_reference(
+            row["mean_s"], image, reference["mean_s"], reference_image
         )
+        rows.append(row)
         write_json(json_path, report)
     report["complete"] = True
     write_json(json_path, report)
-    title = f"int8-tome variants, {model.model_id} {args.size}x{args.size}, {request.steps} steps, {cpu.model}"
+    title = f"{backend_id} variants, {model.model_id} {args.size}x{args.size}, {request.steps} steps, {cpu.model}"
     bar_chart(rows, json_path.with_suffix(".png"), title)
-    if any("tome_ratio" in r.get("settings", {}) for r in rows):
+    if sum(1 for r in rows if "settings" in r) > 1:
         tradeoff_chart(rows, json_path.with_name(json_path.stem + "-tradeoff.png"), title)
     print(f"\n{title}; {cores} threads; JSON: {json_path}\n")
     print(variants_table(rows))
@@ -193,7 +180,7 @@ def tradeoff_chart(rows: list[dict], path, title: str) -> None:
     draw.text((width // 2 - 60, plot_h - 24), "speed-up over the baseline", fill="black")
     for i, r in enumerate(points, 1):
         px, py = at(r["speedup"], r["psnr_db"])
-        colour = "#d62728" if r["settings"].get("tome_max_downsample", 1) > 1 else "#1f77b4"
+        colour = "#1f77b4"
         draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=colour)
         draw.text((px - 3, py - 20 if i % 2 else py + 8), str(i), fill="black")
         legend = f"{i}  {r['backend']}: {r['speedup']:.2f}x, {r['psnr_db']:.1f} dB, SSIM {r['ssim']:.3f}"

@@ -1,0 +1,20 @@
+"""Files the project ships in `assets/`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+CALIBRATION_PROMPTS = ASSETS / "calibration_prompts.txt"
+
+
+def calibration_prompts(count: int | None = None) -> list[str]:
+    """The first `count` prompts (all when None) of the int8 calibration set, also the stand-in tokenizer's corpus."""
+    prompts = [p for p in CALIBRATION_PROMPTS.read_text().splitlines() if p.strip()]
+    return prompts if count is None else prompts[: max(1, count)]
+
+
+def text_digest(lines: list[str]) -> str:
+    """A short content hash of `lines`, for cache keys that must change when the text does."""
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]

@@ -1,0 +1,61 @@
+"""The request and load-settings types every row and the harness share, and the request's initial noise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+StepCallback = Callable[[int, int], None]  # (step just finished, total steps)
+StageCallback = Callable[[str, float, float], None]  # (stage, perf_counter start, end): see STAGES
+STAGES = ("text_encoding", "denoising", "vae_decoding")  # where a pipeline call's time goes
+ProgressCallback = Callable[[str], None]  # a short human-readable line about what loading is doing
+
+SCHEDULERS = {  # GenerationRequest.scheduler -> (diffusers class name, label shown in the UI)
+    "dpm++": ("DPMSolverMultistepScheduler", "DPM-Solver++ (multistep)"),
+    "euler": ("EulerDiscreteScheduler", "Euler"),
+    "euler-a": ("EulerAncestralDiscreteScheduler", "Euler ancestral"),
+    "ddim": ("DDIMScheduler", "DDIM"),
+}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One visitor request; validated by `harness.validation.validate_request` before any row sees it."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 42
+    steps: int = 20
+    guidance_scale: float = 7.5
+    height: int = 512
+    width: int = 512
+    scheduler: str = "dpm++"
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What every row is loaded with, so that all rows run under the same conditions. The defaults here are the
+    only ones: `harness.settings.Settings` (CLI flags and environment) takes them from this class."""
+
+    sizes: tuple[int, ...]  # square resolutions the static-shape rows are compiled for
+    threads: int  # intra-op threads for torch and OpenVINO alike
+    cache_dir: Path  # exported / quantized IR lives here
+    tome_ratio: float = 0.5  # Token Merging ratio of the int8-tome row
+    int8_mode: str = "full"  # "full" (int8 activations + weights) or "hybrid" (quality-first)
+    tome_max_downsample: int = 1  # Token Merging in blocks up to this many times below full resolution (1: top)
+    tome_form: str = "gather"  # how the exported UNet merges: "gather" (optimized kernels) or tomesd's "scatter"
+    int8_vae: bool = True  # int8-tome's VAE decoder in 8 bits too (else weight-only 8-bit, computing in bf16/fp32)
+    int8_source: str | None = None  # prebuilt OpenVINO INT8/ToMe IR (dir or hub id) for the int8-tome row
+    calibration_prompts: int = 4  # prompts from assets/calibration_prompts.txt used to calibrate int8
+    calibration_steps: int = 20  # denoising steps per calibration prompt (its own setting: part of the cache key)
+    scheduler_config: dict | None = None  # the model's scheduler config, the base of every row's scheduler
+
+
+def initial_latents(seed: int, height: int, width: int, channels: int = 4, vae_scale: int = 8):
+    """The request's initial noise, made once and handed to every row; equals what diffusers makes from a
+    CPU generator seeded with `seed`, so the baseline row is exactly plain diffusers."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((1, channels, height // vae_scale, width // vae_scale), generator=generator)

@@ -1,0 +1,281 @@
+"""The app left running in public, tried as a careless or hostile visitor would, through the real server (Gradio
+client on loopback, Debian's Chromium): nobody changes what the next visitor sees, holds the machine, fills its
+disk or reads its internals."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import TINY_SIZE, fake_comparison, free_port
+from test_browser import BROWSER_ARGS, CHROMIUM
+
+import app
+from backends import backend_ids
+from core.request import GenerationRequest, LoadSettings
+from harness.settings import Settings
+
+SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
+MARKUP = (
+    "# Big heading [a link](http://example.com/) ![remote](http://example.com/x.png) "
+    "<img src=x onerror=alert(1)> <b>bold</b> **strong** `code`"
+)
+
+
+def serve(page) -> tuple[object, str]:
+    demo = app.build_demo(page)
+    port = free_port()
+    app.launch(demo, Settings(port=port, public=page.settings.public), prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+def client(url: str, address: str | None = None):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, headers={"X-Forwarded-For": address} if address else None)
+
+
+@pytest.fixture
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is not installed: run `make setup-dev` (scripts/install.sh --dev)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_a_prompt_written_as_markup_renders_as_text_and_reaches_no_other_visitor(server, comparison, browser):
+    visitor = browser.new_page(viewport={"width": 1400, "height": 1400})
+    visitor.goto(server)
+    visitor.get_by_text("Built-in example 1").first.wait_for(timeout=60_000)
+    prompt = visitor.get_by_label("Prompt", exact=True)
+    prompt.fill(MARKUP)
+    prompt.press("Enter")
+    visitor.get_by_text("Your comparison").wait_for(timeout=180_000)
+    visitor.wait_for_timeout(500)
+    body = visitor.inner_text("body")
+    assert "# Big heading [a link](http://example.com/)" in body and "<b>bold</b> **strong** `code`" in body
+    markup = visitor.locator("h1:has-text('Big heading'), a[href='http://example.com/'], img[src*='example.com'], b")
+    assert markup.count() == 0, "the visitor's prompt was rendered as Markdown or HTML"
+    assert visitor.evaluate("() => window.__alerted === undefined")
+
+    stranger = browser.new_page(viewport={"width": 1400, "height": 1400})
+    stranger.goto(server)
+    stranger.get_by_text("Built-in example 1").first.wait_for(timeout=60_000)
+    stranger.wait_for_timeout(3000)  # a status timer tick or two
+    assert "Big heading" not in stranger.content() and "Big heading" not in stranger.inner_text("body")
+    assert "Big heading" not in str(client(server).predict(api_name="/health"))
+
+
+def upload(url: str, size: int) -> int:
+    """POST a file of `size` bytes to Gradio's upload route; the HTTP status, or 413 when the server cut the
+    connection before reading it all (it refuses on the declared length)."""
+    body = b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.bin"\r\n\r\n'
+    body += b"\0" * size + b"\r\n--b--\r\n"
+    request = urllib.request.Request(
+        url + "gradio_api/upload", data=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    try:
+        return urllib.request.urlopen(request, timeout=60).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except urllib.error.URLError as exc:
+        assert isinstance(exc.reason, ConnectionResetError), exc
+        return 413
+
+
+def test_an_upload_of_64_mb_is_refused(server):
+    assert upload(server, 512) == 200  # the route is there: what it takes is capped at 1 kB (the page takes none)
+    assert upload(server, 4096) == 413
+    assert upload(server, 64 * 2**20) == 413
+
+
+def test_one_client_holds_at_most_one_comparison_while_another_is_served(tiny_model, cache_dir, monkeypatch):
+    monkeypatch.setattr(app, "TRUST_FORWARDED_FOR", True)  # behind a Space's proxy: the forwarded address counts
+    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 1.0} for b in backend_ids()})
+    demo, url = serve(app.make_page(comparison))
+    try:
+        first = client(url, "203.0.113.7").submit("one", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        time.sleep(1.0)  # running now
+        with pytest.raises(Exception, match="You already have a comparison running"):
+            client(url, "203.0.113.7").predict("two", "", 2, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        other = client(url, "198.51.100.9").submit("three", "", 3, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        time.sleep(0.5)  # queued behind the first
+        with pytest.raises(Exception, match="You already have a comparison queued: place 1"):
+            client(url, "198.51.100.9").predict("four", "", 4, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        assert first.result(timeout=120)[4]["rows"] and other.result(timeout=120)[4]["rows"]  # both served
+        again = client(url, "203.0.113.7").predict("five", "", 5, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        assert [r["status"] for r in again[4]["rows"]] == ["ok"] * len(backend_ids())  # done: may ask again
+    finally:
+        demo.close()
+
+
+def test_public_mode_caps_steps_and_sizes_naming_the_limit(tiny_model, cache_dir):
+    settings = LoadSettings(sizes=(TINY_SIZE, 2 * TINY_SIZE), threads=2, cache_dir=cache_dir)
+    comparison = fake_comparison(tiny_model, cache_dir, load=False)
+    comparison.rows.settings = settings
+    public = Settings(public=True, max_steps=10, max_size=TINY_SIZE)
+    comparison.limits = public.limits(settings.sizes)
+    comparison.load_all()
+    demo, url = serve(app.make_page(comparison, settings=public))
+    try:
+        visitor = client(url)
+        with pytest.raises(Exception, match="steps must be at most 10 on this public demo"):
+            visitor.predict("bird", "", 1, False, 20, 7.5, SIZE, "dpm++", api_name="/generate")
+        big = f"{2 * TINY_SIZE}x{2 * TINY_SIZE}"
+        with pytest.raises(Exception, match=f"above {TINY_SIZE}x{TINY_SIZE}, the largest on this public demo"):
+            visitor.predict("bird", "", 1, False, 4, 7.5, big, "dpm++", api_name="/generate")
+        assert visitor.predict("bird", "", 1, False, 10, 7.5, SIZE, "dpm++", api_name="/generate")[4]["rows"]
+    finally:
+        demo.close()
+
+
+def test_an_internal_error_reaches_the_visitor_as_a_short_message_with_an_id(tiny_model, cache_dir, caplog):
+    comparison = fake_comparison(tiny_model, cache_dir, **{"ipex-bf16": {"fail_on": {1}}})
+    comparison.public = True
+    page = app.make_page(comparison, settings=Settings(public=True))
+    demo, url = serve(page)
+    try:
+        with caplog.at_level(logging.ERROR):
+            out = client(url).predict("bird", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        card = out[5 + len(backend_ids()) + 1]
+        error_id = card.split("(error ")[1].split(",")[0]
+        assert "injected failure" not in card and "failed (error" in card  # the row's card: short, with its id
+        assert f"error {error_id}" in caplog.text and "injected failure" in caplog.text  # the log: the traceback
+
+        def broken(request):
+            raise RuntimeError("/secret/path/weights.bin is unreadable")
+
+        comparison.truncation = broken  # a failure outside any row
+        with caplog.at_level(logging.ERROR), pytest.raises(Exception) as raised:
+            client(url).predict("bird", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        shown = str(raised.value)
+        assert "Something went wrong here (error " in shown and "/secret/path" not in shown
+        error_id = shown.split("(error ")[1].split(",")[0]
+        assert f"error {error_id}" in caplog.text and "/secret/path/weights.bin" in caplog.text
+    finally:
+        demo.close()
+
+
+def test_strict_loading_in_public_mode_never_serves_the_stand_in(tmp_path):
+    settings = Settings(model="no-such-org/no-such-model-for-tests", cache_dir=str(tmp_path), public=True, threads=2)
+    page = app.make_page(app.build_comparison(settings), settings=settings)
+    page.comparison.load_in_background(retry_s=0.5)
+    deadline = time.monotonic() + 60
+    while "retrying in" not in page.comparison.rows.status["baseline"].detail and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = page.comparison.rows.status["baseline"]
+    assert status.state == "unavailable" and "could not load" in status.detail and "retrying in" in status.detail
+    assert page.comparison.rows.model is None and "tiny" not in app.model_line(page.comparison)
+    time.sleep(1.5)
+    assert page.comparison.rows.model is None  # tried again, still no stand-in
+
+
+def test_a_visitor_pressing_generate_the_moment_a_fresh_page_opens_gets_every_row(tiny_settings, browser):
+    """A fresh start: the rows load in the background (ipex.optimize included) while a visitor presses Generate
+    at once; the request waits for every row this CPU runs and gets each row's image and figures."""
+    settings = Settings(**{**tiny_settings.__dict__, "port": free_port()})
+    page = app.make_page(app.build_comparison(settings), settings=settings)
+    demo = app.build_demo(page)
+    app.launch(demo, settings, prevent_thread_lock=True, quiet=True)
+    page.comparison.load_in_background()
+    try:
+        visitor = browser.new_page(viewport={"width": 1400, "height": 1400})
+        visitor.goto(f"http://127.0.0.1:{settings.port}/")
+        visitor.get_by_role("button", name="Generate on every row").click()
+        visitor.get_by_text("Your comparison").wait_for(timeout=600_000)
+        visitor.wait_for_timeout(500)
+        rows = page.comparison.rows
+        runs_here = [b for b in rows.order if rows.status[b].state != "unavailable"]
+        body = visitor.inner_text("body")
+        assert body.count(" s total") == len(runs_here), body
+        assert "failed" not in body and "Skipped" not in body
+        assert visitor.locator(".row-image img").count() == len(runs_here)
+    finally:
+        demo.close()
+
+
+def test_a_pytorch_row_runs_while_ipex_optimize_traces_in_another_thread(tiny_model, cache_dir):
+    """ipex.optimize traces with torch.fx, which patches torch.nn.Module.__call__ for the whole process while it
+    runs: a PyTorch row running meanwhile failed (`NameError: module is not installed as a submodule`)."""
+    from conftest import make_comparison, ready_or_skip
+
+    comparison = make_comparison(tiny_model, ["baseline", "ipex-bf16"], LoadSettings((TINY_SIZE,), 2, cache_dir))
+    comparison.rows.load_row("baseline")
+    from core.request import GenerationRequest
+
+    request = GenerationRequest("bird", steps=2, height=TINY_SIZE, width=TINY_SIZE)
+    results, loading = [], threading.Thread(target=comparison.rows.load_row, args=("ipex-bf16",))
+    loading.start()
+    while loading.is_alive():
+        results += list(comparison.run(request, backend_ids=["baseline"]))
+        time.sleep(0.01)  # a visitor's next row: the loader may take the lock in between
+    loading.join()
+    assert len(results) >= 1 and all(r.status == "ok" for r in results), [r.message for r in results]
+    ready_or_skip(comparison, "ipex-bf16")
+    assert [r.status for r in comparison.run(request)] == ["ok", "ok"]
+
+
+def test_nothing_heavy_runs_beside_a_timed_section_while_pages_load_and_a_client_polls(server, app_page, browser):
+    """The safety checker, fidelity, image saving and the examples run under the row lock after a row's timed call;
+    page loads and polls only read state (images are PNG files written once). Recorded while a visitor's
+    comparison runs, pages load and another client polls: no heavy activity overlaps a timed section."""
+    comparison = app_page.comparison
+    sections_before, activities_before = len(comparison.timed_sections), len(comparison.activities)
+    done = threading.Event()
+
+    def poll():
+        poller = client(server)
+        while not done.is_set():
+            poller.predict(api_name="/health")
+
+    polling = threading.Thread(target=poll)
+    polling.start()
+    try:
+        job = client(server).submit("a lighthouse at dusk", "", 5, False, 8, 7.5, SIZE, "dpm++", api_name="/generate")
+        while not job.done():  # pages opening meanwhile (Playwright's pages live in this thread)
+            tab = browser.new_page()
+            tab.goto(server)
+            tab.get_by_text("Built-in example 1").first.wait_for(timeout=60_000)
+            tab.close()
+        assert [r["status"] for r in job.result()[4]["rows"]] == ["ok"] * len(comparison.rows.ready())
+    finally:
+        done.set()
+        polling.join()
+    sections = comparison.timed_sections[sections_before:]
+    activities = comparison.activities[activities_before:]
+    assert len(sections) == len(comparison.rows.ready()) and {name for name, *_ in activities} >= {
+        "fidelity",
+        "safety checker",
+        "saving the image",
+    }
+    for name, start, end in activities:
+        for row, timed_start, timed_end in sections:
+            assert end <= timed_start or start >= timed_end, f"{name} overlapped {row}'s timed section"
+
+
+def test_a_failed_warm_up_shows_the_row_failed_with_its_reason(tiny_model, cache_dir):
+    from conftest import FakeBackend
+
+    class FailsToWarmUp(FakeBackend):
+        def generate(self, request, latents, on_step, on_stage):
+            if request.prompt == "warm-up":
+                raise RuntimeError("oneDNN: could not create a primitive")
+            return super().generate(request, latents, on_step, on_stage)
+
+    comparison = fake_comparison(tiny_model, cache_dir, load=False)
+    comparison.rows._factory = lambda b: FailsToWarmUp(b) if b == "int8-tome" else comparison.fakes[b]
+    comparison.load_all()
+    status = comparison.rows.status["int8-tome"]
+    assert status.state == "failed" and "warm-up at 128x128 failed" in status.detail and "oneDNN" in status.detail
+    assert "failed: warm-up at 128x128 failed" in app.status_line(comparison, "int8-tome")
+    rows = {r.backend: r for r in comparison.run(GenerationRequest("bird", steps=2, height=TINY_SIZE, width=TINY_SIZE))}
+    assert rows["int8-tome"].status == "skipped" and "oneDNN" in rows["int8-tome"].message
+    assert all(rows[b].status == "ok" for b in backend_ids() if b != "int8-tome")
