@@ -14,10 +14,14 @@ import logging
 import sys
 from pathlib import Path
 
+from benchmarking.latency import latency_table
+from benchmarking.profile import profile_row
+from benchmarking.row_variants import row_variants
+from benchmarking.startup import startup
+from harness.settings import Settings
+
 
 def parse_args(argv: list[str]):
-    from harness.settings import Settings
-
     parser = Settings.parser(__doc__)
     parser.add_argument("--size", type=int, default=512, help="square resolution")
     parser.add_argument("--passes", type=int, default=3, help="timed generations per row after the warm-up")
@@ -45,22 +49,14 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args, settings = parse_args(argv)
     if args.startup:  # start-up uses the app's sizes
-        from benchmarking.startup import startup
-
         if args.json is None:
             args.json = Path("artifacts/startup.json")
         return startup(settings, args)
     settings.sizes = str(args.size)
     if args.variants:
-        from benchmarking.row_variants import row_variants
-
         return row_variants(settings, args)
     if args.profile:
-        from benchmarking.profile import profile_row
-
         return profile_row(settings, args)
-    from benchmarking.latency import latency_table
-
     return latency_table(settings, args)
 
 

@@ -259,6 +259,12 @@ def test_prepare_builds_every_rows_ir_once_then_finds_it(tiny_model, tmp_path, c
     again = prepare.main(argv)
     assert again["openvino-static"] == again["int8-tome"] == "cache hit"
     assert "prepare: int8-tome: cache hit" in capsys.readouterr().out
+    # A prebuilt int8 pipeline given: prepare builds no int8 IR of its own (in a fresh cache).
+    (built,) = [p for p in (tmp_path / "ir").iterdir() if "int8" in p.name and p.is_dir()]
+    fresh = tmp_path / "fresh"
+    argv = ["--model", "tiny", "--sizes", str(TINY_SIZE), "--cache-dir", str(fresh), "--int8-source", str(built)]
+    prebuilt = prepare.main([*argv, "--backends", "int8-tome"])
+    assert prebuilt["int8-tome"] == "cache hit" and not list((fresh / "ir").glob("*int8*"))
 
 
 READ_ONLY_LOAD = """
