@@ -18,7 +18,7 @@ WORKDIR /app
 # The same install script as `make setup`/CI.
 COPY requirements.txt requirements-dev.txt ./
 COPY scripts/install.sh scripts/install.sh
-RUN if [ "$TORCH_SOURCE" = cpu ]; then bash scripts/install.sh --cpu-torch; else bash scripts/install.sh; fi \
+RUN if [ "$TORCH_SOURCE" = cpu ]; then bash scripts/install.sh --cpu-torch; else bash scripts/install.sh --pypi-torch; fi \
     && rm -rf /root/.cache/pip /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 1000 user && mkdir -p /opt/sbs-cache && chown -R 1000 /home/user /opt/sbs-cache

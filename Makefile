@@ -25,9 +25,9 @@ lint: setup-dev
 	$(PY) -m ruff format --check .
 	.venv/bin/hadolint Dockerfile
 
-## benchmark: the README table on the SD-1.5-sized stand-in (slow: run it in the background)
+## benchmark: the README table on the SD-1.5-sized stand-in, 3 paired rounds (slow: run it in the background)
 benchmark: setup
-	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --calibration-prompts 2 \
+	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 3 --calibration-prompts 2 \
 		--save-images artifacts/benchmark-images
 
 ## benchmark-int8: int8-tome built several ways (issue 14's changes in order; ToMe ratio/placement), one baseline

@@ -172,32 +172,44 @@ def slider_pair(images: dict, reference: str | None, other: str | None):
 
 
 def other_cpus_table() -> pd.DataFrame:
-    """Every committed benchmark result: one line per CPU kind and row (only measured files; each names its
-    date and command)."""
+    """Every committed latency table: one line per CPU kind and row, short enough for a laptop and a phone (the
+    CPU kind, not its model string; what the row computed in as its recipe; the file's date and commit)."""
     records = []
     for report in read_results():
         for r in report["rows"]:
+            ok = r["status"] == "ok"
             records.append(
                 {
-                    "CPU": f"{report['system']['cpu']} ({report['isa']})",
-                    "cores": report["cores"],
+                    "CPU kind": report["cpu_kind"],
                     "row": r["backend"],
-                    "latency (s)": round(r["mean_s"], 1) if r["status"] == "ok" else None,
+                    "latency (s)": round(r["median_s"], 1) if ok else None,
                     "speed-up": round(r["speedup"], 2) if r.get("speedup") else None,
-                    "status": r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}",
-                    "model, size, steps": f"{report['model']}, {report['size']}px, {report['steps']} steps",
-                    "date": report["date"],
-                    "command": report["command"],
+                    "recipe": r.get("precision", "") if ok else f"{r['status']}: {r.get('reason', '')}"[:120],
+                    "date, commit": f"{report['date']}, {report.get('commit', 'not recorded')}",
                 }
             )
     return pd.DataFrame(records)
 
 
+def other_cpus_sources() -> str:
+    """Each file behind the table: CPU, model, size, steps, passes and command."""
+    lines = []
+    for report in read_results():
+        passes = report.get("rounds", report.get("passes"))
+        lines.append(
+            f"- **{report['cpu_kind']}** ({report['system']['cpu']}, {report['cores']} cores; {report['isa']}): "
+            f"{report['model']}, {report['size']}px, {report['steps']} steps, {passes} timed pass(es), "
+            f"{report['date']}, commit {report.get('commit', 'not recorded')}: `{report['command']}`"
+        )
+    return "\n".join(lines)
+
+
 def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
+    """One bar per CPU kind and row (each its own x position: bars never stack), coloured by CPU kind."""
     done = table.dropna(subset=["speed-up"])
     return pd.DataFrame(
-        {"CPU · row": done["CPU"].str.split(" \\(").str[0] + " · " + done["row"], "speed-up": done["speed-up"],
-         "CPU": done["CPU"]}
+        {"CPU kind · row": done["CPU kind"] + " · " + done["row"], "speed-up": done["speed-up"],
+         "CPU kind": done["CPU kind"]}
     )  # fmt: skip
 
 
@@ -577,13 +589,16 @@ def build_demo(page: Page) -> gr.Blocks:
             )
             gr.BarPlot(
                 other_cpus_chart(table) if len(table) else None,
-                x="CPU · row",
+                x="CPU kind · row",
                 y="speed-up",
-                color="CPU",
+                color="CPU kind",
                 title="Speed-up over the same run's PyTorch fp32 baseline",
                 x_label_angle=-30,
+                sort=None,
             )
             gr.Dataframe(table, wrap=True, interactive=False)
+            with gr.Accordion("Where each figure comes from", open=False):
+                gr.Markdown(other_cpus_sources())
         with gr.Accordion("System: what is this running on?", open=False):
             system = gr.Markdown(system_markdown(comparison))
         status_json = gr.JSON(visible=False)

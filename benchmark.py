@@ -24,7 +24,11 @@ from harness.settings import Settings
 def parse_args(argv: list[str]):
     parser = Settings.parser(__doc__)
     parser.add_argument("--size", type=int, default=512, help="square resolution")
-    parser.add_argument("--passes", type=int, default=3, help="timed generations per row after the warm-up")
+    parser.add_argument("--passes", type=int, default=3, help="paired rounds: timed passes per row, after a warm-up")
+    parser.add_argument(
+        "--pairing", choices=("auto", "together", "beside"), default="auto",
+        help="rows held in memory together, or the reference re-timed beside each row (auto: by memory)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--prompt", default="sailing ship in storm by Rembrandt")
     parser.add_argument("--json", type=Path, default=None, help="report path (default: results/, named per CPU kind)")

@@ -14,6 +14,7 @@ from .base import Backend, LoadInfo
 REGISTRY: dict[str, str] = {
     "baseline": "backends.baseline:BaselinePyTorch",
     "ipex-bf16": "backends.ipex_bf16:IpexBf16",
+    "pytorch-bf16": "backends.pytorch_bf16:PyTorchBf16",
     "openvino-static": "backends.openvino_static:OpenVinoStatic",
     "int8-tome": "backends.int8_tome:Int8Tome",
 }

@@ -4,7 +4,6 @@ and fidelity against the reference row (the baseline) of this same run."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 import statistics
 
@@ -19,7 +18,8 @@ from harness.settings import build_comparison
 from harness.system_info import system_info
 
 from .flops import count_flops, image_flops
-from .report import bar_chart, markdown_table
+from .report import bar_chart, markdown_table, provenance, recipe
+from .rounds import available_mb, choose_pairing, run_rounds
 from .throughput import throughput
 from .variants import system_variants
 
@@ -67,21 +67,28 @@ def row_figures(backend_id: str, status, runs) -> dict:
 
 
 def compare_with_reference(rows: list[dict], images: dict) -> None:
-    """Speed-up, PSNR and SSIM of every measured row against the row marked `reference` (none without it)."""
+    """Speed-up (the median of the paired rounds' ratios, when the rows have them; else of the medians), PSNR and
+    SSIM of every measured row against the row marked `reference` (none without it). A speed-up whose range over
+    the rounds reaches 1.0 is marked `within_noise`: no difference this machine can show."""
     reference = next((r for r in rows if r.get("reference") and r["status"] == "ok"), None)
     for r in (r for r in rows if r["status"] == "ok"):
         r["speedup"] = r["psnr_db"] = r["ssim"] = None  # no reference in this run: no ratio to show
+        r["within_noise"] = None
         if reference is not None:
             r["speedup"], r["psnr_db"], r["ssim"] = against_reference(
-                r["mean_s"], images[r["backend"]], reference["mean_s"], images[reference["backend"]]
+                r["median_s"], images[r["backend"]], reference["median_s"], images[reference["backend"]]
             )
+            if r.get("speedups"):
+                r["speedup"] = statistics.median(r["speedups"])
+                low, high = r["speedup_range"]
+                r["within_noise"] = r is not reference and low <= 1.0 <= high
         if r is reference:
             r["psnr_db"] = r["ssim"] = None
 
 
 def latency_table(settings, args) -> dict:
-    """Load each row, measure it, and compare it with the reference row; returns the report (also written as
-    JSON)."""
+    """Load the rows, time them in paired rounds (`benchmarking.rounds`) and compare each with the reference row
+    beside it; returns the report (also written as JSON)."""
     comparison = build_comparison(settings)
     rows_set = comparison.rows
     rows_set.resolve()  # the model (a download, the first time), before anything is timed
@@ -92,16 +99,26 @@ def latency_table(settings, args) -> dict:
     flops = count_flops(rows_set.model.path, args.size)
     work = image_flops(flops, request.steps)
     args.json = args.json or results_path(rows_set.model.model_id, args.size, request.steps, cpu.slug(), cores)
+    pairing = choose_pairing(args.pairing, rows_set.model.path, available_mb())
+    log.info("%d paired rounds, rows %s", args.passes, pairing)
+    throughputs = {}
+
+    def after_row(backend_id: str) -> None:  # while the row is loaded: OpenVINO's throughput mode, if asked
+        backend = rows_set.backends[backend_id]
+        if args.throughput and hasattr(backend, "ir_dirs"):  # rows compiled from OpenVINO IR
+            latents = initial_latents(request.seed, request.height, request.width)
+            throughputs[backend_id] = throughput(
+                backend.ir_dirs[args.size], rows_set.settings, request, latents, args.throughput, 2 * args.throughput
+            )
+
+    pairs = run_rounds(rows_set, request, args.passes, pairing, after_row)
     rows, images = [], {}
     for backend_id in rows_set.order:
-        log.info("[%s] loading", backend_id)
-        rows_set.load_row(backend_id)
         status = rows_set.status[backend_id]
-        if status.state != "ready":
+        if backend_id not in pairs:
             rows.append({"backend": backend_id, "status": "unavailable", "reason": status.detail})
             continue
-        backend = rows_set.backends[backend_id]
-        runs = measure_row(backend, request, args.passes)
+        runs = pairs[backend_id].runs
         images[backend_id] = runs[-1].image
         row = row_figures(backend_id, status, runs)
         peak, peak_label = cpu.peak_flops(status.load.compute, cores)
@@ -111,25 +128,25 @@ def latency_table(settings, args) -> dict:
             ram_added_mb=status.load.ram_added_mb,
             peak_rss_gb=process_memory_mb()["peak"] / 1024,  # the process's running peak so far
             disk_mb=status.load.disk_mb,
-            tflops=work / row["mean_s"] / 1e12,  # the reference's work: ToMe rows report an effective rate
-            peak_share=work / row["mean_s"] / peak,
+            tflops=work / row["median_s"] / 1e12,  # the reference's work: ToMe rows report an effective rate
+            peak_share=work / row["median_s"] / peak,
             peak_unit=peak_label.split(":")[0],
             peak_model=peak_label,
         )
+        if rows_set.reference in pairs:
+            speedups = pairs[backend_id].speedups()
+            row["speedups"] = speedups
+            row["speedup_range"] = [min(speedups), max(speedups)]
+        if backend_id in throughputs:
+            row["throughput_images_per_min"] = throughputs[backend_id]["images_per_min"]
+            row["throughput_streams"] = throughputs[backend_id]["streams"]
+            row["latency_images_per_min"] = 60 / row["median_s"]
         rows.append(row)
-        if args.throughput and hasattr(backend, "ir_dirs"):  # rows compiled from OpenVINO IR
-            latents = initial_latents(request.seed, request.height, request.width)
-            measured = throughput(
-                backend.ir_dirs[args.size], rows_set.settings, request, latents, args.throughput, 2 * args.throughput
-            )
-            row["throughput_images_per_min"] = measured["images_per_min"]
-            row["throughput_streams"] = measured["streams"]
-            row["latency_images_per_min"] = 60 / row["mean_s"]
     compare_with_reference(rows, images)
     info = system_info(cores, rows_set.order)
     report = {
-        "date": datetime.date.today().isoformat(),
-        "command": "python benchmark.py " + " ".join(args.argv),
+        **provenance(args.argv),
+        "recipe": recipe(rows_set.settings),
         "variant": args.variant_name,
         "model": rows_set.model.model_id,
         "standin": rows_set.model.standin,
@@ -137,10 +154,10 @@ def latency_table(settings, args) -> dict:
         "steps": request.steps,
         "scheduler": request.scheduler,
         "passes": args.passes,
+        "rounds": args.passes,
+        "pairing": pairing,
         "prompt": args.prompt,
         "seed": args.seed,
-        "cpu_kind": cpu.slug(),
-        "isa": cpu.isa_line(),
         "cores": cores,
         "flops": {**flops, "per_image": work},
         "system": info,
@@ -160,7 +177,8 @@ def latency_table(settings, args) -> dict:
         title = f"{rows_set.model.model_id} {args.size}x{args.size}, {request.steps} steps, {cpu.model}: s/image"
         bar_chart(rows, args.chart or json_path.with_suffix(".png"), title)
     print(
-        f"\n{rows_set.model.model_id}, {args.size}x{args.size}, {request.steps} steps, {args.passes} passes; "
+        f"\n{rows_set.model.model_id}, {args.size}x{args.size}, {request.steps} steps, {args.passes} paired rounds "
+        f"({pairing}); "
         f"{cpu.model} ({cpu.isa_line()}), {cores} threads, allocator {info['allocator']}, "
         f"OpenMP {', '.join(info['openmp'])}; variant: {args.variant_name}; JSON: {json_path}\n"
     )
@@ -170,7 +188,7 @@ def latency_table(settings, args) -> dict:
             print(
                 f"\n{r['backend']}: {r['throughput_images_per_min']:.2f} images/min with {args.throughput} in flight "
                 f"(OpenVINO THROUGHPUT hint, {r['throughput_streams']} streams) vs {r['latency_images_per_min']:.2f} "
-                f"images/min one at a time in the latency mode ({r['mean_s']:.2f} s each)"
+                f"images/min one at a time in the latency mode ({r['median_s']:.2f} s each)"
             )
     for v in report.get("system_variants", []):
         if v["status"] == "ok":

@@ -4,7 +4,6 @@ OpenVINO rows, torch's profiler for the PyTorch rows."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 import re
 from collections import defaultdict
@@ -16,6 +15,8 @@ from core.naming import model_slug
 from core.request import initial_latents
 from harness.results import RESULTS
 from harness.settings import build_comparison
+
+from .report import provenance
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,8 @@ def profile_row(settings, args) -> dict:
     generate()  # warm-up: first-call costs are not what this profile is for
     cpu = this_cpu()
     report = {
-        "date": datetime.date.today().isoformat(),
-        "command": "python benchmark.py " + " ".join(args.argv),
+        **provenance(args.argv),
         "row": backend_id,
-        "cpu_kind": cpu.slug(),
-        "isa": cpu.isa_line(),
         "cores": settings.thread_count(),
         "model": rows.model.model_id,
         "size": args.size,

@@ -3,13 +3,61 @@
 
 from __future__ import annotations
 
+import datetime
+import subprocess
+from dataclasses import asdict
 from pathlib import Path
+
+from core.cpu import this_cpu
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def provenance(argv: list[str]) -> dict:
+    """What every results file starts with: when, by which command, at which commit (with "+changes" when the
+    working tree differed from it), on which CPU."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+changes"
+    cpu = this_cpu()
+    return {
+        "date": datetime.date.today().isoformat(),
+        "command": "python benchmark.py " + " ".join(argv),
+        "commit": commit,
+        "cpu": {
+            "model": cpu.model,
+            "vendor": cpu.vendor,
+            "family": cpu.family,
+            "mhz": cpu.mhz,
+            "mhz_source": cpu.mhz_source,
+            "isa": cpu.isa_line(),
+        },  # fmt: skip
+        "cpu_kind": cpu.slug(),
+        "isa": cpu.isa_line(),
+    }
+
+
+def recipe(load_settings) -> dict:
+    """The rows' build recipe (ToMe ratio and levels, merge form, int8 mode and VAE, calibration) as loaded."""
+    fields = asdict(load_settings)
+    keep = ("tome_ratio", "tome_max_downsample", "tome_form", "int8_mode", "int8_vae", "int8_source",
+            "calibration_prompts", "calibration_steps", "threads")  # fmt: skip
+    return {k: fields[k] for k in keep}
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One line per row, whatever happened to it: a row that could not run says why."""
+    """One line per row, whatever happened to it: a row that could not run says why. Latency is the median over
+    the paired rounds with its range; the speed-up is the median of the rounds' ratios with their range, and
+    "within noise" where that range reaches 1.0."""
     columns = (
-        "row", "runs as", "mean s/image", "median", "min", "max", "s/step", "speed-up", "PSNR dB", "SSIM",
+        "row", "runs as", "median s/image", "min-max s", "s/step", "speed-up (range)", "PSNR dB", "SSIM",
         "text / denoise / decode s", "TFLOP/s", "% of peak (unit)", "load s (cache)", "peak RSS GB", "disk MB",
     )  # fmt: skip
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -17,15 +65,26 @@ def markdown_table(rows: list[dict]) -> str:
         if r["status"] != "ok":
             lines.append(f"| {r['backend']} | {r['status']}: {r.get('reason', '')} |" + " |" * (len(columns) - 2))
             continue
-        speedup = _fmt(r.get("speedup"), ".2f") + ("x" if r.get("speedup") is not None else "")
         lines.append(
-            f"| {r['backend']} | {r['precision']} | {r['mean_s']:.2f} | {r['median_s']:.2f} | {r['min_s']:.2f} "
-            f"| {r['max_s']:.2f} | {r['s_per_step']:.3f} | {speedup} | {_fmt(r.get('psnr_db'), '.1f')} "
+            f"| {r['backend']} | {r['precision']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} "
+            f"| {r['s_per_step']:.3f} | {speedup_text(r)} | {_fmt(r.get('psnr_db'), '.1f')} "
             f"| {_fmt(r.get('ssim'), '.3f')} | {_stages(r.get('stages_s'))} "
-            f"| {r['tflops']:.2f} | {r['peak_share'] * 100:.0f} ({r['peak_unit']}) "
-            f"| {r['load_s']:.0f} ({r['cache']}) | {r['peak_rss_gb']:.1f} | {_fmt(r['disk_mb'], '.0f')} |"
+            f"| {_fmt(r.get('tflops'), '.2f')} | {_share(r)} "
+            f"| {_fmt(r.get('load_s'), '.0f')} ({r.get('cache', '-')}) | {_fmt(r.get('peak_rss_gb'), '.1f')} "
+            f"| {_fmt(r.get('disk_mb'), '.0f')} |"
         )
     return "\n".join(lines)
+
+
+def speedup_text(r: dict) -> str:
+    """ "4.25x (4.18-4.31)", "1.02x (0.97-1.06), within noise", or "-" without a reference."""
+    if r.get("speedup") is None:
+        return "-"
+    text = f"{r['speedup']:.2f}x"
+    if r.get("speedup_range") and not r.get("reference"):
+        low, high = r["speedup_range"]
+        text += f" ({low:.2f}-{high:.2f})" + (", within noise" if r.get("within_noise") else "")
+    return text
 
 
 def startup_table(report: dict) -> str:
@@ -55,6 +114,13 @@ def _stages(stages: dict | None) -> str:
     return "-" if not stages else " / ".join(f"{v:.2f}" for v in stages.values())
 
 
+def _share(r: dict) -> str:
+    """ "65 (AVX-512 FP32)": the share of the CPU's peak, in % (files older than the peak model have none)."""
+    if r.get("peak_share") is None:
+        return "-"
+    return f"{r['peak_share'] * 100:.0f} ({r.get('peak_unit', '?')})"
+
+
 def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
@@ -68,13 +134,91 @@ def bar_chart(rows: list[dict], path: Path, title: str) -> None:
     image = Image.new("RGB", (width, 60 + len(done) * (bar_h + pad)), "white")
     draw = ImageDraw.Draw(image)
     draw.text((pad, pad), title, fill="black")
-    top = max((r["mean_s"] for r in done), default=1.0)
+    top = max((r["median_s"] for r in done), default=1.0)
     for i, r in enumerate(done):
         y = 50 + i * (bar_h + pad)
-        length = int((width - 330) * r["mean_s"] / top)
+        length = int((width - 330) * r["median_s"] / top)
         draw.rectangle([200, y, 200 + length, y + bar_h], fill="#d62728" if r.get("reference") else "#1f77b4")
         draw.text((pad, y + bar_h // 3), r["backend"], fill="black")
         ratio = f"  ({r['speedup']:.1f}x)" if r.get("speedup") is not None else ""
-        draw.text((210 + length, y + bar_h // 3), f"{r['mean_s']:.1f} s{ratio}", fill="black")
+        draw.text((210 + length, y + bar_h // 3), f"{r['median_s']:.1f} s{ratio}", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
+
+
+# ------------------------------------------------------------------------------------------ results/README.md
+# `python -m benchmarking.report results/` writes the tables below from the latency files into results/README.md,
+# between markers, so that no figure there is typed by hand; tests/test_benchmark.py fails when they disagree.
+BEGIN = "<!-- generated by `python -m benchmarking.report results/`: {name} -->"
+END = "<!-- end of generated {name} -->"
+
+
+def summary_table(reports: list[dict]) -> str:
+    """One column per CPU kind's latency file, one line per row: median seconds per image, the speed-up's median
+    and range over the paired rounds (or the single pass), and what the row computed in."""
+    reports = sorted(reports, key=lambda r: r["cpu_kind"])
+    header = "| row | " + " | ".join(f"{r['system']['cpu']} ({r['cpu_kind']}, {r['cores']} cores)" for r in reports)
+    lines = [header + " |", "|---|" + "---|" * len(reports)]
+    lines.append("| file, date, commit | " + " | ".join(
+        f"`{r['file']}`, {r['date']}, {r.get('commit', 'not recorded')}" for r in reports) + " |")  # fmt: skip
+    lines.append("| timed passes | " + " | ".join(
+        f"{r.get('rounds', r['passes'])} ({r.get('pairing', 'one pass per row, one after another')})"
+        for r in reports) + " |")  # fmt: skip
+    backends = list(dict.fromkeys(row["backend"] for r in reports for row in r["rows"]))
+    for backend_id in backends:
+        cells = []
+        for r in reports:
+            row = next((x for x in r["rows"] if x["backend"] == backend_id), None)
+            if row is None:
+                cells.append("not measured")
+            elif row["status"] != "ok":
+                cells.append(f"{row['status']}: {row.get('reason', '')[:60]}")
+            else:
+                compute = f"; {row['compute']}" if row.get("compute") else ""
+                cells.append(f"{row['median_s']:.1f} s ({speedup_text(row)}{compute})")
+        lines.append(f"| {backend_id} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def generated_blocks(directory: Path) -> dict[str, str]:
+    """Every generated table of results/README.md, by name, from the files in `directory`."""
+    from harness.results import read_results
+
+    reports = read_results(directory)
+    for report in reports:
+        report["file"] = report["_path"].name
+    blocks = {"latency summary": summary_table(reports)} if reports else {}
+    for report in sorted(reports, key=lambda r: r["file"]):
+        blocks[f"details of {report['file']}"] = (
+            f"`{report['file']}`: {report['date']}, commit {report.get('commit', 'not recorded')}, "
+            f"`{report['command']}`; {report['isa']}; {report['cores']} threads, allocator "
+            f"{report['system'].get('allocator', '?')}.\n\n" + markdown_table(report["rows"])
+        )
+    return blocks
+
+
+def regenerate(readme: str, blocks: dict[str, str]) -> str:
+    """`readme` with every generated block replaced by its current text; a block the README lacks is appended."""
+    for name, text in blocks.items():
+        begin, end = BEGIN.format(name=name), END.format(name=name)
+        if begin in readme and end in readme:
+            head, rest = readme.split(begin, 1)
+            _old, tail = rest.split(end, 1)
+            readme = f"{head}{begin}\n{text}\n{end}{tail}"
+        else:
+            readme = readme.rstrip("\n") + f"\n\n{begin}\n{text}\n{end}\n"
+    return readme
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    directory = Path((argv if argv is not None else sys.argv[1:] or ["results"])[0])
+    readme = directory / "README.md"
+    text = regenerate(readme.read_text(), generated_blocks(directory))
+    readme.write_text(text)
+    print(f"{readme}: {len(generated_blocks(directory))} generated tables")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@ once, timed like every row, then dropped before the next one loads."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 from dataclasses import fields, replace
 
@@ -21,7 +20,8 @@ from harness.rows import RowSet
 from harness.settings import build_comparison
 
 from .latency import measure_row, row_figures
-from .report import bar_chart
+from .report import bar_chart, provenance
+from .report import recipe as build_recipe
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def row_variants(settings, args) -> dict:
     reference["speedup"] = 1.0
     rows = [reference]
     report = {
-        "date": datetime.date.today().isoformat(),
-        "command": "python benchmark.py " + " ".join(args.argv),
+        **provenance(args.argv),
+        "recipe": build_recipe(load_settings),
         "mode": "variants",
         "row": backend_id,
         "model": model.model_id,
@@ -93,8 +93,6 @@ def row_variants(settings, args) -> dict:
         "seed": args.seed,
         "calibration_prompts": load_settings.calibration_prompts,
         "calibration_steps": load_settings.calibration_steps,
-        "cpu_kind": cpu.slug(),
-        "isa": cpu.isa_line(),
         "cores": cores,
         "rows": rows,
         "complete": False,  # written after every variant, so a long run that is cut short keeps what it measured

@@ -34,5 +34,6 @@ def read_results(directory: Path = RESULTS) -> list[dict]:
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("skipping %s: not a latency table (%s: %s)", path, type(exc).__name__, exc)
             continue
+        report["_path"] = path  # where it was read from (not part of the file)
         reports.append(report)
     return reports

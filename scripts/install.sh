@@ -1,24 +1,41 @@
 #!/usr/bin/env bash
 # One install script for `make setup`, CI and the Dockerfile, so all three run the same steps.
 #
-#   scripts/install.sh [--dev] [--cpu-torch]
-#     --dev        also test tools (pytest, Playwright, ruff, hadolint) and Debian's chromium for browser tests
-#     --cpu-torch  torch/torchvision CPU builds from the PyTorch CPU wheel index (Docker image), no CUDA libraries
+#   scripts/install.sh [--dev] [--cpu-torch | --pypi-torch]
+#     --dev         also test tools (pytest, Playwright, ruff, hadolint) and Debian's chromium for browser tests
+#     --cpu-torch   (default) torch/torchvision CPU builds from the PyTorch CPU wheel index: no CUDA libraries, which
+#                   a CPU app never loads; where that index cannot be reached, PyPI's build, with a line saying so
+#     --pypi-torch  torch from PyPI (several GB of CUDA libraries)
 #   VENV=path      where the virtual environment lives (default .venv next to this repo)
 #   PYTHON=python3.11  the interpreter to create it with
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dev=0 cpu_torch=0
+dev=0 cpu_torch=1
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
     --cpu-torch) cpu_torch=1 ;;
-    *) echo "install.sh: unknown option $arg (use --dev, --cpu-torch)" >&2; exit 2 ;;
+    --pypi-torch) cpu_torch=0 ;;
+    *) echo "install.sh: unknown option $arg (use --dev, --cpu-torch, --pypi-torch)" >&2; exit 2 ;;
   esac
 done
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+CPU_INDEX=https://download.pytorch.org/whl/cpu
+
+# The pinned set is Python 3.11's (torch 2.8 + IPEX 2.8 wheels): say so before pip fails on something else.
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  found=$("$PYTHON" --version 2>&1 || echo "no $PYTHON")
+  echo "install.sh: needs Python 3.11 (the pinned requirements are built for it); $PYTHON is: $found." >&2
+  echo "install.sh: install python3.11 and run again with PYTHON=python3.11" >&2
+  exit 1
+fi
+if [ "$cpu_torch" = 1 ] && ! "$PYTHON" -c "import urllib.request; urllib.request.urlopen('$CPU_INDEX/', timeout=10)" \
+    2>/dev/null; then
+  echo "install.sh: the PyTorch CPU wheel index ($CPU_INDEX) is out of reach: installing PyPI's torch instead"
+  cpu_torch=0
+fi
 
 # Debian packages: jemalloc for the allocator variant, chromium for the browser test.
 apt_packages=(libjemalloc2)

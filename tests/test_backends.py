@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,12 @@ REQUEST = GenerationRequest("sailing ship in storm by Rembrandt", seed=42, steps
 #   AVX-512-BF16/VNNI with the export check at f32 (issue 10); 39.3 and 39.5 dB / 0.997 on an Intel Xeon with AMX.
 # - ipex-bf16: 49.2 and 49.6 dB / SSIM 1.000 on an Intel Xeon with AMX (the same two runs; sd15-standin: 47.7 dB
 #   / 0.999). Runs only with AVX-512: native bf16 on AVX-512-BF16/AMX, emulated otherwise (not measured there).
+# - pytorch-bf16: runs only with native bf16; measured in test_pytorch_bf16_compiles_once_and_reuses_inductors_cache's
+#   run (printed) on an Intel Xeon with AMX.
 TOLERANCES = {  # backend -> (min PSNR dB, min SSIM)
     "openvino-static": (30.0, 0.95),  # f32: far above; bf16 end to end loses ~30-40 dB against f32 at most
     "ipex-bf16": (25.0, 0.90),  # bf16 end to end
+    "pytorch-bf16": (25.0, 0.90),  # bf16 end to end, as IPEX's
     "int8-tome": (25.0, 0.90),  # int8 UNet + merged tokens: ~6 dB below the lowest measured
 }
 
@@ -335,3 +339,47 @@ def test_openvino_sizes_share_one_compiled_text_encoder(tiny_model, cache_dir):
     latents = initial_latents(request.seed, 64, 64)
     images = [row.generate(request, latents, lambda *_: None, lambda *_: None) for row in (both, alone)]
     np.testing.assert_array_equal(*images)
+
+
+COMPILE_TWICE = """
+import sys
+from pathlib import Path
+import torch._dynamo.utils
+from core.request import LoadSettings
+from harness.model_sources import resolve_model
+from harness.rows import RowSet
+
+rows = RowSet(resolve_model("tiny", Path(sys.argv[1])), ["pytorch-bf16"], LoadSettings((128,), 2, Path(sys.argv[2])))
+rows.load_row("pytorch-bf16")
+assert rows.status["pytorch-bf16"].state == "ready", rows.status["pytorch-bf16"].detail
+hits = torch._dynamo.utils.counters["inductor"]["fxgraph_cache_hit"]
+print(f"{rows.status['pytorch-bf16'].load.seconds:.1f} {hits}")
+"""
+
+
+def test_pytorch_bf16_compiles_once_and_reuses_inductors_cache(comparison, cache_dir, tmp_path):
+    """A restart (a new process on the same cache directory) loads the compiled graphs from inductor's cache
+    instead of compiling them again."""
+    import subprocess
+    import sys
+
+    ready_or_skip(comparison, "pytorch-bf16")
+    psnr, ssim = fidelity(generate(comparison, "pytorch-bf16"), generate(comparison, "baseline"))
+    print(f"pytorch-bf16 vs baseline on tiny: {psnr:.1f} dB, SSIM {ssim:.3f}")
+    repo = Path(__file__).resolve().parent.parent
+
+    def load() -> tuple[float, int]:
+        env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+        done = subprocess.run(
+            [sys.executable, "-c", COMPILE_TWICE, str(cache_dir), str(tmp_path)], cwd=repo, env=env,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        seconds, hits = done.stdout.split()[-2:]
+        return float(seconds), int(hits)
+
+    first, first_hits = load()
+    again, hits = load()
+    assert (tmp_path / "torchinductor").is_dir() and first_hits == 0 and hits > 0
+    print(f"pytorch-bf16 load on tiny: {first:.1f} s compiling, {again:.1f} s from inductor's cache")
+    assert again < first

@@ -15,7 +15,7 @@ from core.request import LoadSettings
 ROW_FIELDS = {
     "backend", "status", "precision", "compute", "latencies_s", "mean_s", "median_s", "min_s", "max_s", "s_per_step",
     "load_s", "cache", "ram_added_mb", "peak_rss_gb", "disk_mb", "tflops", "peak_share", "peak_unit", "speedup",
-    "psnr_db", "ssim", "stages_s", "reference",
+    "psnr_db", "ssim", "stages_s", "reference", "speedups", "speedup_range", "within_noise",
 }  # fmt: skip
 
 
@@ -64,6 +64,24 @@ def test_benchmark_speedup_comes_from_the_measured_latencies(tmp_path, cache_dir
     assert rows["baseline"]["speedup"] == 1.0 and rows["baseline"]["psnr_db"] is None
     assert 2.5 < rows["openvino-static"]["speedup"] < 4.5
     assert rows["openvino-static"]["psnr_db"] == 100.0  # the fake rows compute the same image
+
+
+@pytest.mark.parametrize("pairing", ["together", "beside"])
+def test_paired_rounds_give_each_row_its_median_range_and_speedup_range(tmp_path, cache_dir, monkeypatch, pairing):
+    fake_rows(monkeypatch, {"baseline": 0.4, "openvino-static": 0.1, "int8-tome": 0.4})
+    report, _ = run(tmp_path, cache_dir, "--backends", "baseline,openvino-static,int8-tome", "--passes", "3",
+                    "--pairing", pairing)  # fmt: skip
+    assert report["rounds"] == 3 and report["pairing"] == pairing
+    rows = {r["backend"]: r for r in report["rows"]}
+    # together: one reference pass per round; beside: one beside each of the other two rows' three rounds
+    assert len(rows["baseline"]["latencies_s"]) == (3 if pairing == "together" else 6)
+    fast, same = rows["openvino-static"], rows["int8-tome"]
+    assert len(fast["latencies_s"]) == len(fast["speedups"]) == 3
+    assert fast["min_s"] <= fast["median_s"] <= fast["max_s"] and fast["speedup_range"][0] <= fast["speedup"]
+    assert 2.5 < fast["speedup"] < 4.5 and fast["within_noise"] is False
+    assert fast["speedup"] == pytest.approx(sorted(fast["speedups"])[1])  # the median of the rounds' ratios
+    low, high = same["speedup_range"]
+    assert same["within_noise"] == (low <= 1.0 <= high)  # equal work: a difference smaller than the spread
 
 
 def test_benchmark_without_a_baseline_still_prints_every_row(tmp_path, cache_dir, monkeypatch, capsys):
@@ -155,3 +173,15 @@ def test_variants_time_each_build_against_one_baseline(tmp_path, cache_dir, caps
     from harness.results import read_results
 
     assert read_results(tmp_path) == []  # not a latency table: the page's other-CPU tab leaves it out
+
+
+def test_the_results_readmes_tables_are_generated_from_the_files():
+    """Every table of results/README.md that a results file holds is the file's, as
+    `python -m benchmarking.report results/` writes it: a table typed by hand, or a file changed without it, fails."""
+    from benchmarking.report import BEGIN, generated_blocks, regenerate
+    from harness.results import RESULTS
+
+    readme = (RESULTS / "README.md").read_text()
+    blocks = generated_blocks(RESULTS)
+    assert blocks and all(BEGIN.format(name=name) in readme for name in blocks)
+    assert regenerate(readme, blocks) == readme, "run `python -m benchmarking.report results/`"

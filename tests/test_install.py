@@ -26,8 +26,16 @@ def test_install_script_is_idempotent_for_the_current_venv():
 
 def test_cpu_torch_variant_drops_the_cuda_build():
     script = (REPO / "scripts" / "install.sh").read_text()
-    assert "download.pytorch.org/whl/cpu" in script and "nvidia-" in script
+    assert "download.pytorch.org/whl/cpu" in script and "nvidia-" in script and "cpu_torch=1\n" in script
     assert "scripts/install.sh --cpu-torch" in (REPO / "Dockerfile").read_text()
+
+
+def test_install_script_names_the_python_it_needs(tmp_path):
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'Python 3.13.1' && exit 0\nexit 1\n")
+    fake.chmod(0o755)
+    done = run("bash", "scripts/install.sh", PYTHON=str(fake), VENV=str(tmp_path / "venv"))
+    assert done.returncode == 1 and "needs Python 3.11" in done.stderr and "Python 3.13.1" in done.stderr
 
 
 def test_dockerfile_passes_hadolint():

@@ -96,11 +96,13 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
 
     comparison = fake_comparison(tiny_model, cache_dir)
     second = comparison.rows.order[1]
-    verdicts = iter([False, True, False, False] * 2)
+    n = len(comparison.rows.order)
+    second_flagged = [False, True] + [False] * (n - 2)
+    verdicts = iter(second_flagged * 2)
     comparison.safety = lambda image: (image, next(verdicts))
     rows = list(comparison.run(GenerationRequest("cartoon bird", steps=2, height=TINY_SIZE, width=TINY_SIZE)))
-    assert [r.flagged for r in rows] == [False, True, False, False]
-    assert [r.blanks_all for r in rows] == [False, True, False, False]
+    assert [r.flagged for r in rows] == second_flagged
+    assert [r.blanks_all for r in rows] == second_flagged
     assert all(not r.image.any() for r in rows[1:]) and all(r.psnr_db == 100.0 for r in rows[1:])
     assert "another row's image" in rows[2].message and "this image" in rows[1].message
     page = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
@@ -109,7 +111,7 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
     images = final[5 : 5 + len(rows)]
     assert all(image is not None and not np.asarray(Image.open(image)).any() for image in images), second
     assert "every row's image is blanked" in final[1]
-    verdicts = iter([False, True, False, False] * 2)
+    verdicts = iter(second_flagged * 2)
     kept = compute_example(comparison, page.showcase, 0)  # an example the checker flags is kept blanked too
     assert len(kept.images) == len(rows)
     assert all(not np.asarray(Image.open(image)).any() for image in kept.images.values())

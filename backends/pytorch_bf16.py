@@ -1,0 +1,83 @@
+"""`pytorch-bf16`: plain PyTorch in bf16, the recipe Intel points IPEX's users to since IPEX was archived (2026).
+
+diffusers' pipeline with UNet and VAE in channels-last, every call under `torch.autocast("cpu", bfloat16)` (oneDNN
+then runs convolutions and matmuls in bf16, on AMX where the CPU has it), and the UNet and the VAE decoder through
+`torch.compile` with inductor's freezing (weights folded in as bf16 constants and prepacked for oneDNN). Inductor
+compiles at the first call of each shape; `load` makes that call (one step at every offered size) so the compile
+time is part of the row's load time, and keeps inductor's artefacts in the cache directory so that a restart, or a
+Space image prepared ahead, compiles from them instead of from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+
+from core.cpu import Cpu, RowSupport, this_cpu
+from core.probes import component_weights_mb
+from core.request import GenerationRequest, LoadSettings, ProgressCallback, StageCallback, StepCallback
+
+from .base import LoadInfo
+from .baseline import load_diffusers_pipeline
+from .pipeline import run_pipeline
+
+COMPILE_OPTIONS = {"freezing": True}  # inductor: constant-fold and prepack the (bf16) weights
+
+
+class PyTorchBf16:
+    id = "pytorch-bf16"
+    title = "PyTorch bf16 (torch.compile)"
+    framework = "pytorch"
+    traces_on_load = True  # dynamo traces the modules at the compiling call in `load`
+
+    @classmethod
+    def support(cls, cpu: Cpu) -> RowSupport:
+        # Unlike IPEX this recipe has no emulated path worth showing: without native bf16, oneDNN converts every
+        # operand to fp32 and the row would only measure the conversions.
+        if cpu.has("amx_bf16"):
+            return RowSupport(True, "bf16 native (AMX-BF16)", compute="bf16")
+        if cpu.has("avx512_bf16"):
+            return RowSupport(True, "bf16 native (AVX-512-BF16)", compute="bf16")
+        if cpu.has("avx_ne_convert"):
+            return RowSupport(True, "bf16 native (AVX-NE-CONVERT)", compute="bf16")
+        return RowSupport(
+            False, "unavailable", reason=f"PyTorch bf16 needs native bf16 (AVX-512-BF16, AMX or AVX-NE-CONVERT); {cpu}"
+        )
+
+    def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
+        import time
+
+        import torch
+
+        support = self.support(this_cpu())
+        if not support.runs:
+            raise RuntimeError(support.reason)
+        # Inductor's on-disk caches (FX graphs, AOT autograd, compiled kernels) follow this variable; read when
+        # inductor first compiles, so set before that (in the build cache's directory, shared like the IR).
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.cache_dir / "torchinductor"))
+        pipe = load_diffusers_pipeline(model, progress)
+        pipe.unet = pipe.unet.to(memory_format=torch.channels_last).eval()
+        pipe.vae = pipe.vae.to(memory_format=torch.channels_last).eval()
+        # dynamic=False: one graph per offered size, as the static-shape rows have.
+        pipe.unet = torch.compile(pipe.unet, dynamic=False, options=COMPILE_OPTIONS)
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder, dynamic=False, options=COMPILE_OPTIONS)
+        self.pipe, self.scheduler_config = pipe, settings.scheduler_config
+        compiled = {}
+        for size in settings.sizes:
+            progress(f"torch.compile (inductor, freezing) at {size}x{size}: the first call compiles")
+            start = time.perf_counter()
+            request = GenerationRequest("compile", steps=1, height=size, width=size)
+            latents = torch.zeros(1, pipe.unet.config.in_channels, size // 8, size // 8)
+            self.generate(request, latents, lambda *_: None, lambda *_: None)
+            compiled[size] = time.perf_counter() - start
+        took = ", ".join(f"{s}x{s} {t:.0f} s" for s, t in compiled.items())
+        return LoadInfo(
+            disk_mb=component_weights_mb(model.path),
+            precision=f"autocast {support.how}, torch.compile (compile + first call: {took})",
+            compute=support.compute,
+        )
+
+    def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step, on_stage)
