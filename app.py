@@ -34,8 +34,9 @@ from harness.wait_estimate import WaitEstimate
 
 log = logging.getLogger("app")
 
-# On a Hugging Face Space the app sees the Space's proxy, and the visitor's address is the first X-Forwarded-For
-# entry; anywhere else that header is the client's own word, so only the connection's address counts.
+# On a Hugging Face Space the app sees the Space's proxy, which appends the visitor's address to X-Forwarded-For:
+# the last entry is the proxy's word (entries before it are whatever the client sent). Anywhere else the header is
+# the client's own word, so only the connection's address counts.
 TRUST_FORWARDED_FOR = bool(os.environ.get("SPACE_ID"))
 MAX_UPLOAD = "1kb"  # the page takes no files: Gradio's upload route refuses anything larger
 DELETE_CACHE = (600, 3600)  # every 10 minutes, Gradio's temporary files (images sent to pages) older than an hour go
@@ -341,7 +342,7 @@ def client_of(request) -> str:
         return ""
     forwarded = request.headers.get("x-forwarded-for", "") if TRUST_FORWARDED_FOR else ""
     if forwarded:
-        return forwarded.split(",")[0].strip()
+        return forwarded.split(",")[-1].strip()
     return request.client.host if request.client else ""
 
 
