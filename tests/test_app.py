@@ -61,8 +61,8 @@ def test_a_request_made_while_the_rows_load_waits_for_every_row_and_says_which(t
     page = app.make_page(comparison)
     updates = list(app.make_generate(page)(**RUN_ARGS, progress=lambda *a, desc=None, **k: said.append(desc)))
     assert [r["status"] for r in updates[-1][4]["rows"]] == ["ok"] * len(backend_ids())  # none skipped
-    titles = [comparison.rows.titles[b] for b in backend_ids()]
-    assert any(d and d.startswith(f"waiting for {titles[-1]} to load") for d in said), said
+    # The request reached a row before the loader had finished it, and said so (which rows depends on timing).
+    assert any(d and d.startswith("waiting for ") and " to load (" in d for d in said), said
 
 
 def test_random_seed_draws_a_new_seed_that_the_rows_use(comparison):
