@@ -11,6 +11,7 @@ Space image prepared ahead, compiles from them instead of from scratch.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from core.cpu import Cpu, RowSupport, this_cpu
 from core.probes import component_weights_mb
@@ -43,10 +44,17 @@ class PyTorchBf16:
             False, "unavailable", reason=f"PyTorch bf16 needs native bf16 (AVX-512-BF16, AMX or AVX-NE-CONVERT); {cpu}"
         )
 
+    def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
+        """Compile once, so that inductor's cache holds every kernel (`python -m harness.prepare`, e.g. when the
+        Space image is built); a later load compiles from it."""
+        info = self.load(model, settings, progress)
+        return dict.fromkeys(settings.sizes, (Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]), info.cache == "hit"))
+
     def load(self, model, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
         import time
 
         import torch
+        import torch._dynamo.utils
 
         support = self.support(this_cpu())
         if not support.runs:
@@ -61,7 +69,7 @@ class PyTorchBf16:
         pipe.unet = torch.compile(pipe.unet, dynamic=False, options=COMPILE_OPTIONS)
         pipe.vae.decoder = torch.compile(pipe.vae.decoder, dynamic=False, options=COMPILE_OPTIONS)
         self.pipe, self.scheduler_config = pipe, settings.scheduler_config
-        compiled = {}
+        compiled, misses_before = {}, _cache_misses(torch)
         for size in settings.sizes:
             progress(f"torch.compile (inductor, freezing) at {size}x{size}: the first call compiles")
             start = time.perf_counter()
@@ -71,6 +79,7 @@ class PyTorchBf16:
             compiled[size] = time.perf_counter() - start
         took = ", ".join(f"{s}x{s} {t:.0f} s" for s, t in compiled.items())
         return LoadInfo(
+            cache="built" if _cache_misses(torch) > misses_before else "hit",  # inductor compiled nothing anew
             disk_mb=component_weights_mb(model.path),
             precision=f"autocast {support.how}, torch.compile (compile + first call: {took})",
             compute=support.compute,
@@ -81,3 +90,8 @@ class PyTorchBf16:
 
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step, on_stage)
+
+
+def _cache_misses(torch) -> int:
+    """Graphs inductor has had to compile (not found in its caches) so far in this process."""
+    return torch._dynamo.utils.counters["inductor"]["fxgraph_cache_miss"]

@@ -37,8 +37,9 @@ if [ "$cpu_torch" = 1 ] && ! "$PYTHON" -c "import urllib.request; urllib.request
   cpu_torch=0
 fi
 
-# Debian packages: jemalloc for the allocator variant, chromium for the browser test.
-apt_packages=(libjemalloc2)
+# Debian packages: jemalloc for the allocator variant, a C++ compiler for torch.compile's inductor (the pytorch-bf16
+# row compiles its kernels at load: without one it fails with InvalidCxxCompiler), chromium for the browser test.
+apt_packages=(libjemalloc2 g++)
 [ "$dev" = 1 ] && apt_packages+=(chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SIZE, make_comparison
 
+from backends import backend_class
 from core.build_cache import BuildCache
+from core.cpu import this_cpu
 from core.request import LoadSettings
 from harness.model_sources import ModelUnavailable, resolve_model
 
@@ -71,7 +73,9 @@ def test_a_dead_builds_temp_dir_is_removed_and_a_live_one_kept(tmp_path):
 BUILDER = """
 import sys, time
 from pathlib import Path
+from backends import backend_class
 from core.build_cache import BuildCache
+from core.cpu import this_cpu
 
 def build(out):
     open(sys.argv[2], "a").write("built\\n")
@@ -246,8 +250,9 @@ def test_loading_logs_each_rows_cache_state(tiny_model, cache_dir, caplog):
 
 
 def test_prepare_builds_every_rows_ir_once_then_finds_it(tiny_model, tmp_path, capsys):
-    """`python -m harness.prepare` (the Space image's build step): the OpenVINO rows' IR is built, the PyTorch
-    rows have nothing to build; run again, every build is a cache hit."""
+    """`python -m harness.prepare` (the Space image's build step): the OpenVINO rows' IR is built, pytorch-bf16's
+    kernels compiled into inductor's cache, the other PyTorch rows have nothing to build; run again, every build is
+    a cache hit."""
     from conftest import TINY_SIZE
 
     from harness import prepare
@@ -258,6 +263,8 @@ def test_prepare_builds_every_rows_ir_once_then_finds_it(tiny_model, tmp_path, c
     assert first["openvino-static"].startswith("built in") and first["int8-tome"].startswith("built in")
     again = prepare.main(argv)
     assert again["openvino-static"] == again["int8-tome"] == "cache hit"
+    if backend_class("pytorch-bf16").support(this_cpu()).runs:  # inductor's kernels, compiled by the first run
+        assert again["pytorch-bf16"] == "cache hit"
     assert "prepare: int8-tome: cache hit" in capsys.readouterr().out
     # A prebuilt int8 pipeline given: prepare builds no int8 IR of its own (in a fresh cache).
     (built,) = [p for p in (tmp_path / "ir").iterdir() if "int8" in p.name and p.is_dir()]
