@@ -40,6 +40,10 @@ fi
 # Debian packages: jemalloc for the allocator variant, a C++ compiler for torch.compile's inductor (the pytorch-bf16
 # row compiles its kernels at load: without one it fails with InvalidCxxCompiler), chromium for the browser test.
 apt_packages=(libjemalloc2 g++)
+# inductor's kernels include Python.h: Debian's python3-dev where the interpreter came without its headers (a
+# Debian python3.11; python.org's and the official Docker images ship them).
+"$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  || apt_packages+=(python3-dev)
 [ "$dev" = 1 ] && apt_packages+=(chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
