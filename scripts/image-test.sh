@@ -120,7 +120,7 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
 import sys, time, urllib.request
 from gradio_client import Client
 sys.path.insert(0, ".")
-from backends import backend_class, backend_ids
+from backends import backend_class
 from core.cpu import this_cpu
 
 port, started, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
@@ -146,7 +146,8 @@ while True:
         time.sleep(0.5)
 page_up = time.time() - started
 client = Client(url, verbose=False)
-expected = [b for b in backend_ids() if backend_class(b).support(this_cpu()).runs]
+shown = list(client.predict(api_name="/health")["rows"])  # the rows this start serves (SBS_BACKENDS may choose)
+expected = [b for b in shown if backend_class(b).support(this_cpu()).runs]
 while True:
     health = client.predict(api_name="/health")
     if health["warm"] == expected:
