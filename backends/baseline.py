@@ -10,13 +10,15 @@ from .base import LoadInfo
 from .pipeline import run_pipeline
 
 
-def load_diffusers_pipeline(model, progress: ProgressCallback):
-    """The pipeline exactly as `from_pretrained` gives it, without the safety checker: the harness applies the
-    model's checker to every row's output outside the timed section."""
+def load_diffusers_pipeline(model, progress: ProgressCallback, dtype=None):
+    """The pipeline exactly as `from_pretrained` gives it (in `dtype`, default the weights' fp32), without the safety
+    checker: the harness applies the model's checker to every row's output outside the timed section."""
     from diffusers import StableDiffusionPipeline
 
     progress(f"loading {model.model_id} with diffusers")
-    pipe = StableDiffusionPipeline.from_pretrained(model.path, safety_checker=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        model.path, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -1,11 +1,26 @@
 """`pytorch-bf16`: plain PyTorch in bf16, the recipe Intel points IPEX's users to since IPEX was archived (2026).
 
-diffusers' pipeline with UNet and VAE in channels-last, every call under `torch.autocast("cpu", bfloat16)` (oneDNN
-then runs convolutions and matmuls in bf16, on AMX where the CPU has it), and the UNet and the VAE decoder through
-`torch.compile` with inductor's freezing (weights folded in as bf16 constants and prepacked for oneDNN). Inductor
-compiles at the first call of each shape; `load` makes that call (one step at every offered size) so the compile
-time is part of the row's load time, and keeps inductor's artefacts in the cache directory so that a restart, or a
-Space image prepared ahead, compiles from them instead of from scratch.
+diffusers' pipeline loaded in bf16 (`torch_dtype=torch.bfloat16`: oneDNN runs convolutions and matmuls in bf16, on
+AMX where the CPU has it), UNet and VAE in channels-last, and the UNet and the VAE decoder through `torch.compile`
+(inductor). Inductor compiles at the first call of each shape; `load` makes that call (one step at every offered
+size) so the compile time is part of the row's load time, and keeps inductor's artefacts in the cache directory so
+that a restart, or a Space image prepared ahead, compiles from them instead of from scratch.
+
+Why not inductor's freezing (weights folded in and prepacked for oneDNN), which Intel's recipe adds: in torch 2.8
+the prepacked weights are oneDNN tensors that inductor's caches cannot store ("mkldnn tensors unpickleable"; AOT
+autograd: "Cannot cache a graph with freezing enabled"), so every start would compile again (about 90 s at 512x512
+on 2 cores), for a UNet call about 10 % faster, less than this VM's spread between passes (512x512, AMX, 2 cores,
+one process each: 1.85-2.06 s frozen, 2.09-2.30 s not; frozen without prepacking, which caches, 2.46-2.78 s). Note that
+`torch.compile(options={"freezing": True})` does not freeze in torch 2.8 (`compile_fx` reads the setting outside the
+options' patch; the generated code keeps the weights as inputs): `torch._inductor.config.patch` does. `max-autotune`
+was tried too: every C++ GEMM template candidate failed to compile (g++ 12, "expected '}' at end of input"), so it can
+only choose among the oneDNN kernels the default already calls.
+
+Why bf16 weights and not `torch.autocast`: importing IPEX (the ipex-bf16 row, in the same process) re-registers
+PyTorch's CPU autocast kernels (group_norm then runs in bf16), so under autocast this row's graph, speed and images
+would depend on whether the IPEX row was loaded beside it (seen: the Space image compiled at build without IPEX and
+again at start with it). A bf16 model does not go through autocast at all. The initial latents are rounded to bf16
+on entry, as every bf16 row rounds its inputs.
 """
 
 from __future__ import annotations
@@ -20,8 +35,6 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 from .base import LoadInfo
 from .baseline import load_diffusers_pipeline
 from .pipeline import run_pipeline
-
-COMPILE_OPTIONS = {"freezing": True}  # inductor: constant-fold and prepack the (bf16) weights
 
 
 class PyTorchBf16:
@@ -62,12 +75,12 @@ class PyTorchBf16:
         # Inductor's on-disk caches (FX graphs, AOT autograd, compiled kernels) follow this variable; read when
         # inductor first compiles, so set before that (in the build cache's directory, shared like the IR).
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.cache_dir / "torchinductor"))
-        pipe = load_diffusers_pipeline(model, progress)
+        pipe = load_diffusers_pipeline(model, progress, dtype=torch.bfloat16)
         pipe.unet = pipe.unet.to(memory_format=torch.channels_last).eval()
         pipe.vae = pipe.vae.to(memory_format=torch.channels_last).eval()
         # dynamic=False: one graph per offered size, as the static-shape rows have.
-        pipe.unet = torch.compile(pipe.unet, dynamic=False, options=COMPILE_OPTIONS)
-        pipe.vae.decoder = torch.compile(pipe.vae.decoder, dynamic=False, options=COMPILE_OPTIONS)
+        pipe.unet = torch.compile(pipe.unet, dynamic=False)
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder, dynamic=False)
         self.pipe, self.scheduler_config = pipe, settings.scheduler_config
         compiled, misses_before = {}, _cache_misses(torch)
         for size in settings.sizes:
@@ -81,15 +94,15 @@ class PyTorchBf16:
         return LoadInfo(
             cache="built" if _cache_misses(torch) > misses_before else "hit",  # inductor compiled nothing anew
             disk_mb=component_weights_mb(model.path),
-            precision=f"autocast {support.how}, torch.compile (compile + first call: {took})",
+            precision=f"{support.how}, bf16 weights, torch.compile (compile + first call: {took})",
             compute=support.compute,
         )
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
         import torch
 
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return run_pipeline(self.pipe, self.scheduler_config, request, latents, on_step, on_stage)
+        bf16_latents = latents.to(torch.bfloat16)
+        return run_pipeline(self.pipe, self.scheduler_config, request, bf16_latents, on_step, on_stage)
 
 
 def _cache_misses(torch) -> int:

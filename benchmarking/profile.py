@@ -130,13 +130,15 @@ def profile_row(settings, args) -> dict:
         report["vae_decode"] = openvino_profile(pipe.vae_decoder.request)
     else:
         pipe = backend.pipe
-        unet_latents = latents.repeat(2, 1, 1, 1)  # classifier-free guidance: one call on a batch of two
         import torch
 
+        dtype = pipe.unet.dtype  # a row with bf16 weights (pytorch-bf16) takes bf16 inputs
+        unet_latents = latents.repeat(2, 1, 1, 1).to(dtype)  # classifier-free guidance: one call on a batch of two
         with torch.no_grad():
             cond, uncond = pipe.encode_prompt(request.prompt, "cpu", 1, True)
         embeddings = torch.cat([uncond, cond])
-        autocast = status.load.compute == "bf16"  # the PyTorch bf16 rows run under CPU autocast
+        # fp32 weights computed in bf16 (ipex-bf16) run under CPU autocast, as the row does
+        autocast = status.load.compute == "bf16" and dtype == torch.float32
 
         def unet():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -144,7 +146,7 @@ def profile_row(settings, args) -> dict:
 
         def decode():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                pipe.vae.decode(latents / pipe.vae.config.scaling_factor)
+                pipe.vae.decode(latents.to(dtype) / pipe.vae.config.scaling_factor)
 
         unet(), decode()  # their own warm-up at these shapes
         report["unet_call"] = torch_profile(unet, status.load.compute)
