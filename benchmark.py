@@ -52,9 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args, settings = parse_args(argv)
-    if args.startup:  # start-up uses the app's sizes
-        if args.json is None:
-            args.json = Path("artifacts/startup.json")
+    if args.startup:  # start-up uses the app's sizes; results/<model>-startup-<allocator>-<cpu kind>-<cores>cores.json
         return startup(settings, args)
     settings.sizes = str(args.size)
     if args.variants:

@@ -21,6 +21,7 @@ from .report import provenance
 log = logging.getLogger(__name__)
 
 TOP = 15  # operations listed per component
+TOP_LAYERS = 10  # single layers listed per component, where the profiler names them
 
 
 def precision_of(exec_type: str) -> str:
@@ -56,14 +57,23 @@ def summarize(rows: list[dict]) -> dict:
         shares[r["precision"]] += r["ms"] / total
         by_kernel[(r["type"], r["kernel"], r["precision"])] += r["ms"]
     top = sorted(by_kernel.items(), key=lambda item: -item[1])[:TOP]
-    return {
+    summary = {
         "total_ms": total,
         "precision_share": dict(sorted(shares.items(), key=lambda item: -item[1])),
+        # attention, whatever kernel runs it: OpenVINO fuses it into `Subgraph` nodes named after the exported
+        # `aten::scaled_dot_product_attention`; torch's profiler names the flash-attention op
+        "attention_share": sum(r["ms"] for r in rows if "scaled_dot_product" in r["name"]) / total,
         "top": [
             {"op": op, "kernel": kernel, "precision": precision, "ms": ms, "share": ms / total}
             for (op, kernel, precision), ms in top
         ],
     }
+    if any(r["name"] != r["type"] for r in rows):  # per-layer names (OpenVINO): the largest single layers
+        summary["top_layers"] = [
+            {"name": r["name"][:160], "op": r["type"], "kernel": r["kernel"], "ms": r["ms"], "share": r["ms"] / total}
+            for r in sorted(rows, key=lambda r: -r["ms"])[:TOP_LAYERS]
+        ]
+    return summary
 
 
 def torch_profile(fn, precision: str) -> dict:
@@ -169,7 +179,7 @@ def profile_table(report: dict) -> str:
         p = report[part]
         shares = ", ".join(f"{k} {v * 100:.0f} %" for k, v in p["precision_share"].items())
         lines += [
-            f"\n{part}: {p['total_ms']:.0f} ms; by precision: {shares}",
+            f"\n{part}: {p['total_ms']:.0f} ms; by precision: {shares}; attention {p['attention_share'] * 100:.0f} %",
             "| op | kernel | precision | ms | share |",
             "|---|---|---|---|---|",
         ]
@@ -177,4 +187,10 @@ def profile_table(report: dict) -> str:
             f"| {t['op']} | {t['kernel']} | {t['precision']} | {t['ms']:.1f} | {t['share'] * 100:.1f} % |"
             for t in p["top"]
         ]
+        if p.get("top_layers"):
+            lines += ["\n| largest layers | op | kernel | ms | share |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {t['name'][:90]} | {t['op']} | {t['kernel']} | {t['ms']:.1f} | {t['share'] * 100:.1f} % |"
+                for t in p["top_layers"]
+            ]
     return "\n".join(lines)

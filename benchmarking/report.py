@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -189,12 +190,91 @@ def generated_blocks(directory: Path) -> dict[str, str]:
         report["file"] = report["_path"].name
     blocks = {"latency summary": summary_table(reports)} if reports else {}
     for report in sorted(reports, key=lambda r: r["file"]):
-        blocks[f"details of {report['file']}"] = (
-            f"`{report['file']}`: {report['date']}, commit {report.get('commit', 'not recorded')}, "
-            f"`{report['command']}`; {report['isa']}; {report['cores']} threads, allocator "
-            f"{report['system'].get('allocator', '?')}.\n\n" + markdown_table(report["rows"])
-        )
+        blocks[f"details of {report['file']}"] = _source(report["file"], report) + markdown_table(report["rows"])
+    profiles = {}
+    for path in sorted(Path(directory).glob("profile-*.json")):
+        report = json.loads(path.read_text())
+        profiles.setdefault(report["cpu_kind"], []).append((path.name, report))
+    for cpu_kind, files in profiles.items():
+        blocks[f"profiles on {cpu_kind}"] = profiles_table(files)
+    for path in sorted(Path(directory).glob("*-variants-*.json")):
+        report = json.loads(path.read_text())
+        blocks[f"variants of {path.name}"] = _source(path.name, report) + variants_table(report["rows"])
+    starts = [json.loads(p.read_text()) | {"file": p.name} for p in sorted(Path(directory).glob("image-start-*.json"))]
+    if starts:
+        blocks["image starts"] = image_starts_table(starts)
+    for path in sorted(Path(directory).glob("*-startup-*.json")):
+        report = json.loads(path.read_text())
+        blocks[f"start-up of {path.name}"] = _source(path.name, report) + startup_table(report).lstrip("\n")
     return blocks
+
+
+def variants_table(rows: list[dict]) -> str:
+    lines = [
+        "| variant | s/image | s/step | speed-up | PSNR dB | SSIM | text / denoise / decode s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['backend']} | {r['status']}: {r['reason']} | | | | | |")
+            continue
+        stages = " / ".join(f"{v:.2f}" for v in (r.get("stages_s") or {}).values()) or "-"
+        psnr = "-" if r.get("psnr_db") is None else f"{r['psnr_db']:.1f}"
+        ssim = "-" if r.get("ssim") is None else f"{r['ssim']:.3f}"
+        step = f"{r['s_per_step']:.3f}" if "s_per_step" in r else "-"
+        lines.append(
+            f"| {r['backend']} | {r['mean_s']:.2f} | {step} | {r['speedup']:.2f}x | {psnr} | {ssim} | {stages} |"
+        )
+    return "\n".join(lines)
+
+
+def profiles_table(files: list[tuple[str, dict]]) -> str:
+    """One line per profile file of a CPU kind: the UNet call and the VAE decode, their largest kernels (or ops)
+    and the share attention takes where the file records it."""
+    lines = [
+        "| row (file, date, commit) | UNet call | where it goes | attention | VAE decode | where it goes |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def top(part: dict, n: int) -> str:
+        return ", ".join(f"`{t['op']} {t['kernel']}` {t['share'] * 100:.0f} %" if t["op"] != t["kernel"] else
+                         f"`{t['op']}` {t['share'] * 100:.0f} %" for t in part["top"][:n])  # fmt: skip
+
+    for name, r in files:
+        unet, vae = r["unet_call"], r["vae_decode"]
+        attention = f"{unet['attention_share'] * 100:.0f} %" if "attention_share" in unet else "not recorded"
+        lines.append(
+            f"| {r['row']} ({r.get('precision', '?')}; `{name}`, {r['date']}, {r.get('commit', 'not recorded')}) "
+            f"| {unet['total_ms']:.0f} ms | {top(unet, 3)} | {attention} | {vae['total_ms']:.0f} ms | {top(vae, 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def image_starts_table(starts: list[dict]) -> str:
+    """One line per start of the Space image that `scripts/image-test.sh` timed (SBS_IMAGE_TEST_RESULTS=1)."""
+    lines = [
+        "| file, date, commit | CPU kind | model, size | cache | page answers | every row warm | rows | cache state "
+        "| RSS after a request | image |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in starts:
+        cache = ", ".join(f"{row} {state}" for row, state in r["cache"].items())
+        lines.append(
+            f"| `{r['file']}`, {r['date']}, {r['commit']} | {r['cpu_kind']} | {r['model']}, {r['size']}px "
+            f"| {r['cache_mount']} | {r['page_up_s']} s | {r['all_warm_s']} s | {', '.join(r['rows'])} | {cache} "
+            f"| {r['rss_mb_after_request']} MB | {r['image_mb']} MB |"
+        )
+    return "\n".join(lines)
+
+
+def _source(name: str, report: dict) -> str:
+    """Where a table comes from, as its file says (files from before provenance was recorded say so)."""
+    unknown = "not recorded"
+    return (
+        f"`{name}`: {report.get('date', unknown)}, commit {report.get('commit', unknown)}, "
+        f"`{report.get('command', unknown)}`; {report.get('isa', 'ISA ' + unknown)}; "
+        f"{report.get('cores', '?')} threads, allocator {report.get('system', {}).get('allocator', '?')}.\n\n"
+    )
 
 
 def regenerate(readme: str, blocks: dict[str, str]) -> str:

@@ -20,7 +20,7 @@ from harness.rows import RowSet
 from harness.settings import build_comparison
 
 from .latency import measure_row, row_figures
-from .report import bar_chart, provenance
+from .report import bar_chart, provenance, variants_table
 from .report import recipe as build_recipe
 
 log = logging.getLogger(__name__)
@@ -123,25 +123,6 @@ def row_variants(settings, args) -> dict:
     print(variants_table(rows))
     report["json"] = str(json_path)
     return report
-
-
-def variants_table(rows: list[dict]) -> str:
-    lines = [
-        "| variant | s/image | s/step | speed-up | PSNR dB | SSIM | text / denoise / decode s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r["status"] != "ok":
-            lines.append(f"| {r['backend']} | {r['status']}: {r['reason']} | | | | | |")
-            continue
-        stages = " / ".join(f"{v:.2f}" for v in (r.get("stages_s") or {}).values()) or "-"
-        psnr = "-" if r.get("psnr_db") is None else f"{r['psnr_db']:.1f}"
-        ssim = "-" if r.get("ssim") is None else f"{r['ssim']:.3f}"
-        step = f"{r['s_per_step']:.3f}" if "s_per_step" in r else "-"
-        lines.append(
-            f"| {r['backend']} | {r['mean_s']:.2f} | {step} | {r['speedup']:.2f}x | {psnr} | {ssim} | {stages} |"
-        )
-    return "\n".join(lines)
 
 
 def tradeoff_chart(rows: list[dict], path, title: str) -> None:

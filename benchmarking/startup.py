@@ -6,11 +6,15 @@ from __future__ import annotations
 import threading
 import time
 
+from core.cpu import this_cpu
 from core.files import write_json
+from core.naming import model_slug
 from core.probes import process_memory_mb
+from harness.results import RESULTS
 from harness.settings import build_comparison
+from harness.system_info import system_info
 
-from .report import startup_table
+from .report import provenance, recipe, startup_table
 
 
 def startup(settings, args) -> dict:
@@ -53,8 +57,14 @@ def startup(settings, args) -> dict:
             row["reason"] = status.detail
         table.append(row)
     ready = [r for r in table if r["state"] == "ready"]
+    cores = settings.thread_count()
+    info = system_info(cores, rows.order)
     report = {
+        **provenance(args.argv),
         "mode": "startup",
+        "recipe": recipe(rows.settings),
+        "cores": cores,
+        "system": info,
         "model": rows.model.model_id,
         "sizes": list(rows.settings.sizes),
         "all_serving_s": max((r.get("serving_s", total) for r in ready), default=None),
@@ -62,6 +72,10 @@ def startup(settings, args) -> dict:
         "memory_gb": {k: round(v / 1024, 2) for k, v in process_memory_mb().items()},
         "rows": table,
     }
+    allocator = info["allocator"].split()[0]  # jemalloc, tcmalloc, glibc
+    name = f"{model_slug(rows.model.model_id)}-startup-{allocator}-{this_cpu().slug()}-{cores}cores.json"
+    args.json = args.json or RESULTS / name
     write_json(args.json, report)
     print(startup_table(report))
+    print(f"\nJSON: {args.json}")
     return report

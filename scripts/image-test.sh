@@ -16,6 +16,8 @@
 #                             builds into it, the restart must find everything there and download nothing
 #   SBS_IMAGE_TEST_MODEL=id SBS_IMAGE_TEST_SIZE=512  the model and size the starts serve (default: tiny at 128)
 #   Other SBS_* settings named in SBS_IMAGE_TEST_ENV (e.g. "SBS_CALIBRATION_PROMPTS=2") are passed to the app.
+#   SBS_IMAGE_TEST_RESULTS=1  also write each start's figures to results/image-start-<model>-<size>px-<cpu kind>-<start>.json
+#                             (with date, command, commit and CPU; `python -m benchmarking.report results/` tabulates them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -116,7 +118,8 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   pid=$!
   local may_build=0
   [ -n "$HOST_CACHE" ] && [ "$1" != restart ] && [ "$1" != bucket-restart ] && may_build=1
-  "$PYTHON" - "$PORT" "$started" "$pid" "$SIZE" "$may_build" <<'EOF' || { echo "image-test: start $1 failed; its log:" >&2; tail -30 "$log" >&2; return 1; }
+  "$PYTHON" - "$PORT" "$started" "$pid" "$SIZE" "$may_build" "$1" "${SBS_IMAGE_TEST_RESULTS:-}" "$((size / 1000000))" \
+    "${MODEL:-tiny}" "${HOST_CACHE:+bucket}" <<'EOF' || { echo "image-test: start $1 failed; its log:" >&2; tail -30 "$log" >&2; return 1; }
 import sys, time, urllib.request
 from gradio_client import Client
 sys.path.insert(0, ".")
@@ -165,6 +168,26 @@ ok = [r["backend"] for r in out[4]["rows"] if r["status"] == "ok"]
 assert ok == expected, out[4]["rows"]
 print(f"image-test: page up after {page_up:.1f} s, every row ready and warm after {all_warm:.1f} s, "
       f"cache {health['cache']}, /generate ok on {', '.join(ok)}")
+if sys.argv[7]:  # SBS_IMAGE_TEST_RESULTS: this start's figures as a results file
+    from benchmarking.report import provenance
+    from core.files import write_json
+    from core.naming import model_slug
+    from harness.results import RESULTS
+
+    with open(f"/proc/{pid}/status") as status:
+        rss_mb = next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
+    start, model = sys.argv[6], sys.argv[9]
+    report = {
+        **provenance([]),
+        "command": f"SBS_IMAGE_TEST_RESULTS=1 scripts/image-test.sh (its start '{start}')",
+        "mode": "image-start", "start": start, "model": model, "size": int(sys.argv[4]),
+        "image_mb": int(sys.argv[8]), "cache_mount": "a bucket at /bucket" if sys.argv[10] else "the image's /opt/sbs-cache",
+        "page_up_s": round(page_up, 1), "all_warm_s": round(all_warm, 1), "rows": ok, "cache": health["cache"],
+        "rss_mb_after_request": rss_mb,
+    }  # fmt: skip
+    path = RESULTS / f"image-start-{model_slug(model)}-{sys.argv[4]}px-{report['cpu_kind']}-{start}.json"
+    write_json(path, report)
+    print(f"image-test: wrote {path}")
 EOF
   # env, chroot, bash and start.sh each exec the next: $pid is the app's Python process now
   echo "image-test: app RSS with every row loaded: $(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status") MB"

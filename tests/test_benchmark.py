@@ -66,6 +66,22 @@ def test_benchmark_speedup_comes_from_the_measured_latencies(tmp_path, cache_dir
     assert rows["openvino-static"]["psnr_db"] == 100.0  # the fake rows compute the same image
 
 
+def test_startup_is_a_results_file_with_its_provenance_and_a_generated_table(tmp_path, cache_dir, monkeypatch):
+    """`--startup` writes when each row served and was warm, with the date, command, commit and CPU every results
+    file carries; `python -m benchmarking.report` makes its table from that file."""
+    from benchmarking.report import generated_blocks
+
+    fake_rows(monkeypatch, {"baseline": 0.0, "openvino-static": 0.0})
+    report, out = run(tmp_path, cache_dir, "--backends", "baseline,openvino-static", "--startup")
+    assert report["mode"] == "startup" and report["cpu_kind"] == this_cpu().slug() and report["commit"]
+    assert report["command"].startswith("python benchmark.py ") and "--startup" in report["command"]
+    rows = {r["backend"]: r for r in report["rows"]}
+    assert list(rows) == ["baseline", "openvino-static"]
+    assert all(0 <= r["serving_s"] <= r["warm_s"] <= report["all_warm_s"] for r in rows.values())
+    block = generated_blocks(tmp_path)[f"start-up of {out.name}"]
+    assert out.name in block and f"| openvino-static | ready | {rows['openvino-static']['serving_s']} |" in block
+
+
 @pytest.mark.parametrize("pairing", ["together", "beside"])
 def test_paired_rounds_give_each_row_its_median_range_and_speedup_range(tmp_path, cache_dir, monkeypatch, pairing):
     fake_rows(monkeypatch, {"baseline": 0.4, "openvino-static": 0.1, "int8-tome": 0.4})
@@ -116,19 +132,24 @@ def test_peak_rate_of_this_cpu_is_positive(precision):
     assert flops > 0 and "op/cycle/core" in label
 
 
-@pytest.mark.parametrize("backend_id", ["baseline", "openvino-static"])
+@pytest.mark.parametrize("backend_id", ["baseline", "openvino-static", "pytorch-bf16"])
 def test_profile_lists_operations_kernels_and_precision_shares(tmp_path, cache_dir, capsys, backend_id):
     """`--profile ROW`: one UNet call and one VAE decode, by kernel (OpenVINO) or op (PyTorch), with the share of
-    time per precision adding up to the whole."""
+    time per precision adding up to the whole and the share attention takes."""
+    if not backend_class(backend_id).support(this_cpu()).runs:
+        pytest.skip(f"{backend_id} does not run on this CPU")
     report, _ = run(tmp_path, cache_dir, "--profile", backend_id)
     for part in ("unet_call", "vae_decode"):
         profile = report[part]
         assert profile["total_ms"] > 0 and sum(profile["precision_share"].values()) == pytest.approx(1.0)
         assert profile["top"] and all(t["kernel"] and 0 < t["share"] <= 1 for t in profile["top"])
+    assert 0 < report["unet_call"]["attention_share"] < 1  # the UNet's transformer blocks
     if backend_id == "openvino-static":  # OpenVINO names the kernel that ran: brgconv_..., jit_..._f32 / _bf16
         kernels = {t["kernel"] for t in report["unet_call"]["top"]}
         assert any(k.lower().endswith(("_f32", "_bf16")) for k in kernels), kernels
         assert "Convolution" in {t["op"] for t in report["unet_call"]["top"]}
+        layers = report["unet_call"]["top_layers"]  # the largest single layers, by the exported module's names
+        assert layers and all(t["name"] and t["ms"] > 0 for t in layers)
     assert "by precision:" in capsys.readouterr().out
 
 
