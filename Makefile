@@ -30,9 +30,10 @@ benchmark: setup
 	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 3 --calibration-prompts 2 \
 		--save-images artifacts/benchmark-images
 
-## benchmark-int8: int8-tome built several ways (issue 14's changes in order; ToMe ratio/placement), one baseline
+## benchmark-int8: int8-tome built several ways (issue 14's changes in order; ToMe ratio/placement), each in 3
+## rounds beside the baseline (long: about 1 h on an AMX Xeon's 2 cores, more elsewhere)
 benchmark-int8: setup
-	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1 --calibration-prompts 2 \
+	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 3 --calibration-prompts 2 \
 		--variants ablation,sweep
 
 ## image: the Space image with docker or podman (the model and its IR prepared inside: slow, needs the Hub)

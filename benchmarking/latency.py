@@ -19,7 +19,7 @@ from harness.system_info import system_info
 
 from .flops import count_flops, image_flops
 from .report import bar_chart, markdown_table, provenance, recipe
-from .rounds import available_mb, choose_pairing, run_rounds
+from .rounds import available_mb, choose_pairing, run_rounds, speedup_figures
 from .throughput import throughput
 from .variants import system_variants
 
@@ -134,9 +134,7 @@ def latency_table(settings, args) -> dict:
             peak_model=peak_label,
         )
         if rows_set.reference in pairs:
-            speedups = pairs[backend_id].speedups()
-            row["speedups"] = speedups
-            row["speedup_range"] = [min(speedups), max(speedups)]
+            row.update(speedup_figures(pairs[backend_id]))
         if backend_id in throughputs:
             row["throughput_images_per_min"] = throughputs[backend_id]["images_per_min"]
             row["throughput_streams"] = throughputs[backend_id]["streams"]

@@ -103,17 +103,30 @@ def run_rounds(rows, request, rounds: int, pairing: str, after_row: Callable[[st
     for backend_id in others:
         if not load(backend_id):
             continue
-        for i in range(rounds):
-            log.info("[%s] round %d/%d", backend_id, i + 1, rounds)
-            reference_run, run = timed(reference), timed(backend_id)
-            pairs[reference].runs.append(reference_run)
-            pairs[reference].references.append(reference_run)
-            pairs[backend_id].runs.append(run)
-            pairs[backend_id].references.append(reference_run)
+        pairs[backend_id] = time_beside(lambda: timed(reference), lambda b=backend_id: timed(b), rounds, backend_id)
+        pairs[reference].runs += pairs[backend_id].references
+        pairs[reference].references += pairs[backend_id].references
         after_row(backend_id)
         unload(backend_id)
     after_row(reference)
     return pairs
+
+
+def time_beside(time_reference: Callable[[], Timed], time_row: Callable[[], Timed], rounds: int, label: str) -> Pairs:
+    """`rounds` rounds of a reference pass and then the row's pass beside it (the row and the reference already
+    loaded and warm). Also the int8 variants' pairing (`benchmarking.row_variants`)."""
+    pairs = Pairs()
+    for i in range(rounds):
+        log.info("[%s] round %d/%d", label, i + 1, rounds)
+        pairs.references.append(time_reference())
+        pairs.runs.append(time_row())
+    return pairs
+
+
+def speedup_figures(pairs: Pairs) -> dict:
+    """A row's paired speed-ups: every round's, their range, and their median (the figure shown)."""
+    speedups = pairs.speedups()
+    return {"speedups": speedups, "speedup_range": [min(speedups), max(speedups)]}
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -7,21 +7,24 @@ once, timed like every row, then dropped before the next one loads."""
 
 from __future__ import annotations
 
+import gc
 import logging
+import statistics
 from dataclasses import fields, replace
 
 from backends import backend_class, backend_ids, is_reference
 from core.cpu import this_cpu
 from core.files import write_json
-from core.request import LoadSettings
-from harness.comparison import against_reference
+from core.request import LoadSettings, initial_latents
+from harness.comparison import against_reference, timed_generate
 from harness.results import results_path
 from harness.rows import RowSet
 from harness.settings import build_comparison
 
-from .latency import measure_row, row_figures
+from .latency import row_figures
 from .report import bar_chart, provenance, variants_table
 from .report import recipe as build_recipe
+from .rounds import speedup_figures, time_beside
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,18 @@ def row_with_variants() -> str:
     return declaring[0]
 
 
+def shipped_recipe(backend_id: str) -> dict:
+    """The row as it ships: the LoadSettings defaults of every field some variant of it changes."""
+    lists = backend_class(backend_id).variant_lists
+    changed = {key for entries in lists.values() for _label, overrides in entries for key in overrides}
+    return {f.name: f.default for f in fields(LoadSettings) if f.name in changed}
+
+
 def variant_list(backend_id: str, names: str) -> list[tuple[str, dict]]:
     """The variants of the comma-separated lists `names` of the row, each recipe once, as (label, the full set
     of LoadSettings fields any variant changes)."""
     lists = backend_class(backend_id).variant_lists
-    changed = {key for entries in lists.values() for _label, overrides in entries for key in overrides}
-    defaults = {f.name: f.default for f in fields(LoadSettings) if f.name in changed}  # the row as it ships
+    defaults = shipped_recipe(backend_id)
     chosen, seen = [], set()
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if name not in lists:
@@ -50,6 +59,17 @@ def variant_list(backend_id: str, names: str) -> list[tuple[str, dict]]:
                 seen.add(tuple(sorted(recipe.items())))
                 chosen.append((label, recipe))
     return chosen
+
+
+def mark_noise(rows: list[dict]) -> None:
+    """Each variant's speed-up against the row as it ships (the variant without overrides of its defaults, when
+    measured): `within_noise_of_default` when their ranges over the rounds overlap, i.e. no difference this machine
+    can show."""
+    shipped = next((r for r in rows if r.get("shipped")), None)
+    for r in rows:
+        if shipped is not None and r is not shipped and r.get("speedup_range"):
+            low, high = r["speedup_range"]
+            r["within_noise_of_default"] = low <= shipped["speedup_range"][1] and shipped["speedup_range"][0] <= high
 
 
 def row_variants(settings, args) -> dict:
@@ -68,16 +88,27 @@ def row_variants(settings, args) -> dict:
     lists = args.variants.replace(",", "-")
     json_path = args.json or latency_path.with_name(f"{backend_id}-variants-{lists}-{latency_path.name}")
 
-    def measure(row_id: str, row_settings, label: str) -> tuple[dict, object]:
+    latents = initial_latents(request.seed, request.height, request.width)
+
+    def load(row_id: str, row_settings) -> RowSet:
         rows = RowSet(model, [row_id], row_settings)
         rows.load_row(row_id)
         status = rows.status[row_id]
         if status.state != "ready":
             raise RuntimeError(f"{row_id} could not load: {status.detail}")
-        runs = measure_row(rows.backends[row_id], request, args.passes)
-        return row_figures(label, status, runs), runs[-1].image
+        with rows.lock:  # the app's warm-up (one step), as the latency table's rounds do
+            rows.warm_up(row_id, request.height)
+        return rows
 
-    reference, reference_image = measure(reference_id, load_settings, reference_id)
+    def timer(rows: RowSet, row_id: str):
+        return lambda: timed_generate(rows.backends[row_id], request, latents)
+
+    # Paired as the latency table's `beside` rounds: the reference stays loaded, each variant is loaded in turn and
+    # each of its rounds times the reference and then it, so every speed-up divides figures taken minutes apart.
+    reference_rows = load(reference_id, load_settings)
+    time_reference = timer(reference_rows, reference_id)
+    reference_runs = [time_reference()]  # the reference's own figure, beside nothing; the variants add theirs
+    reference = row_figures(reference_id, reference_rows.status[reference_id], reference_runs)
     reference["speedup"] = 1.0
     rows = [reference]
     report = {
@@ -101,17 +132,25 @@ def row_variants(settings, args) -> dict:
     for label, recipe in variants:
         log.info("[%s variant] %s: %s", backend_id, label, recipe)
         try:
-            row, image = measure(backend_id, replace(load_settings, **recipe), label)
+            variant_rows = load(backend_id, replace(load_settings, **recipe))
         except Exception as exc:  # one variant that cannot build is reported, the others still run
             log.exception("variant %s failed", label)
             rows.append({"backend": label, "status": "error", "reason": str(exc)[:300], "settings": recipe})
             write_json(json_path, report)
             continue
-        row["settings"] = recipe
-        row["speedup"], row["psnr_db"], row["ssim"] = against_reference(
-            row["mean_s"], image, reference["mean_s"], reference_image
+        pairs = time_beside(time_reference, timer(variant_rows, backend_id), args.passes, label)
+        row = row_figures(label, variant_rows.status[backend_id], pairs.runs) | speedup_figures(pairs)
+        row.update(settings=recipe, shipped=recipe == shipped_recipe(backend_id))
+        del variant_rows  # its compiled models, before the next variant loads
+        gc.collect()
+        reference_runs += pairs.references
+        reference.update(row_figures(reference_id, reference_rows.status[reference_id], reference_runs))
+        row["speedup"] = statistics.median(row["speedups"])
+        _speedup, row["psnr_db"], row["ssim"] = against_reference(
+            row["median_s"], pairs.runs[-1].image, reference["median_s"], reference_runs[-1].image
         )
         rows.append(row)
+        mark_noise(rows)
         write_json(json_path, report)
     report["complete"] = True
     write_json(json_path, report)

@@ -2,6 +2,7 @@
 hardware reason), and with rows of known duration (ratios, a missing baseline)."""
 
 import json
+import statistics
 
 import pytest
 from conftest import FakeBackend
@@ -174,18 +175,25 @@ def test_variant_lists_hold_each_recipe_once():
         variant_list(row, "ablation,everything")
 
 
-def test_variants_time_each_build_against_one_baseline(tmp_path, cache_dir, capsys):
+def test_variants_are_timed_in_paired_rounds_beside_the_baseline(tmp_path, cache_dir, capsys):
     if not backend_class("int8-tome").support(this_cpu()).runs:
         pytest.skip(backend_class("int8-tome").support(this_cpu()).reason)
-    report, out = run(tmp_path, cache_dir, "--variants", "ablation")
+    report, out = run(tmp_path, cache_dir, "--variants", "ablation", "--passes", "2")
     rows = report["rows"]
     ablation = backend_class("int8-tome").variant_lists["ablation"]
     assert report["row"] == "int8-tome"
     assert [r["backend"] for r in rows] == ["baseline"] + [label for label, _ in ablation]
     assert all(r["status"] == "ok" for r in rows), rows
+    # one baseline pass of its own, then one beside each of every variant's two rounds
+    assert len(rows[0]["latencies_s"]) == 1 + 2 * len(ablation)
     for r in rows[1:]:
-        assert r["speedup"] == pytest.approx(rows[0]["mean_s"] / r["mean_s"])
+        assert len(r["latencies_s"]) == len(r["speedups"]) == 2
+        assert r["speedup"] == pytest.approx(statistics.median(r["speedups"]))
+        assert r["speedup_range"] == [min(r["speedups"]), max(r["speedups"])]
         assert r["psnr_db"] >= 25.0 and r["ssim"] >= 0.9  # every build still draws the baseline's image
+    shipped = [r for r in rows[1:] if r["shipped"]]
+    assert [r["backend"] for r in shipped] == ["+ VAE decoder int8"]  # the row as it ships is the last step
+    assert all(isinstance(r["within_noise_of_default"], bool) for r in rows[1:] if not r["shipped"])
     # Three different builds: tomesd's merge form, then the gather form, then the VAE decoder in int8 too.
     assert "scatter" in rows[1]["precision"] and "gather" in rows[2]["precision"]
     assert "weight-only" in rows[2]["precision"] and "VAE decoder int8" in rows[3]["precision"]
