@@ -31,7 +31,7 @@ benchmark: setup
 		--save-images artifacts/benchmark-images
 
 ## benchmark-int8: int8-tome built several ways (issue 14's changes in order; ToMe ratio/placement), each in 3
-## rounds beside the baseline (long: about 1 h on an AMX Xeon's 2 cores, more elsewhere)
+## rounds beside the baseline (long: every variant is built, i.e. calibrated, then timed three times)
 benchmark-int8: setup
 	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 3 --calibration-prompts 2 \
 		--variants ablation,sweep
