@@ -200,6 +200,9 @@ def generated_blocks(directory: Path) -> dict[str, str]:
     for path in sorted(Path(directory).glob("*-variants-*.json")):
         report = json.loads(path.read_text())
         blocks[f"variants of {path.name}"] = _source(path.name, report) + variants_table(report["rows"])
+    for path in sorted(Path(directory).glob("attention-*.json")):
+        report = json.loads(path.read_text())
+        blocks[f"attention of {path.name}"] = _source(path.name, report) + attention_table(report)
     starts = [json.loads(p.read_text()) | {"file": p.name} for p in sorted(Path(directory).glob("image-start-*.json"))]
     if starts:
         blocks["image starts"] = image_starts_table(starts)
@@ -252,6 +255,27 @@ def profiles_table(files: list[tuple[str, dict]]) -> str:
         lines.append(
             f"| {r['row']} ({r.get('precision', '?')}; `{name}`, {r['date']}, {r.get('commit', 'not recorded')}) "
             f"| {unet['total_ms']:.0f} ms | {top(unet, 3)} | {attention} | {vae['total_ms']:.0f} ms | {top(vae, 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def attention_table(report: dict) -> str:
+    """`python -m benchmarking.attention`: SD-1.5's largest attention alone, milliseconds per call (median of 5)."""
+    lines = [
+        f"{report['shape']}; bf16; {report['peak']}",
+        "",
+        "| tokens | PyTorch SDPA, d40 / padded to d64 | its Q.K^T / softmax / P.V alone "
+        "| OpenVINO SDPA fused, d40 / d64 "
+        "| OpenVINO unfused (MatMul, Softmax, MatMul) | the two matrix products at the AMX/bf16 peak |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, c in report["cases"].items():
+        t, o = c["torch"], c["openvino"]
+        lines.append(
+            f"| {c['tokens']} ({label}) | {t['sdpa_d40']:.1f} / {t['sdpa_d64']:.1f} ms "
+            f"| {t['qk_matmul']:.1f} / {t['softmax']:.1f} / {t['pv_matmul']:.1f} ms "
+            f"| {o['sdpa_d40']:.1f} / {o['sdpa_d64']:.1f} ms | {o['sdpa_d40_unfused']:.1f} ms "
+            f"| {c['matmul_ms_at_peak']:.1f} ms ({c['matmul_gflop']:.1f} GFLOP) |"
         )
     return "\n".join(lines)
 

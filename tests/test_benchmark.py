@@ -214,3 +214,17 @@ def test_the_results_readmes_tables_are_generated_from_the_files():
     blocks = generated_blocks(RESULTS)
     assert blocks and all(BEGIN.format(name=name) in readme for name in blocks)
     assert regenerate(readme, blocks) == readme, "run `python -m benchmarking.report results/`"
+
+
+def test_attention_alone_is_timed_in_both_frameworks_and_tabulated(tmp_path):
+    """`python -m benchmarking.attention`: the UNet's largest attention alone (here at a small size), each way."""
+    from benchmarking.attention import main
+    from benchmarking.report import generated_blocks
+
+    report = main(["--size", "64", "--json", str(tmp_path / "attention-64px.json")])
+    full = report["cases"]["full"]
+    assert full["tokens"] == 64 and report["cases"]["tome-0.5"]["tokens"] == 32
+    cells = [*full["torch"].values(), *full["openvino"].values()]
+    assert len(cells) == 8 and all(ms > 0 for ms in cells)
+    assert report["cpu_kind"] == this_cpu().slug() and report["command"].startswith("python -m benchmarking.attention")
+    assert "| 64 (full) |" in generated_blocks(tmp_path)["attention of attention-64px.json"]
