@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def provenance(argv: list[str]) -> dict:
     """What every results file starts with: when, by which command, at which commit (with "+changes" when the
-    working tree differed from it), on which CPU."""
+    working tree's code differed from it; results files written by earlier runs do not count), on which CPU."""
 
     def git(*args: str) -> str:
         try:
@@ -25,7 +25,7 @@ def provenance(argv: list[str]) -> dict:
             return ""
 
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):  # code, not earlier results
         commit += "+changes"
     cpu = this_cpu()
     return {
