@@ -72,9 +72,7 @@ class PyTorchBf16:
         support = self.support(this_cpu())
         if not support.runs:
             raise RuntimeError(support.reason)
-        # Inductor's on-disk caches (FX graphs, AOT autograd, compiled kernels) follow this variable; read when
-        # inductor first compiles, so set before that (in the build cache's directory, shared like the IR).
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.cache_dir / "torchinductor"))
+        use_inductor_cache(settings.cache_dir / "torchinductor")
         pipe = load_diffusers_pipeline(model, progress, dtype=torch.bfloat16)
         pipe.unet = pipe.unet.to(memory_format=torch.channels_last).eval()
         pipe.vae = pipe.vae.to(memory_format=torch.channels_last).eval()
@@ -103,6 +101,20 @@ class PyTorchBf16:
 
         bf16_latents = latents.to(torch.bfloat16)
         return run_pipeline(self.pipe, self.scheduler_config, request, bf16_latents, on_step, on_stage)
+
+
+def use_inductor_cache(directory: Path) -> None:
+    """Keep inductor's on-disk caches (FX graphs, AOT autograd, compiled kernels) in the build cache's directory,
+    shared like the IR, unless the operator chose another with TORCHINDUCTOR_CACHE_DIR.
+
+    Inductor reads the variable at every use, but the first use in a process (e.g. importing IPEX, as the ipex-bf16
+    row does before this one loads) sets it to its default under /tmp when unset: a value equal to that default is
+    inductor's own, not the operator's, and is replaced. (Seen: with `setdefault`, the app's start, which loads the
+    IPEX row first, compiled into /tmp instead of using what the image had prepared.)"""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory)
 
 
 def _cache_misses(torch) -> int:

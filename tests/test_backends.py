@@ -372,6 +372,7 @@ def test_pytorch_bf16_compiles_once_and_reuses_inductors_cache(comparison, cache
     build without IPEX and again at start with it)."""
     import subprocess
     import sys
+    import tempfile
 
     ready_or_skip(comparison, "pytorch-bf16")
     psnr, ssim = fidelity(generate(comparison, "pytorch-bf16"), generate(comparison, "baseline"))
@@ -379,7 +380,10 @@ def test_pytorch_bf16_compiles_once_and_reuses_inductors_cache(comparison, cache
     repo = Path(__file__).resolve().parent.parent
 
     def load(rows: str) -> dict:
+        # A fresh TMPDIR: inductor's default cache directory (under it) holds nothing, so a hit can only come from
+        # the cache directory the row chose.
         env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+        env["TMPDIR"] = tempfile.mkdtemp(dir=tmp_path)
         done = subprocess.run(
             [sys.executable, "-c", LOAD_AND_GENERATE, str(cache_dir), str(tmp_path), rows], cwd=repo, env=env,
             capture_output=True, text=True,
