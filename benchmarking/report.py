@@ -303,7 +303,9 @@ def _source(name: str, report: dict) -> str:
     return (
         f"`{name}`: {report.get('date', unknown)}, commit {report.get('commit', unknown)}, "
         f"`{report.get('command', unknown)}`; {report.get('isa', 'ISA ' + unknown)}; "
-        f"{report.get('cores', '?')} threads, allocator {report.get('system', {}).get('allocator', '?')}.\n\n"
+        f"{report.get('cores', '?')} threads"
+        + (f", allocator {report['system']['allocator']}" if "allocator" in report.get("system", {}) else "")
+        + ".\n\n"
     )
 
 
