@@ -82,7 +82,7 @@ class PyTorchBf16:
         self.pipe, self.scheduler_config = pipe, settings.scheduler_config
         compiled, misses_before = {}, _cache_misses(torch)
         for size in settings.sizes:
-            progress(f"torch.compile (inductor, freezing) at {size}x{size}: the first call compiles")
+            progress(f"torch.compile (inductor) at {size}x{size}: the first call compiles")
             start = time.perf_counter()
             request = GenerationRequest("compile", steps=1, height=size, width=size)
             latents = torch.zeros(1, pipe.unet.config.in_channels, size // 8, size // 8)
