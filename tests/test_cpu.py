@@ -39,6 +39,15 @@ def test_ipex_bf16_runs_only_with_avx512_and_says_how():
     assert ipex.support(cpu("intel-icelake")).how.startswith("bf16 emulated")
 
 
+def test_pytorch_bf16_runs_only_with_native_bf16_and_says_why():
+    row = backend_class("pytorch-bf16")
+    for kind in ("amd-avx2", "intel-icelake"):  # no AVX-512-BF16, AMX or AVX-NE-CONVERT
+        support = row.support(cpu(kind))
+        assert not support.runs and "native bf16" in support.reason and cpu(kind).model in support.reason
+    assert row.support(cpu("amd-avx512")).how == "bf16 native (AVX-512-BF16)"
+    assert row.support(cpu("intel-amx")).how == "bf16 native (AMX-BF16)"
+
+
 def test_openvino_precision_and_int8_kernels_follow_the_instruction_sets():
     openvino = backend_class("openvino-static")
     assert [openvino.support(cpu(k)).compute for k in CPUINFO] == ["fp32", "bf16", "bf16", "fp32"]
