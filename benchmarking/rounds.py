@@ -124,7 +124,7 @@ def time_beside(time_reference: Callable[[], Timed], time_row: Callable[[], Time
 
 
 def speedup_figures(pairs: Pairs) -> dict:
-    """A row's paired speed-ups: every round's, their range, and their median (the figure shown)."""
+    """A row's paired speed-ups: every round's and their range (the figure shown is their median)."""
     speedups = pairs.speedups()
     return {"speedups": speedups, "speedup_range": [min(speedups), max(speedups)]}
 
