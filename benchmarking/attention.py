@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         cases[label]["matmul_ms_at_peak"] = matmul_flop / peak * 1000
         cases[label]["softmax_scores_m"] = BATCH * HEADS * n * n / 1e6
     report = {
-        **provenance(["-m benchmarking.attention", *(argv if argv is not None else sys.argv[1:])]),
+        **provenance(argv if argv is not None else sys.argv[1:], program="python -m benchmarking.attention"),
         "mode": "attention",
         "size": args.size,
         "cores": args.threads,
@@ -103,7 +103,6 @@ def main(argv: list[str] | None = None) -> dict:
         "peak": peak_label,
         "cases": cases,
     }
-    report["command"] = report["command"].replace("python benchmark.py -m", "python -m")
     path = args.json or RESULTS / f"attention-{args.size}px-{cpu.slug()}-{args.threads}cores.json"
     write_json(path, report)
     print(attention_table(report))

@@ -14,9 +14,10 @@ from core.cpu import this_cpu
 REPO = Path(__file__).resolve().parent.parent
 
 
-def provenance(argv: list[str]) -> dict:
-    """What every results file starts with: when, by which command, at which commit (with "+changes" when the
-    working tree's code differed from it; results files written by earlier runs do not count), on which CPU."""
+def provenance(argv: list[str], program: str = "python benchmark.py") -> dict:
+    """What every results file starts with: when, by which command (`program` and its arguments `argv`), at which
+    commit (with "+changes" when the working tree's code differed from it; results files written by earlier runs do
+    not count), on which CPU."""
 
     def git(*args: str) -> str:
         try:
@@ -30,7 +31,7 @@ def provenance(argv: list[str]) -> dict:
     cpu = this_cpu()
     return {
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmark.py " + " ".join(argv),
+        "command": " ".join([program, *argv]),
         "commit": commit,
         "cpu": {
             "model": cpu.model,
@@ -192,24 +193,25 @@ def generated_blocks(directory: Path) -> dict[str, str]:
     for report in sorted(reports, key=lambda r: r["file"]):
         blocks[f"details of {report['file']}"] = _source(report["file"], report) + markdown_table(report["rows"])
     profiles = {}
-    for path in sorted(Path(directory).glob("profile-*.json")):
-        report = json.loads(path.read_text())
-        profiles.setdefault(report["cpu_kind"], []).append((path.name, report))
+    for name, report in _files(directory, "profile-*.json"):
+        profiles.setdefault(report["cpu_kind"], []).append((name, report))
     for cpu_kind, files in profiles.items():
         blocks[f"profiles on {cpu_kind}"] = profiles_table(files)
-    for path in sorted(Path(directory).glob("*-variants-*.json")):
-        report = json.loads(path.read_text())
-        blocks[f"variants of {path.name}"] = _source(path.name, report) + variants_table(report["rows"])
-    for path in sorted(Path(directory).glob("attention-*.json")):
-        report = json.loads(path.read_text())
-        blocks[f"attention of {path.name}"] = _source(path.name, report) + attention_table(report)
-    starts = [json.loads(p.read_text()) | {"file": p.name} for p in sorted(Path(directory).glob("image-start-*.json"))]
+    for name, report in _files(directory, "*-variants-*.json"):
+        blocks[f"variants of {name}"] = _source(name, report) + variants_table(report["rows"])
+    for name, report in _files(directory, "attention-*.json"):
+        blocks[f"attention of {name}"] = _source(name, report) + attention_table(report)
+    starts = [report | {"file": name} for name, report in _files(directory, "image-start-*.json")]
     if starts:
         blocks["image starts"] = image_starts_table(starts)
-    for path in sorted(Path(directory).glob("*-startup-*.json")):
-        report = json.loads(path.read_text())
-        blocks[f"start-up of {path.name}"] = _source(path.name, report) + startup_table(report).lstrip("\n")
+    for name, report in _files(directory, "*-startup-*.json"):
+        blocks[f"start-up of {name}"] = _source(name, report) + startup_table(report).lstrip("\n")
     return blocks
+
+
+def _files(directory: Path, pattern: str) -> list[tuple[str, dict]]:
+    """(file name, contents) of the JSON files in `directory` matching `pattern`, by name."""
+    return [(path.name, json.loads(path.read_text())) for path in sorted(Path(directory).glob(pattern))]
 
 
 def variants_table(rows: list[dict]) -> str:

@@ -178,8 +178,7 @@ if sys.argv[7]:  # SBS_IMAGE_TEST_RESULTS: this start's figures as a results fil
         rss_mb = next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
     start, model = sys.argv[6], sys.argv[9]
     report = {
-        **provenance([]),
-        "command": f"SBS_IMAGE_TEST_RESULTS=1 scripts/image-test.sh (its start '{start}')",
+        **provenance([], program=f"SBS_IMAGE_TEST_RESULTS=1 scripts/image-test.sh (its start '{start}')"),
         "mode": "image-start", "start": start, "model": model, "size": int(sys.argv[4]),
         "image_mb": int(sys.argv[8]), "cache_mount": "a bucket at /bucket" if sys.argv[10] else "the image's /opt/sbs-cache",
         "page_up_s": round(page_up, 1), "all_warm_s": round(all_warm, 1), "rows": ok, "cache": health["cache"],

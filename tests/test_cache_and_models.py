@@ -73,9 +73,7 @@ def test_a_dead_builds_temp_dir_is_removed_and_a_live_one_kept(tmp_path):
 BUILDER = """
 import sys, time
 from pathlib import Path
-from backends import backend_class
 from core.build_cache import BuildCache
-from core.cpu import this_cpu
 
 def build(out):
     open(sys.argv[2], "a").write("built\\n")
