@@ -20,6 +20,8 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from backends import backend_class
+from core.cpu import played_cpu, this_cpu
 from core.request import SCHEDULERS, STAGES, GenerationRequest
 from harness.comparison import Comparison, RowResult
 from harness.examples import EXAMPLES, compute_examples, make_showcase
@@ -96,6 +98,8 @@ def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = No
         lines.append(figures)
         if row.get("message"):
             lines.append(f"_{row['message']}_")
+    elif row is not None and not comparison.rows.runs_here(backend_id):
+        lines.append(f"**Not on this CPU**: {backend_class(backend_id).support(this_cpu()).reason}")
     elif row is not None:
         lines.append(f"**{row['status']}**: {row['message']}")
     else:
@@ -222,7 +226,13 @@ def system_markdown(comparison: Comparison) -> str:
         [
             f"- **CPU**: {info['cpu']}, {info['logical_cpus_usable']} logical CPUs usable, "
             f"{info['threads_used']} threads per row",
-            f"- **ISA**: {info['isa_summary']}",
+            f"- **ISA**: {info['isa_summary']}"
+            + (
+                f" — played as the kind {info['played_as']} (SBS_CPU_KIND; the machine has "
+                f"{info['machine_isa_summary']})"
+                if info["played_as"]
+                else ""
+            ),
             f"- **How each row runs on this CPU**: {rows_here}",
             f"- **Allocator**: {info['allocator']} {info['malloc_conf']} · **OpenMP**: {', '.join(info['openmp'])}",
             f"- **Thread env**: {json.dumps(info['env']) if info['env'] else 'defaults'}",
@@ -458,6 +468,7 @@ def make_generate(page: Page):
         if truncated:
             notes.append(f"Note: {plain(truncated)}")
         skipped: list[str] = []
+        elsewhere: list[str] = []
         images: dict = {}
         results: list[RowResult] = []
 
@@ -476,6 +487,7 @@ def make_generate(page: Page):
             rows = [r.figures() for r in results]
             message = ([label] if label else []) + notes
             message += ["Skipped: " + ", ".join(skipped)] if skipped else []
+            message += [f"Not on this CPU: {', '.join(elsewhere)} (each card says what it needs)"] if elsewhere else []
             about = {"seed": request.seed, "truncated": truncated, "request": asdict(request)}
             shown = view(page, about, rows, images, compare_with, final)
             return [request.seed, "\n\n".join(message), *shown, None]  # None: not awaiting an example
@@ -483,7 +495,9 @@ def make_generate(page: Page):
         yield snapshot(final=False)
         for row in comparison.run(request, on_step=on_step, on_warmup=on_warmup, on_wait=on_wait):
             results.append(row)
-            if row.status == "skipped":
+            if row.status == "skipped" and not comparison.rows.runs_here(row.backend):
+                elsewhere.append(row.title)  # a fact of this CPU, not a fault: its card says what it needs
+            elif row.status == "skipped":
                 skipped.append(f"{row.title} ({row.message})")
             if row.image_path is not None:
                 images[row.backend] = str(row.image_path)
@@ -679,6 +693,7 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs) -> None:
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().updated(Settings.parser(__doc__).parse_args(argv))
+    played_cpu()  # before any kernel runs: a played kind (SBS_CPU_KIND) caps the engines
     started = time.monotonic()
     page = make_page(build_comparison(settings), settings=settings)
     demo = build_demo(page)

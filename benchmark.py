@@ -18,6 +18,7 @@ from benchmarking.latency import latency_table
 from benchmarking.profile import profile_row
 from benchmarking.row_variants import row_variants
 from benchmarking.startup import startup
+from core.cpu import played_cpu
 from harness.settings import Settings
 
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args, settings = parse_args(argv)
+    played_cpu()  # before any kernel runs: a played kind (SBS_CPU_KIND) caps the engines
     if args.startup:  # start-up uses the app's sizes; results/<model>-startup-<allocator>-<cpu kind>-<cores>cores.json
         return startup(settings, args)
     settings.sizes = str(args.size)

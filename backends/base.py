@@ -40,6 +40,9 @@ class Backend(Protocol):
     # cache) whatever `load` reads from `settings.cache_dir` (exported or quantized IR) without compiling it, so
     # that `python -m harness.prepare` can do it ahead of time, e.g. when the Space image is built. Rows with
     # nothing to build leave it out.
+    # Optional: `settings_for(settings, cpu) -> LoadSettings` (a classmethod) when what `prepare` builds depends on the
+    # CPU it will run on (the int8 row's overflow fix): `settings` with that choice made for `cpu`, so that
+    # `harness.prepare --for-cpu-kinds` can build for CPUs other than its own.
     # Optional: `reference = True` on the one row every speed-up and fidelity figure is measured against (read
     # with `backends.is_reference`; the others leave it out).
     # Optional: `traces_on_load = True` when `load` traces or rewrites PyTorch modules (ipex.optimize, torch.compile

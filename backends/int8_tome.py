@@ -10,11 +10,17 @@ at the static size it will run at, calibrated on a few prompts from `assets/cali
 With `int8_vae` (default) the VAE decoder is quantized the same way, calibrated on the latents the calibration
 prompts ended on; otherwise it keeps optimum-intel's weight-only 8-bit and computes in bf16/fp32.
 A prebuilt OpenVINO INT8/ToMe pipeline (local dir or hub id) can be given instead (`LoadSettings.int8_source`).
+
+The IR depends on the CPU it will run on in one way: without VNNI (AVX2 EPYCs, pre-Cascade-Lake Xeons) oneDNN's
+u8 x s8 kernels sum pairs of products in 16 bits with saturation (`vpmaddubsw`), which clips large sums and wrecks
+the image; NNCF's overflow fix quantizes weights to 7 bits so that the sums fit. It costs weight precision where
+VNNI makes it unnecessary, so `int8_overflow_fix="auto"` applies it only for a CPU without VNNI or AMX-INT8, and
+the choice is part of the recipe and so of the cache key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.assets import calibration_prompts, text_digest
@@ -30,6 +36,7 @@ from .pipeline import run_pipeline
 from .token_merging import MERGE_FORMS, apply_token_merging, merge_form
 
 MODES = ("full", "hybrid")
+OVERFLOW_FIXES = ("enable", "first_layer_only", "disable")  # NNCF's OverflowFix values
 CALIBRATION_STRIDE = 4  # keep every 4th denoising step's UNet input: covers the trajectory with few samples
 EXPORT_CHECK_TOLERANCE = 1e-3  # max relative error of the exported ToMe UNet vs PyTorch, both in fp32
 BUILD_VERSION = 6  # bump when the build changes what it writes, so old cache entries are not reused
@@ -45,11 +52,21 @@ class Int8Recipe:
     tome_form: str  # "gather": this repo's export-friendly merge; "scatter": tomesd's own
     mode: str  # "full" or "hybrid" (see the module docstring)
     vae: bool  # VAE decoder quantized to 8 bits too
+    overflow_fix: str = "disable"  # NNCF's fix for CPUs without VNNI (7-bit weights): "enable", "first_layer_only"
 
     @classmethod
-    def from_settings(cls, settings: LoadSettings) -> Int8Recipe:
+    def from_settings(cls, settings: LoadSettings, cpu: Cpu | None = None) -> Int8Recipe:
+        """The recipe `settings` ask for, for the CPU the IR will run on (`cpu`, default this one)."""
+        fix = settings.int8_overflow_fix
+        if fix == "auto":
+            fix = overflow_fix_for(cpu or this_cpu())
         recipe = cls(
-            settings.tome_ratio, settings.tome_max_downsample, settings.tome_form, settings.int8_mode, settings.int8_vae
+            settings.tome_ratio,
+            settings.tome_max_downsample,
+            settings.tome_form,
+            settings.int8_mode,
+            settings.int8_vae,
+            fix,
         )
         if not 0.0 < recipe.tome_ratio <= 0.75:  # tomesd's limit: at most 3 of every 2x2 tokens merged
             raise ValueError(f"ToMe ratio must be above 0 and at most 0.75, got {recipe.tome_ratio}")
@@ -59,17 +76,28 @@ class Int8Recipe:
             raise ValueError(f"unknown ToMe form {recipe.tome_form!r}; choose one of {', '.join(MERGE_FORMS)}")
         if recipe.mode not in MODES:
             raise ValueError(f"unknown int8 mode {recipe.mode!r}; choose one of {', '.join(MODES)}")
+        if recipe.overflow_fix not in OVERFLOW_FIXES:
+            raise ValueError(
+                f"unknown int8 overflow fix {recipe.overflow_fix!r}; choose auto or one of {', '.join(OVERFLOW_FIXES)}"
+            )
         return recipe
 
     def slug(self) -> str:
         levels = f"-md{self.tome_max_downsample}" if self.tome_max_downsample != 1 else ""
-        return f"{self.mode}-tome{self.tome_ratio:g}{levels}-{self.tome_form}{'-vae8' if self.vae else ''}"
+        fix = {"enable": "-of", "first_layer_only": "-of1"}.get(self.overflow_fix, "")  # "disable": the old keys
+        return f"{self.mode}-tome{self.tome_ratio:g}{levels}-{self.tome_form}{'-vae8' if self.vae else ''}{fix}"
 
     def describe(self) -> str:
         unet = "UNet int8 activations+weights" if self.mode == "full" else "UNet hybrid int8"
         levels = "highest resolution" if self.tome_max_downsample == 1 else f"down to 1/{self.tome_max_downsample}"
         vae = "VAE decoder int8" if self.vae else "VAE decoder weight-only int8"
-        return f"{unet}, {vae}, ToMe {self.tome_ratio:g} ({levels}, {self.tome_form})"
+        fix = {"enable": ", 7-bit weights (overflow fix: no VNNI)", "first_layer_only": ", first layers 7-bit"}
+        return f"{unet}, {vae}, ToMe {self.tome_ratio:g} ({levels}, {self.tome_form}){fix.get(self.overflow_fix, '')}"
+
+
+def overflow_fix_for(cpu: Cpu) -> str:
+    """NNCF's overflow fix for int8 IR that will run on `cpu`: needed where int8 products are summed without VNNI."""
+    return "disable" if cpu.int8_vnni else "enable"
 
 
 def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe, prompts, steps: int) -> None:
@@ -158,13 +186,16 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe
         ov_pipe.clear_requests()  # drop the compiled models: NNCF works on the IR, this halves the peak
         gc.collect()
         samples = samples[::CALIBRATION_STRIDE]
+        fix = recipe.overflow_fix
         if recipe.mode == "full":
-            unet_config = OVQuantizationConfig(num_samples=len(samples), model_type="transformer")
+            unet_config = OVQuantizationConfig(num_samples=len(samples), model_type="transformer", overflow_fix=fix)
         else:
             unet_config = OVWeightQuantizationConfig(bits=8, quant_method="hybrid", num_samples=len(samples))
         configs, datasets = {"unet": unet_config}, {"unet": nncf.Dataset(samples)}
         if recipe.vae:
-            configs["vae_decoder"] = OVQuantizationConfig(num_samples=len(decoder_samples), model_type="transformer")
+            configs["vae_decoder"] = OVQuantizationConfig(
+                num_samples=len(decoder_samples), model_type="transformer", overflow_fix=fix
+            )
             datasets["vae_decoder"] = nncf.Dataset(decoder_samples)
         log.info(
             "quantizing %s on %d UNet and %d VAE decoder calibration samples",
@@ -212,6 +243,14 @@ class Int8Tome:
     def support(cls, cpu: Cpu) -> RowSupport:
         # OpenVINO runs int8 on any x86-64 CPU; how fast depends on the kernels the instruction sets allow.
         return RowSupport(True, f"int8 on {cpu.int8_kernels()}, rest {default_precision(cpu)}", compute="int8")
+
+    @classmethod
+    def settings_for(cls, settings: LoadSettings, cpu: Cpu) -> LoadSettings:
+        """`settings` with the CPU-dependent choice made for `cpu` (the overflow fix): what an IR that will run on
+        `cpu` is built with, e.g. when `harness.prepare --for-cpu-kinds` builds for a CPU other than its own."""
+        if settings.int8_overflow_fix != "auto":
+            return settings
+        return replace(settings, int8_overflow_fix=overflow_fix_for(cpu))
 
     def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
         """Build (or find in the cache) the int8 + ToMe IR for every size: size -> (IR directory, cache hit?). With

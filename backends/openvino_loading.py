@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.build_cache import BuildCache
-from core.cpu import Cpu
+from core.cpu import Cpu, this_cpu
 from core.probes import process_memory_mb
 from core.request import LoadSettings, ProgressCallback
 
@@ -20,14 +20,21 @@ def ov_runtime_config(threads: int, in_flight: int = 0) -> dict:
     """OpenVINO settings shared by both OpenVINO rows: one latency-oriented stream on the same threads as torch;
     with `in_flight`, OpenVINO's throughput mode for that many requests at once (the benchmark's `--throughput`).
     The inference precision is left to OpenVINO (bf16 where the CPU has native bf16, f32 elsewhere): that is
-    what a user of these rows gets, and the card reads it back."""
+    what a user of these rows gets, and the card reads it back; only a played CPU kind sets it (below)."""
     if in_flight:
-        return {
+        config = {
             "PERFORMANCE_HINT": "THROUGHPUT",
             "PERFORMANCE_HINT_NUM_REQUESTS": str(in_flight),
             "INFERENCE_NUM_THREADS": str(threads),
         }
-    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1"}
+    else:
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1"}
+    cpu = this_cpu()
+    if cpu.presented_as and not cpu.native_bf16:
+        # A played kind without native bf16 (SBS_CPU_KIND) on a machine with it: OpenVINO reads the machine's
+        # instruction sets for its default precision, so the kind's default is asked for explicitly.
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return config
 
 
 def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCallback, in_flight: int = 0) -> dict:

@@ -72,7 +72,7 @@ class PyTorchBf16:
         support = self.support(this_cpu())
         if not support.runs:
             raise RuntimeError(support.reason)
-        use_inductor_cache(settings.cache_dir / "torchinductor")
+        use_inductor_cache(inductor_cache_dir(settings.cache_dir))
         pipe = load_diffusers_pipeline(model, progress, dtype=torch.bfloat16)
         pipe.unet = pipe.unet.to(memory_format=torch.channels_last).eval()
         pipe.vae = pipe.vae.to(memory_format=torch.channels_last).eval()
@@ -101,6 +101,13 @@ class PyTorchBf16:
 
         bf16_latents = latents.to(torch.bfloat16)
         return run_pipeline(self.pipe, self.scheduler_config, request, bf16_latents, on_step, on_stage)
+
+
+def inductor_cache_dir(cache_dir: Path) -> Path:
+    """Inductor's caches for this CPU kind. Its FX-graph cache key holds no CPU feature (torch 2.8: `get_system()` is
+    empty without CUDA) while the code it stores is written for the vector width it picked (AVX-512's 16 floats,
+    AVX2's 8): an entry made on one kind must never be found on another, so each kind has its own directory."""
+    return Path(cache_dir) / "torchinductor" / (this_cpu().kind() or "x86-64")
 
 
 def use_inductor_cache(directory: Path) -> None:

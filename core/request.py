@@ -46,6 +46,7 @@ class LoadSettings:
     tome_max_downsample: int = 1  # Token Merging in blocks up to this many times below full resolution (1: top)
     tome_form: str = "gather"  # how the exported UNet merges: "gather" (optimized kernels) or tomesd's "scatter"
     int8_vae: bool = True  # int8-tome's VAE decoder in 8 bits too (else weight-only 8-bit, computing in bf16/fp32)
+    int8_overflow_fix: str = "auto"  # NNCF's 7-bit-weights fix: "auto" (only for CPUs without VNNI), "enable", ...
     int8_source: str | None = None  # prebuilt OpenVINO INT8/ToMe IR (dir or hub id) for the int8-tome row
     calibration_prompts: int = 4  # prompts from assets/calibration_prompts.txt used to calibrate int8
     calibration_steps: int = 20  # denoising steps per calibration prompt (its own setting: part of the cache key)

@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from backends import backend_class
 from core.cpu import this_cpu
 
 from .comparison import Comparison
@@ -25,7 +24,8 @@ EXAMPLES = [  # (prompt, negative prompt, seed), from the source blogs
 def machine_label(comparison: Comparison) -> str:
     """The CPU and threads a comparison runs on, as the page labels a kept comparison."""
     cpu = this_cpu()
-    return f"{cpu.model} ({cpu.isa_line()}), {comparison.rows.settings.threads} threads"
+    played = f", played as {cpu.presented_as}" if cpu.presented_as else ""
+    return f"{cpu.model} ({cpu.isa_line()}{played}), {comparison.rows.settings.threads} threads"
 
 
 def make_showcase(comparison: Comparison) -> Showcase:
@@ -35,8 +35,7 @@ def make_showcase(comparison: Comparison) -> Showcase:
 def complete(comparison: Comparison, results) -> bool:
     """Every row this CPU can run gave its image and figures (a failed or skipped one makes it no answer to keep;
     a row this CPU cannot run is skipped with its reason and does not count)."""
-    cpu = this_cpu()
-    runs_here = {b for b in comparison.rows.order if backend_class(b).support(cpu).runs}
+    runs_here = {b for b in comparison.rows.order if comparison.rows.runs_here(b)}
     return all(r.status == "ok" for r in results if r.backend in runs_here) and any(r.status == "ok" for r in results)
 
 

@@ -101,11 +101,15 @@ class RowSet:
         """Return once the row has left `waiting`/`loading` (ready, unavailable or failed), calling `on_wait`
         with its status meanwhile; at once for a row this CPU cannot run (it never loads)."""
         status = self.status[backend_id]
-        if not backend_class(backend_id).support(this_cpu()).runs:
+        if not self.runs_here(backend_id):
             return
         while status.state == "loading" or (status.state == "waiting" and self.loading_all.is_set()):
             on_wait(status.describe())
             time.sleep(poll_s)
+
+    def runs_here(self, backend_id: str) -> bool:
+        """Whether this CPU runs the row (its `support`); a test's factory decides for the rows it makes."""
+        return self._factory is not create_backend or backend_class(backend_id).support(this_cpu()).runs
 
     def _resolve_name(self) -> str:
         return getattr(self._resolve, "model_name", "the model")
@@ -142,6 +146,11 @@ class RowSet:
             status.detail = line
             log.info("[%s] %s", backend_id, line)
 
+        if not self.runs_here(backend_id):
+            support = backend_class(backend_id).support(this_cpu())
+            status.set("unavailable", f"not on this CPU: {support.reason}")  # not an error: a fact of the CPU
+            log.info("[%s] %s", backend_id, status.detail)
+            return
         rss0 = process_memory_mb().get("rss", 0.0)
         t0 = time.perf_counter()
         try:

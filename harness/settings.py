@@ -32,6 +32,7 @@ class Settings:
     int8_mode: str = LoadSettings.int8_mode
     tome_max_downsample: int = LoadSettings.tome_max_downsample
     int8_vae: bool = LoadSettings.int8_vae
+    int8_overflow_fix: str = LoadSettings.int8_overflow_fix  # "auto": 7-bit weights only where the CPU lacks VNNI
     int8_source: str = ""  # prebuilt OpenVINO INT8/ToMe pipeline (dir or hub id) instead of building one
     calibration_prompts: int = LoadSettings.calibration_prompts
     calibration_steps: int = LoadSettings.calibration_steps

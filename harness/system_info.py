@@ -7,7 +7,7 @@ import os
 import platform
 
 from backends import backend_class, backend_ids
-from core.cpu import this_cpu
+from core.cpu import machine_cpu, this_cpu
 from core.probes import loaded_libraries, package_versions
 
 LIBRARIES = (
@@ -53,6 +53,10 @@ def system_info(threads: int | None = None, order: list[str] | None = None) -> d
         "cpu_kind": cpu.slug(),
         "isa": cpu.isa(),
         "isa_summary": cpu.isa_line(),
+        # SBS_CPU_KIND: the kind this process plays, and the machine's own instruction sets (its figures are the
+        # machine's for the kernels no cap reaches: see core.cpu.engine_caps)
+        "played_as": cpu.presented_as,
+        "machine_isa_summary": machine_cpu().isa_line() if cpu.presented_as else cpu.isa_line(),
         "rows_here": rows_here(order),
         "logical_cpus_usable": usable,
         "threads_used": threads,

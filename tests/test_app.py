@@ -11,7 +11,8 @@ from conftest import TINY_SIZE, fake_comparison, free_port
 from PIL import Image
 
 import app
-from backends import backend_ids
+from backends import backend_class, backend_ids
+from core.cpu import this_cpu
 
 SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
 
@@ -43,6 +44,10 @@ def test_handler_streams_one_update_per_row_then_the_chart(comparison):
     for backend_id, image, card in zip(backend_ids(), images, cards, strict=True):
         if backend_id in comparison.rows.ready():
             assert Image.open(image).size == (TINY_SIZE, TINY_SIZE) and " s** total" in card
+        elif not comparison.rows.runs_here(backend_id):  # a fact of this CPU, said in words on the card
+            reason = backend_class(backend_id).support(this_cpu()).reason
+            assert image is None and f"**Not on this CPU**: {reason}" in card and "Not on this CPU: " in message
+            assert "Skipped" not in message and "Error" not in card
         else:
             assert image is None and "skipped" in card and "Skipped, not ready" in message
     assert "faster than baseline" in title

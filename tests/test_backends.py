@@ -122,6 +122,8 @@ def test_run_gives_every_ready_row_a_result_with_figures(comparison):
             assert row.status == "ok", row.message
             assert row.latency_s > 0 and 0 < row.s_per_step < row.latency_s
             assert row.speedup > 0 and (row.backend == "baseline") == (row.psnr_db is None)
+        elif not comparison.rows.runs_here(row.backend):
+            assert row.status == "skipped" and "not on this CPU" in row.message, row.message
         else:
             assert row.status == "skipped" and "not ready" in row.message
 

@@ -257,15 +257,29 @@ def test_prepare_builds_every_rows_ir_once_then_finds_it(tiny_model, tmp_path, c
 
     argv = ["--model", "tiny", "--sizes", str(TINY_SIZE), "--cache-dir", str(tmp_path), "--calibration-prompts", "2"]
     first = prepare.main(argv)
-    assert first["baseline"] == first["ipex-bf16"] == "nothing to build"
+    assert first["baseline"] == "nothing to build"
     assert first["openvino-static"].startswith("built in") and first["int8-tome"].startswith("built in")
+    for backend_id in ("ipex-bf16", "pytorch-bf16"):  # skipped where this CPU cannot run them, with the reason
+        support = backend_class(backend_id).support(this_cpu())
+        if not support.runs:
+            assert first[backend_id] == f"skipped, cannot run here ({support.reason}); it builds at its first start"
+        elif backend_id == "ipex-bf16":
+            assert first[backend_id] == "nothing to build"
     again = prepare.main(argv)
     assert again["openvino-static"] == again["int8-tome"] == "cache hit"
     if backend_class("pytorch-bf16").support(this_cpu()).runs:  # inductor's kernels, compiled by the first run
         assert again["pytorch-bf16"] == "cache hit"
     assert "prepare: int8-tome: cache hit" in capsys.readouterr().out
+    # The int8 IR for the other side of the VNNI line too (an image built on one CPU kind, run on another): one
+    # more build, found again on the next run; this CPU's own IR is not built again.
+    other = "avx2" if this_cpu().int8_vnni else "avx512-vnni"
+    for_other = prepare.main([*argv, "--for-cpu-kinds", other])
+    assert for_other["int8-tome"].startswith("built in") and for_other["openvino-static"] == "cache hit"
+    int8_irs = sorted(p.name for p in (tmp_path / "ir").iterdir() if "-tome0.5-" in p.name and p.is_dir())
+    assert len(int8_irs) == 2 and sum("-vae8-of-" in name for name in int8_irs) == 1, int8_irs
+    assert prepare.main([*argv, "--for-cpu-kinds", other])["int8-tome"] == "cache hit"
     # A prebuilt int8 pipeline given: prepare builds no int8 IR of its own (in a fresh cache).
-    (built,) = [p for p in (tmp_path / "ir").iterdir() if "int8" in p.name and p.is_dir()]
+    built = next(p for p in (tmp_path / "ir").iterdir() if "-tome0.5-" in p.name and p.is_dir())
     fresh = tmp_path / "fresh"
     argv = ["--model", "tiny", "--sizes", str(TINY_SIZE), "--cache-dir", str(fresh), "--int8-source", str(built)]
     prebuilt = prepare.main([*argv, "--backends", "int8-tome"])

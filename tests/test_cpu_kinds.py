@@ -1,0 +1,221 @@
+"""The suite plays every CPU kind this machine can present (`SBS_CPU_KIND`, `core.cpu.KINDS`): the Space image's build
+step, a start with a comparison asked for in its first second, the page's cards and the benchmark's table, each in a
+process of its own as that kind, on the `tiny` stand-in. Expectations follow each row's declared support on the
+kind: a row the kind cannot run is a card with its reason and is skipped by prepare, never a failure; any other
+failure turns the test red. A kind above this machine's is a hardware skip (`pytest -rs` names the machine).
+
+What a played kind reaches (checked here on every machine, below): oneDNN's dispatcher in PyTorch, IPEX and
+OpenVINO's CPU plugin (ONEDNN_MAX_CPU_ISA), ATen's and inductor's vector code (ATEN_CPU_CAPABILITY), OpenVINO's bf16
+default (an explicit inference precision), and every decision of ours (row support, precision labels, peak rates,
+cache keys, the int8 overflow fix). What it does not reach: the few OpenVINO kernels that read cpuid themselves, and
+the clock and caches; a played kind's timings are the machine's, so its results files say "-played"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+from test_backends import TOLERANCES
+
+from backends import backend_class, backend_ids
+from core.cpu import KINDS, Cpu, kind_cpu, machine_cpu
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).with_name("kind_run.py")
+# What each kind's engines may run at most: names of ISAs above it, as oneDNN's and OpenVINO's kernel names spell them
+ABOVE = {"avx2": ("avx512", "amx"), "avx512-vnni": ("amx",), "avx512-bf16": ("amx",), "amx": ()}
+ONEDNN_ISA_WORDS = {  # oneDNN's verbose "isa:" line for each kind's cap: words it must hold, words it must not
+    "avx2": (("AVX2",), ("AVX-512", "AMX")),
+    "avx512-vnni": (("AVX-512", "DL Boost"), ("bfloat16", "AMX")),
+    "avx512-bf16": (("AVX-512", "bfloat16"), ("AMX",)),
+    "amx": (("AMX",), ()),
+}
+
+
+def played(kind: str) -> Cpu:
+    """This machine presenting `kind`, or a hardware skip."""
+    machine = machine_cpu()
+    if kind not in machine.kinds_presentable():
+        pytest.skip(f"hardware: this machine ({machine.model}: {machine.isa_line()}) cannot present {kind}")
+    return machine.presenting(kind)
+
+
+def run_as(kind: str, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
+    env.update(SBS_CPU_KIND=kind, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"as {kind}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done
+
+
+@pytest.fixture(scope="session")
+def kind_runs(cache_dir, tmp_path_factory):
+    """kind -> (prepare's output, the start's report, the start's stdout), each run once per session. The kinds share
+    the session's cache directory: what does not depend on the CPU is built once for all of them."""
+    out = tmp_path_factory.mktemp("kinds")
+
+    @cache
+    def run(kind: str):
+        prepared = run_as(kind, "prepare", str(cache_dir), str(out / f"{kind}-prepare.json"))
+        started = run_as(kind, "start", str(cache_dir), str(out / f"{kind}-start.json"))
+        report = json.loads((out / f"{kind}-start.json").read_text())
+        return json.loads((out / f"{kind}-prepare.json").read_text()), prepared.stdout, report, started.stdout
+
+    return run
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prepare_exits_0_and_skips_only_what_the_kind_cannot_run(kind, kind_runs):
+    cpu = played(kind)
+    prepared, stdout, _report, _ = kind_runs(kind)
+    for backend_id in backend_ids():
+        support = backend_class(backend_id).support(cpu)
+        what = prepared["done"][backend_id]
+        if support.runs:
+            assert not what.startswith("skipped"), (backend_id, what)
+        else:
+            assert what.startswith("skipped, cannot run here") and support.reason in what, (backend_id, what)
+            assert f"prepare: {backend_id}: skipped" in stdout
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_comparison_asked_for_at_start_gives_each_row_its_verdict(kind, kind_runs):
+    """The request is made as the start begins: it waits for every row the kind runs (each gives its image within
+    its fidelity tolerance); a row the kind cannot run is skipped with its reason, in words, on its card."""
+    cpu = played(kind)
+    _prepared, _, report, _ = kind_runs(kind)
+    rows = {r["backend"]: r for r in report["rows"]}
+    for backend_id in backend_ids():
+        support, row, card = backend_class(backend_id).support(cpu), rows[backend_id], report["cards"][backend_id]
+        if support.runs:
+            assert row["status"] == "ok", (backend_id, row)
+            assert report["health"]["rows"][backend_id].startswith("ready"), report["health"]
+            if backend_id in TOLERANCES:
+                min_psnr, min_ssim = TOLERANCES[backend_id]
+                assert row["psnr_db"] >= min_psnr and row["ssim"] >= min_ssim, (kind, backend_id, row)
+        else:
+            assert row["status"] == "skipped" and support.reason in row["message"], row
+            assert "not on this CPU" in card and "failed" not in card and "Error" not in card, card
+            assert report["health"]["rows"][backend_id].startswith("unavailable: not on this CPU")
+    assert "error" not in report["message"].lower() and "failed" not in report["message"].lower()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_page_and_the_benchmark_say_which_kind_ran(kind, kind_runs):
+    cpu = played(kind)
+    _prepared, _, report, _ = kind_runs(kind)
+    assert report["slug"] == cpu.slug() and report["benchmark_system"]["cpu_kind"] == cpu.slug()
+    assert report["benchmark_system"]["played_as"] == cpu.presented_as
+    if cpu.presented_as:  # a lesser kind than the machine's: said on the System panel and in the files' names
+        assert f"played as the kind {kind}" in report["system"] and cpu.slug().endswith("-played")
+    for row in report["benchmark_rows"]:
+        support = backend_class(row["backend"]).support(cpu)
+        assert row["status"] == ("ok" if support.runs else "unavailable"), row
+        if support.runs:
+            assert row["peak_unit"] == cpu.peak_flops(support.compute, 2)[1].split(":")[0], row
+        else:
+            assert support.reason in row["reason"], row
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_engines_run_no_kernel_above_the_kind(kind, kind_runs):
+    """ATen (and inductor) at the kind's vector width, oneDNN dispatching at most to the kind's ISA in PyTorch, and
+    OpenVINO's int8 UNet built from kernels of the kind's ISA or below."""
+    played(kind)
+    _prepared, _, report, stdout = kind_runs(kind)
+    assert report["aten_capability"] == KINDS[kind].aten_capability.upper(), report["aten_capability"]
+    (isa_line,) = [line.split("isa:")[1] for line in stdout.splitlines() if ",cpu,isa:" in line]
+    must, must_not = ONEDNN_ISA_WORDS[kind]
+    assert all(w in isa_line for w in must) and not any(w in isa_line for w in must_not), isa_line
+    kernels = report["openvino_int8_unet_kernels"]
+    assert kernels and not [k for k in kernels if any(isa in k for isa in ABOVE[kind])], kernels
+
+
+def test_the_int8_ir_is_chosen_by_the_cpu_it_will_run_on():
+    """Without VNNI the int8 IR is built with NNCF's overflow fix (7-bit weights), with VNNI without it; the choice
+    is in the IR's cache key, so an IR made for one never loads on the other."""
+    from backends.int8_tome import Int8Recipe
+    from core.request import LoadSettings
+
+    settings = LoadSettings(sizes=(128,), threads=2, cache_dir=Path("/nonexistent"))
+    recipes = {kind: Int8Recipe.from_settings(settings, kind_cpu(kind)) for kind in KINDS}
+    assert recipes["avx2"].overflow_fix == "enable" and recipes["avx2"].slug().endswith("-of")
+    assert {recipes[k].overflow_fix for k in ("avx512-vnni", "avx512-bf16", "amx")} == {"disable"}
+    assert len({r.slug() for r in recipes.values()}) == 2
+    forced = LoadSettings(sizes=(128,), threads=2, cache_dir=Path("/nonexistent"), int8_overflow_fix="disable")
+    assert Int8Recipe.from_settings(forced, kind_cpu("avx2")).overflow_fix == "disable"  # the operator's choice
+
+
+def test_a_kind_is_presented_by_hiding_never_by_adding():
+    machine = machine_cpu()
+    for kind in KINDS:
+        if kind in machine.kinds_presentable():
+            assert machine.presenting(kind).flags <= machine.flags
+        else:
+            with pytest.raises(ValueError, match=f"cannot present {kind}"):
+                machine.presenting(kind)
+    with pytest.raises(ValueError, match="unknown CPU kind 'avx9'"):
+        machine.presenting("avx9")
+
+
+def test_a_kind_this_machine_cannot_present_stops_the_program_with_the_reason(tmp_path):
+    above = [k for k in KINDS if k not in machine_cpu().kinds_presentable()]
+    kind = above[0] if above else "avx9"  # a machine with AMX presents every kind: a misspelt one instead
+    env = {**os.environ, "SBS_CPU_KIND": kind, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.prepare", "--model", "tiny", "--cache-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1 and ("cannot present" in done.stderr or "unknown CPU kind" in done.stderr), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("entry", ["app", "benchmark", "harness.prepare"])
+def test_every_program_caps_the_engines_before_torch_is_imported(entry):
+    """The engines read their caps once (`import torch` already runs ATen kernels): every entry point imports
+    `core`, which sets them, before torch."""
+    env = {**os.environ, "SBS_CPU_KIND": "avx2", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {entry}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    order = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert "core" in order and "torch" in order, done.stderr[-2000:]
+    assert order.index("core") < order.index("torch")
+
+
+ENGINE_CAP_PROBE = """
+import numpy as np, openvino as ov, torch
+from openvino import opset13 as ops
+x = ops.parameter([1, 16, 32, 32], np.float32, name="x")
+conv = ops.convolution(x, ops.constant(np.ones((32, 16, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1])
+compiled = ov.Core().compile_model(ov.Model([conv], [x]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+compiled.create_infer_request().infer({0: np.ones((1, 16, 32, 32), np.float32)})
+ops_run = compiled.get_runtime_model().get_ops()
+print("openvino", sorted({op.get_rt_info()["primitiveType"].astype(str) for op in ops_run}))
+print("aten", torch.backends.cpu.get_cpu_capability())
+channels_last = torch.ones(2, 64, 56, 56).to(memory_format=torch.channels_last)  # a size ATen gives oneDNN
+with torch.no_grad(), torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+    torch.nn.Conv2d(64, 64, 3).to(memory_format=torch.channels_last)(channels_last)
+"""
+
+
+def test_both_engines_honour_the_caps_on_any_machine():
+    """The caps `core.cpu.engine_caps` sets, proven on whatever machine runs the suite by capping below every kind
+    (SSE4.1): OpenVINO's CPU plugin and PyTorch's oneDNN then dispatch to SSE4.1 kernels, ATen to its scalar code."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}
+    done = subprocess.run(
+        [sys.executable, "-c", ENGINE_CAP_PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    openvino = next(line for line in done.stdout.splitlines() if line.startswith("openvino"))
+    assert "sse42" in openvino and "avx" not in openvino and "amx" not in openvino, openvino
+    assert "aten NO AVX" in done.stdout and "isa:Intel SSE4.1" in done.stdout, done.stdout[-2000:]
+    assert "convolution,jit:sse41" in done.stdout, done.stdout[-2000:]
