@@ -3,6 +3,7 @@ caller; this file is run as a script, in a process of its own, because the engin
 
     python tests/kind_run.py prepare CACHE_DIR OUT_JSON [harness.prepare flags]
     python tests/kind_run.py start CACHE_DIR OUT_JSON
+    python tests/kind_run.py serve CACHE_DIR OUT_JSON     (the start without the benchmark)
 
 `prepare` is the Space image's build step. `start` is the app's start on the `tiny` stand-in with a comparison
 asked for through the page's handler in its first second (while the rows load), then the benchmark's table; it
@@ -38,7 +39,7 @@ def prepare(cache_dir: str, flags: list[str]) -> dict:
     return {"done": harness_prepare.main(argv)}
 
 
-def start(cache_dir: str, out: Path) -> dict:
+def start(cache_dir: str, out: Path, with_benchmark: bool = True) -> dict:
     import torch
 
     import app
@@ -63,10 +64,12 @@ def start(cache_dir: str, out: Path) -> dict:
         int8_kernels = sorted(
             {op.get_rt_info()["primitiveType"].astype(str) for op in compiled.get_runtime_model().get_ops()}
         )
-    report = benchmark.main(
-        ["--model", "tiny", "--size", str(SIZE), "--steps", "2", "--passes", "1", "--cache-dir", cache_dir,
-         "--calibration-prompts", "2", "--json", str(out.with_suffix(".bench.json"))]
-    )  # fmt: skip
+    report = {"rows": [], "system": {"cpu_kind": "", "played_as": "", "isa_summary": ""}}
+    if with_benchmark:
+        report = benchmark.main(
+            ["--model", "tiny", "--size", str(SIZE), "--steps", "2", "--passes", "1", "--cache-dir", cache_dir,
+             "--calibration-prompts", "2", "--json", str(out.with_suffix(".bench.json"))]
+        )  # fmt: skip
     return {
         "cpu": str(this_cpu()),
         "slug": this_cpu().slug(),
@@ -96,7 +99,7 @@ def onednn_isa_line() -> None:
 if __name__ == "__main__":
     mode, cache, out_path, *rest = sys.argv[1:]
     out_file = Path(out_path)
-    result = prepare(cache, rest) if mode == "prepare" else start(cache, out_file)
+    result = prepare(cache, rest) if mode == "prepare" else start(cache, out_file, with_benchmark=mode == "start")
     out_file.write_text(json.dumps(result, indent=1, default=str))
     if mode == "start":
         onednn_isa_line()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from functools import cache
@@ -136,6 +137,41 @@ def test_the_engines_run_no_kernel_above_the_kind(kind, kind_runs):
     assert all(w in isa_line for w in must) and not any(w in isa_line for w in must_not), isa_line
     kernels = report["openvino_int8_unet_kernels"]
     assert kernels and not [k for k in kernels if any(isa in k for isa in ABOVE[kind])], kernels
+
+
+def cross_kinds() -> list[tuple[str, str]]:
+    """An image prepared on one kind and started on another, both ways, between the least and the most capable kind
+    this machine presents (they differ on both the VNNI and the native-bf16 lines wherever the machine has AVX-512);
+    a machine that presents one kind gives none (skipped as hardware)."""
+    kinds = machine_cpu().kinds_presentable()
+    return [(kinds[-1], kinds[0]), (kinds[0], kinds[-1])] if len(kinds) > 1 else []
+
+
+@pytest.mark.parametrize("built_as, started_as", cross_kinds() or [pytest.param("", "", marks=pytest.mark.skip(
+    reason=f"hardware: this machine ({machine_cpu().model}: {machine_cpu().isa_line()}) presents one CPU kind only"
+))])  # fmt: skip
+def test_an_image_prepared_as_one_kind_starts_as_another(built_as, started_as, cache_dir, tmp_path):
+    """`harness.prepare --for-cpu-kinds` as the image's build on one kind, then two starts on another sharing its
+    cache, as two starts of the image on a Space of the other kind would: every row the other kind runs serves;
+    the IR is found (the int8 IR that kind needs included); pytorch-bf16's compiled code is never taken from another
+    kind (its first start there compiles into its own directory) and the second start compiles nothing."""
+    fresh = tmp_path / "cache"
+    shutil.copytree(cache_dir / "standins", fresh / "standins")  # the stand-in only: every build starts afresh
+    run_as(built_as, "prepare", str(fresh), str(tmp_path / "prepare.json"), "--for-cpu-kinds", started_as)
+    cpu = played(started_as)
+    for start in ("first", "restart"):
+        run_as(started_as, "serve", str(fresh), str(tmp_path / f"{start}.json"))
+        report = json.loads((tmp_path / f"{start}.json").read_text())
+        rows = {r["backend"]: r for r in report["rows"]}
+        for backend_id in backend_ids():
+            runs = backend_class(backend_id).support(cpu).runs
+            assert rows[backend_id]["status"] == ("ok" if runs else "skipped"), (start, rows[backend_id])
+        cache = report["health"]["cache"]
+        assert cache["openvino-static"] == cache["int8-tome"] == "hit", (start, cache)
+        if backend_class("pytorch-bf16").support(cpu).runs:
+            assert cache["pytorch-bf16"] == ("hit" if start == "restart" else "built"), (start, cache)
+    kinds_dirs = {p.name for p in (fresh / "torchinductor").iterdir()} if (fresh / "torchinductor").exists() else set()
+    assert kinds_dirs <= {built_as, started_as}, kinds_dirs
 
 
 def test_the_int8_ir_is_chosen_by_the_cpu_it_will_run_on():
