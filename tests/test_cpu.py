@@ -90,3 +90,28 @@ def test_this_machine_is_described():
     assert here.flags and here.mhz > 0, "could not read /proc/cpuinfo"
     assert all(backend_class(b).support(here).runs or backend_class(b).support(here).reason for b in backend_ids())
     print(f"this CPU: {here.model}, {here.isa_line()}; kind {here.slug()}")
+
+
+@pytest.mark.parametrize(
+    "played, like",
+    [("avx2", "amd-avx2"), ("avx512-vnni", "intel-icelake"), ("avx512-bf16", "amd-avx512"), ("amx", "intel-amx")],
+)
+def test_an_amx_xeon_playing_a_kind_answers_as_that_kind_does(played, like):
+    """Every decision that reads the CPU gives, on an AMX Xeon playing a kind, the answer a CPU of that kind gives."""
+    as_kind, real = cpu("intel-amx").presenting(played), cpu(like)
+    for backend_id in backend_ids():
+        ours, theirs = backend_class(backend_id).support(as_kind), backend_class(backend_id).support(real)
+        assert (ours.runs, ours.how, ours.compute) == (theirs.runs, theirs.how, theirs.compute), backend_id
+    assert as_kind.native_bf16 == real.native_bf16 and as_kind.int8_vnni == real.int8_vnni
+    assert as_kind.int8_kernels() == real.int8_kernels() and as_kind.kind() == played
+    assert as_kind.flags <= cpu("intel-amx").flags
+    # Playing the machine's own kind hides nothing: the machine itself, not a played kind.
+    suffix = "-played" if played != "amx" else ""
+    assert as_kind.slug() == real.slug().replace("amd-epyc", "intel-xeon") + suffix
+    assert as_kind.presented_as == ("" if played == "amx" else played)
+
+
+def test_the_int8_row_says_where_it_needs_the_overflow_fix():
+    int8 = backend_class("int8-tome")
+    assert "7-bit weights" in int8.support(cpu("amd-avx2")).how
+    assert all("7-bit" not in int8.support(cpu(k)).how for k in ("amd-avx512", "intel-amx", "intel-icelake"))
