@@ -69,7 +69,9 @@ class RowSet:
         self._factory = factory or create_backend
         self.backends: dict = {}
         self.status = {b: RowStatus() for b in self.order}
-        self.titles = {b: b for b in self.order}  # replaced by each backend's own title once created
+        # Each row's class title (a row this CPU cannot run is never created, and its card still names it); replaced
+        # by the created backend's own title (a test's factory may name its rows).
+        self.titles = {b: getattr(backend_class(b), "title", b) for b in self.order}
         self.lock = threading.Lock()  # one row at a time runs: timed sections and warm-ups never overlap
         self.loading_all = threading.Event()  # set while `load_all` runs: a row still waiting will be loaded
         if model is not None:
