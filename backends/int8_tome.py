@@ -65,6 +65,8 @@ class Int8Recipe:
         fix = settings.int8_overflow_fix
         if fix == "auto":
             fix = overflow_fix_for(cpu or this_cpu())
+        if settings.int8_mode == "hybrid":  # optimum-intel's hybrid mode takes no overflow fix (full mode does)
+            fix = "disable"
         # With the overflow fix the VAE decoder keeps 8-bit weights only: its int8 activations cost 1.2 dB more than
         # the fixed UNet alone even with 7-bit weights (tiny, AVX2 EPYC: 34.2 dB vs 35.4 dB; see the module docstring).
         vae = settings.int8_vae and fix == "disable"

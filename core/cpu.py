@@ -231,9 +231,10 @@ def parse_cpuinfo(text: str, max_mhz: float = 0.0) -> Cpu:
 
 def engine_caps(kind_name: str) -> dict[str, str]:
     """The environment that caps the engines at `kind_name`: oneDNN's dispatcher (PyTorch's, IPEX's and OpenVINO's
-    CPU plugin's copies all read ONEDNN_MAX_CPU_ISA, once, at their first kernel) and ATen's own kernels. OpenVINO's
-    choice of bf16 is not capped by it: the OpenVINO rows pass an inference precision instead
-    (`backends.openvino_loading`). Inductor's generated C++ follows ATEN_CPU_CAPABILITY too (`pick_vec_isa`)."""
+    CPU plugin's copies all read ONEDNN_MAX_CPU_ISA, once, at their first kernel) and ATen's own kernels. Inductor's
+    generated C++ follows ATEN_CPU_CAPABILITY too (`pick_vec_isa`). OpenVINO's default precision may read the
+    machine's own instruction sets: the OpenVINO rows ask for f32 where the kind has no native bf16
+    (`backends.openvino_loading`)."""
     kind = KINDS[kind_name]
     return {"ONEDNN_MAX_CPU_ISA": kind.onednn_isa, "ATEN_CPU_CAPABILITY": kind.aten_capability}
 
@@ -282,8 +283,8 @@ def cap_engines() -> None:
 
 
 def played_cpu() -> Cpu:
-    """`this_cpu()` for a program's entry point: called first, so that the engines are capped before any kernel runs;
-    a kind the machine cannot present (or a misspelt one) ends the program with the reason instead of a traceback."""
+    """`this_cpu()` at a program's start: a kind the machine cannot present (or a misspelt one) ends the program with
+    the reason, before it loads anything, instead of a traceback later."""
     try:
         return this_cpu()
     except ValueError as exc:
