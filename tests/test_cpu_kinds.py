@@ -150,7 +150,7 @@ def cross_kinds() -> list[tuple[str, str]]:
 @pytest.mark.parametrize("built_as, started_as", cross_kinds() or [pytest.param("", "", marks=pytest.mark.skip(
     reason=f"hardware: this machine ({machine_cpu().model}: {machine_cpu().isa_line()}) presents one CPU kind only"
 ))])  # fmt: skip
-def test_an_image_prepared_as_one_kind_starts_as_another(built_as, started_as, cache_dir, tmp_path):
+def test_an_image_prepared_as_one_kind_starts_as_another(built_as, started_as, cache_dir, tiny_model, tmp_path):
     """`harness.prepare --for-cpu-kinds` as the image's build on one kind, then two starts on another sharing its
     cache, as two starts of the image on a Space of the other kind would: every row the other kind runs serves;
     the IR is found (the int8 IR that kind needs included); pytorch-bf16's compiled code is never taken from another
