@@ -236,7 +236,7 @@ class Int8Tome:
         "ablation": [  # the int8 build's changes in the order they were made; the last is the row as it ships
             ("tomesd scatter merge, VAE weight-only int8", {"tome_form": "scatter", "int8_vae": False}),
             ("+ gather-form merge", {"int8_vae": False}),
-            ("+ VAE decoder int8", {}),
+            ("+ VAE decoder int8", {}),  # without VNNI the same build as the line before (overflow fix: see above)
         ],
         "sweep": [  # Token Merging's ratio and placement
             *((f"ratio {ratio:g}, highest resolution", {"tome_ratio": ratio}) for ratio in (0.3, 0.5, 0.7)),
