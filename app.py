@@ -693,7 +693,7 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs) -> None:
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env().updated(Settings.parser(__doc__).parse_args(argv))
-    played_cpu()  # before any kernel runs: a played kind (SBS_CPU_KIND) caps the engines
+    played_cpu()  # a kind the machine cannot present (SBS_CPU_KIND) stops here, with the reason
     started = time.monotonic()
     page = make_page(build_comparison(settings), settings=settings)
     demo = build_demo(page)

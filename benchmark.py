@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args, settings = parse_args(argv)
-    played_cpu()  # before any kernel runs: a played kind (SBS_CPU_KIND) caps the engines
+    played_cpu()  # a kind the machine cannot present (SBS_CPU_KIND) stops here, with the reason
     if args.startup:  # start-up uses the app's sizes; results/<model>-startup-<allocator>-<cpu kind>-<cores>cores.json
         return startup(settings, args)
     settings.sizes = str(args.size)

@@ -19,7 +19,7 @@ from .settings import Settings, build_comparison
 
 def main(argv: list[str] | None = None) -> dict[str, str]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cpu = played_cpu()  # first: a played kind (SBS_CPU_KIND) caps the engines before any kernel runs
+    cpu = played_cpu()  # first: a kind the machine cannot present (SBS_CPU_KIND) stops here, before any build
     parser = Settings.parser(__doc__)
     parser.add_argument(
         "--for-cpu-kinds",
@@ -47,10 +47,8 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
             done[backend_id] = "nothing to build"
             continue
         start = time.perf_counter()
-        results = []
-        for load_settings in _settings_for(backend, rows.settings, kinds):
-            log = logging.getLogger(backend_id)
-            results.append(backend.prepare(model, load_settings, log.info))
+        log = logging.getLogger(backend_id)
+        results = [backend.prepare(model, each, log.info) for each in _settings_for(backend, rows.settings, kinds)]
         hits = [hit for result in results for _dir, hit in result.values()]
         took = time.perf_counter() - start
         done[backend_id] = "cache hit" if all(hits) else f"built in {took:.0f} s"
