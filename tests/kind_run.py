@@ -65,11 +65,14 @@ def start(cache_dir: str, out: Path, with_benchmark: bool = True) -> dict:
             {op.get_rt_info()["primitiveType"].astype(str) for op in compiled.get_runtime_model().get_ops()}
         )
     report = {"rows": [], "system": {"cpu_kind": "", "played_as": "", "isa_summary": ""}}
+    profile = {}
     if with_benchmark:
-        report = benchmark.main(
-            ["--model", "tiny", "--size", str(SIZE), "--steps", "2", "--passes", "1", "--cache-dir", cache_dir,
-             "--calibration-prompts", "2", "--json", str(out.with_suffix(".bench.json"))]
-        )  # fmt: skip
+        flags = ["--model", "tiny", "--size", str(SIZE), "--steps", "2", "--cache-dir", cache_dir,
+                 "--calibration-prompts", "2"]  # fmt: skip
+        report = benchmark.main([*flags, "--passes", "1", "--json", str(out.with_suffix(".bench.json"))])
+        # The profile of the row every kind runs on OpenVINO: its kernels' names differ by kind
+        benchmark.main([*flags, "--profile", "openvino-static", "--json", str(out.with_suffix(".profile.json"))])
+        profile = json.loads(out.with_suffix(".profile.json").read_text())["unet_call"]
     return {
         "cpu": str(this_cpu()),
         "slug": this_cpu().slug(),
@@ -83,6 +86,7 @@ def start(cache_dir: str, out: Path, with_benchmark: bool = True) -> dict:
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
         "openvino_int8_unet_kernels": int8_kernels,
         "benchmark_rows": report["rows"],
+        "profile_unet": {k: profile.get(k) for k in ("attention_share", "precision_share")},
         "benchmark_system": {k: report["system"][k] for k in ("cpu_kind", "played_as", "isa_summary")},
     }
 

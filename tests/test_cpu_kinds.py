@@ -123,6 +123,11 @@ def test_the_page_and_the_benchmark_say_which_kind_ran(kind, kind_runs):
             assert row["peak_unit"] == cpu.peak_flops(support.compute, 2)[1].split(":")[0], row
         else:
             assert support.reason in row["reason"], row
+    # `--profile openvino-static`: OpenVINO's kernel names differ by kind (the AVX2 attention Subgraph is named after
+    # its last transpose), yet every kind's profile finds the attention and the precisions
+    profile = report["profile_unet"]
+    assert 0 < profile["attention_share"] < 1 and sum(profile["precision_share"].values()) == pytest.approx(1.0)
+    assert profile["precision_share"].get("fp32", 0) + profile["precision_share"].get("bf16", 0) > 0.5, profile
 
 
 @pytest.mark.parametrize("kind", KINDS)
