@@ -186,8 +186,10 @@ class Cpu:
             flags = self.flags
         else:
             flags = frozenset(f for f in self.flags if not f.startswith(HIDEABLE_PREFIXES) or f in kind.keeps)
-        # Presenting the machine's own kind hides nothing: it is then simply this machine, not a played kind.
-        return replace(self, flags=flags, presented_as=kind_name if flags != self.flags else "")
+        # Presenting the machine's own kind hides nothing any decision reads (at most minor flags such as Zen 4's
+        # AVX-512-BITALG): it is then simply this machine, not a played kind.
+        hides = {f for f in self.flags - flags if f in ISA}
+        return replace(self, flags=flags, presented_as=kind_name if hides else "")
 
     def slug(self) -> str:
         """A short file-name tag for this CPU kind, e.g. "amd-epyc-avx2" or "intel-xeon-amx"."""

@@ -115,3 +115,11 @@ def test_the_int8_row_says_where_it_needs_the_overflow_fix():
     int8 = backend_class("int8-tome")
     assert "7-bit weights" in int8.support(cpu("amd-avx2")).how
     assert all("7-bit" not in int8.support(cpu(k)).how for k in ("amd-avx512", "intel-amx", "intel-icelake"))
+
+
+def test_presenting_the_machines_own_kind_is_not_playing():
+    """An AVX-512 EPYC (Zen 4) told to present avx512-bf16 hides only flags no decision reads: it is itself."""
+    zen4 = cpu("amd-avx512")
+    own = zen4.presenting("avx512-bf16")
+    assert own.presented_as == "" and own.slug() == zen4.slug() and "avx512_bitalg" not in own.flags
+    assert zen4.presenting("avx512-vnni").presented_as == "avx512-vnni"
