@@ -20,8 +20,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from backends import backend_class
-from core.cpu import played_cpu, this_cpu
+from core.cpu import played_cpu
 from core.request import SCHEDULERS, STAGES, GenerationRequest
 from harness.comparison import Comparison, RowResult
 from harness.examples import EXAMPLES, compute_examples, make_showcase
@@ -99,7 +98,7 @@ def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = No
         if row.get("message"):
             lines.append(f"_{row['message']}_")
     elif row is not None and not comparison.rows.runs_here(backend_id):
-        lines.append(f"**Not on this CPU**: {backend_class(backend_id).support(this_cpu()).reason}")
+        lines.append(f"**Not on this CPU**: {comparison.rows.why_not_here(backend_id)}")
     elif row is not None:
         lines.append(f"**{row['status']}**: {row['message']}")
     else:

@@ -62,9 +62,7 @@ class Int8Recipe:
     @classmethod
     def from_settings(cls, settings: LoadSettings, cpu: Cpu | None = None) -> Int8Recipe:
         """The recipe `settings` ask for, for the CPU the IR will run on (`cpu`, default this one)."""
-        fix = settings.int8_overflow_fix
-        if fix == "auto":
-            fix = overflow_fix_for(cpu or this_cpu())
+        fix = overflow_fix_for(cpu or this_cpu(), settings.int8_overflow_fix)
         if settings.int8_mode == "hybrid":  # optimum-intel's hybrid mode takes no overflow fix (full mode does)
             fix = "disable"
         # With the overflow fix the VAE decoder keeps 8-bit weights only: its int8 activations cost 1.2 dB more than
@@ -100,8 +98,11 @@ class Int8Recipe:
         return f"{unet}, {vae}, ToMe {self.tome_ratio:g} ({levels}, {self.tome_form}){fix.get(self.overflow_fix, '')}"
 
 
-def overflow_fix_for(cpu: Cpu) -> str:
-    """NNCF's overflow fix for int8 IR that will run on `cpu`: needed where int8 products are summed without VNNI."""
+def overflow_fix_for(cpu: Cpu, asked: str = "auto") -> str:
+    """NNCF's overflow fix for int8 IR that will run on `cpu`: what the operator `asked` for, or with "auto" the fix
+    where int8 products are summed without VNNI."""
+    if asked != "auto":
+        return asked
     return "disable" if cpu.int8_vnni else "enable"
 
 
@@ -254,9 +255,7 @@ class Int8Tome:
     def settings_for(cls, settings: LoadSettings, cpu: Cpu) -> LoadSettings:
         """`settings` with the CPU-dependent choice made for `cpu` (the overflow fix): what an IR that will run on
         `cpu` is built with, e.g. when `harness.prepare --for-cpu-kinds` builds for a CPU other than its own."""
-        if settings.int8_overflow_fix != "auto":
-            return settings
-        return replace(settings, int8_overflow_fix=overflow_fix_for(cpu))
+        return replace(settings, int8_overflow_fix=overflow_fix_for(cpu, settings.int8_overflow_fix))
 
     def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
         """Build (or find in the cache) the int8 + ToMe IR for every size: size -> (IR directory, cache hit?). With

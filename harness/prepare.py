@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from backends import backend_class, create_backend
+from backends import create_backend
 from core.cpu import KINDS, kind_cpu, played_cpu, this_cpu
 
 from .settings import Settings, build_comparison
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         raise SystemExit(f"prepare: {model.fallback_reason}")
     done = {}
     for backend_id in rows.order:
-        support = backend_class(backend_id).support(cpu)
-        if not support.runs:  # e.g. pytorch-bf16 on a builder without native bf16: it compiles at its first start
-            done[backend_id] = f"skipped, cannot run here ({support.reason}); it builds at its first start"
+        why_not = rows.why_not_here(backend_id)
+        if why_not:  # e.g. pytorch-bf16 on a builder without native bf16: it compiles at its first start
+            done[backend_id] = f"skipped, cannot run here ({why_not}); it builds at its first start"
             continue
         backend = create_backend(backend_id)
         if not hasattr(backend, "prepare"):

@@ -111,7 +111,15 @@ class RowSet:
 
     def runs_here(self, backend_id: str) -> bool:
         """Whether this CPU runs the row (its `support`); a test's factory decides for the rows it makes."""
-        return self._factory is not create_backend or backend_class(backend_id).support(this_cpu()).runs
+        return not self.why_not_here(backend_id)
+
+    def why_not_here(self, backend_id: str) -> str:
+        """What the row needs that this CPU lacks (its `support`'s reason); "" where it runs, and for a test's
+        factory's rows."""
+        if self._factory is not create_backend:
+            return ""
+        support = backend_class(backend_id).support(this_cpu())
+        return "" if support.runs else support.reason
 
     def _resolve_name(self) -> str:
         return getattr(self._resolve, "model_name", "the model")
@@ -149,8 +157,7 @@ class RowSet:
             log.info("[%s] %s", backend_id, line)
 
         if not self.runs_here(backend_id):
-            support = backend_class(backend_id).support(this_cpu())
-            status.set("unavailable", f"not on this CPU: {support.reason}")  # not an error: a fact of the CPU
+            status.set("unavailable", f"not on this CPU: {self.why_not_here(backend_id)}")  # a fact, not an error
             log.info("[%s] %s", backend_id, status.detail)
             return
         rss0 = process_memory_mb().get("rss", 0.0)
