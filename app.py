@@ -22,8 +22,9 @@ import pandas as pd
 
 from core.cpu import played_cpu
 from core.request import SCHEDULERS, STAGES, GenerationRequest
+from harness.client_keys import ClientKeys
 from harness.comparison import Comparison, RowResult
-from harness.examples import EXAMPLES, compute_examples, make_showcase
+from harness.examples import EXAMPLES, compute_examples, make_showcase, missing
 from harness.fair_share import FairShare
 from harness.page_images import PageImages
 from harness.results import read_results
@@ -35,10 +36,6 @@ from harness.wait_estimate import WaitEstimate
 
 log = logging.getLogger("app")
 
-# On a Hugging Face Space the app sees the Space's proxy, which appends the visitor's address to X-Forwarded-For:
-# the last entry is the proxy's word (entries before it are whatever the client sent). Anywhere else the header is
-# the client's own word, so only the connection's address counts.
-TRUST_FORWARDED_FOR = bool(os.environ.get("SPACE_ID"))
 MAX_UPLOAD = "1kb"  # the page takes no files: Gradio's upload route refuses anything larger
 DELETE_CACHE = (600, 3600)  # every 10 minutes, Gradio's temporary files (images sent to pages) older than an hour go
 STANDIN_BANNER = "**Random-weight stand-in model `{name}`: images are noise, latencies are real.**"
@@ -56,13 +53,22 @@ class Page:
     showcase: Showcase  # the operator's examples as computed here
     settings: Settings  # the page's own settings (default steps, queue size, public mode)
     timings: WaitEstimate  # the latest measured stages, for the wait estimate
+    clients: ClientKeys  # who a request comes from (the proxies the operator trusts)
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
 
 
 def make_page(comparison: Comparison, showcase: Showcase | None = None, settings: Settings | None = None) -> Page:
     if comparison.image_store is None:  # the page hands Gradio PNG files written under the row lock
         comparison.image_store = PageImages(Path(tempfile.mkdtemp(prefix="sbs-page-images-")))
-    return Page(comparison, showcase or make_showcase(comparison), settings or Settings(), WaitEstimate())
+    settings = settings or Settings()
+    showcase = showcase or make_showcase(comparison)
+    return Page(comparison, showcase, settings, WaitEstimate(), ClientKeys(settings.trusted_proxies))
+
+
+def text(value: str = "", **kwargs) -> gr.Markdown:
+    """A Markdown component that renders no maths: nothing on the page is LaTeX, and a visitor's `$$...$$` (which
+    Gradio's Markdown renders by default) stays as typed."""
+    return gr.Markdown(value, latex_delimiters=[], **kwargs)
 
 
 def plain(text: str) -> str:
@@ -130,9 +136,9 @@ def headline(rows: list[dict], reference: str | None) -> str:
     if fastest is None or fastest["backend"] == reference:
         return ""
     psnr = f", PSNR {fastest['psnr_db']:.0f} dB vs baseline" if fastest.get("psnr_db") is not None else ""
-    inflated = [r for r in rows if r["backend"] in (reference, fastest["backend"]) and r.get("inflated_by")]
-    caveat = "\n\n_Measured while another row was still loading: the ratio is not clean._" if inflated else ""
-    return f"# {fastest['title']}: {fastest['speedup']:.1f}× faster than baseline{psnr}{caveat}"
+    if any(r.get("inflated_by") for r in rows):  # never a headline from a ratio that is not clean
+        return "_Some rows were timed while another row was loading: the ratios are not clean, so no headline._"
+    return f"# {fastest['title']}: {fastest['speedup']:.1f}× faster than baseline{psnr}"
 
 
 def latency_chart(rows: list[dict], reference: str | None) -> pd.DataFrame:
@@ -328,7 +334,15 @@ def show_example(page: Page, index) -> list:
         return [gr.skip(), waiting, *view(page, {}, [], {}, None, final=False), index]
     about = {"seed": run.request.seed, "request": asdict(run.request), "finished": run.finished, "machine": run.machine}
     images = {b: str(path) for b, path in run.images.items()}
-    return [run.request.seed, run.label(), *view(page, about, run.rows, images, None, final=True), None]
+    label = run.label()
+    absent = missing(page.comparison, run.rows)
+    if absent:
+        titles = ", ".join(page.comparison.rows.titles[b] for b in absent)
+        label += (
+            f"\n\n_Missing from this example: {titles} (each card says why). It is computed again, with every row,"
+            " when the missing rows are ready._"
+        )
+    return [run.request.seed, label, *view(page, about, run.rows, images, None, final=True), None]
 
 
 def fill_when_ready(page: Page, awaiting, n_outputs: int) -> list:
@@ -345,20 +359,10 @@ def example_inputs(index) -> list:
     return [prompt, negative, seed]
 
 
-def client_of(request) -> str:
-    """Whose request this is (a `gr.Request` or a Starlette request): the visitor's IP address."""
-    if request is None:
-        return ""
-    forwarded = request.headers.get("x-forwarded-for", "") if TRUST_FORWARDED_FOR else ""
-    if forwarded:
-        return forwarded.split(",")[-1].strip()
-    return request.client.host if request.client else ""
-
-
-def queue_holdings(demo: gr.Blocks):
+def queue_holdings(demo: gr.Blocks, key):
     """`holdings(client)` for `FairShare`: whether `client` has a comparison running, and its place in the queue.
     Read from Gradio's own queue (it has no public API for this): the events running and waiting, with their
-    requests."""
+    requests, each keyed by `key(request)`."""
 
     def comparisons(events):
         return [e for e in events if e is not None and getattr(e.fn, "api_name", None) == "generate"]
@@ -367,19 +371,18 @@ def queue_holdings(demo: gr.Blocks):
         queue = demo._queue
         running = comparisons(e for job in queue.active_jobs if job for e in job)
         waiting = comparisons(e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue))
-        place = next((i + 1 for i, e in enumerate(waiting) if client_of(e.request) == client), None)
-        return any(client_of(e.request) == client for e in running), place
+        place = next((i + 1 for i, e in enumerate(waiting) if key(e.request) == client), None)
+        return any(key(e.request) == client for e in running), place
 
     return holdings
 
 
 def visitors_waiting(demo: gr.Blocks) -> bool:
     """Whether any visitor's comparison is running or queued (the further examples wait until none is)."""
-    holdings = queue_holdings(demo)
     queue = demo._queue
-    clients = {client_of(e.request) for q in list(queue.event_queue_per_concurrency_id.values()) for e in q.queue}
-    clients |= {client_of(e.request) for job in queue.active_jobs if job for e in job}
-    return any(any(holdings(c)) for c in clients)
+    waiting = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
+    running = [e for job in queue.active_jobs if job for e in job]
+    return any(e is not None and getattr(e.fn, "api_name", None) == "generate" for e in waiting + running)
 
 
 def make_admit(page: Page):
@@ -391,7 +394,11 @@ def make_admit(page: Page):
         request: gr.Request = None,
     ):  # fmt: skip
         # Gradio hands the validator the event's inputs, and the request only to a parameter annotated as one.
-        refusal = page.fair_share.admit(client_of(request)) if page.fair_share and request else None
+        refusal = None
+        if page.fair_share and request:
+            client = page.clients.key(request)
+            page.clients.observe(client, forwarded=bool(request.headers.get("x-forwarded-for")))
+            refusal = page.fair_share.admit(client)
         return [gr.validate(refusal is None, refusal or "")] + [gr.validate(True, "")] * 8
 
     return admit
@@ -429,7 +436,7 @@ def make_generate(page: Page):
         "awaiting an example" state. An unexpected error reaches the visitor as a short message with an id; its
         traceback goes to the log under that id."""
         if page.fair_share is not None and request is not None:
-            page.fair_share.started(client_of(request))
+            page.fair_share.started(page.clients.key(request))
         try:
             yield from run_comparison(
                 prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, compare_with, progress
@@ -444,6 +451,13 @@ def make_generate(page: Page):
     def run_comparison(
         prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, compare_with, progress
     ):
+        def on_wait(what: str) -> None:
+            rows = comparison.rows
+            runs_here = [b for b in rows.order if rows.runs_here(b)]
+            loaded = sum(rows.status[b].state not in ("waiting", "loading") for b in runs_here)
+            desc = f"Nothing is timed until every row is loaded and warm. Now: {what}"
+            progress((loaded, len(runs_here)), desc=desc, unit="rows loaded")
+
         if random_seed:
             seed = secrets.randbelow(MAX_SEED + 1)
         try:
@@ -460,6 +474,9 @@ def make_generate(page: Page):
             )
         except (InvalidRequest, ValueError) as exc:
             raise gr.Error(str(exc), duration=None) from None
+        # Nothing of this request runs before the start-up is over (the truncation note's tokenizer included):
+        # see RowSet.wait_for_start_up.
+        comparison.rows.wait_for_start_up(on_wait)
         notes = []
         if random_seed:
             notes.append(f"Random seed: **{request.seed}**")
@@ -478,9 +495,6 @@ def make_generate(page: Page):
 
         def on_warmup(backend_id):
             progress(None, desc=f"{comparison.rows.titles[backend_id]}: first run at this size, warming up (not timed)")
-
-        def on_wait(backend_id, status):
-            progress(None, desc=f"waiting for {comparison.rows.titles[backend_id]} to load ({status})")
 
         def snapshot(final: bool, label: str | None = None):
             rows = [r.figures() for r in results]
@@ -556,14 +570,14 @@ def build_demo(page: Page) -> gr.Blocks:
                         )
             with gr.Row(elem_classes=["stack-on-phone"]):
                 button = gr.Button("Generate on every row", variant="primary", scale=1)
-                wait = gr.Markdown()
+                wait = text()
             example = gr.Radio(
                 [(f"{i + 1}. {p}", i) for i, (p, _n, _s) in enumerate(EXAMPLES)],
                 value=0,
                 label="Built-in examples, computed on this machine (choose one to see it)",
             )
-            message = gr.Markdown()
-            title = gr.Markdown()
+            message = text()
+            title = text()
             images, cards, statuses = [], [], []
             with gr.Row(equal_height=False, elem_classes=["stack-on-phone"]):
                 for backend_id in comparison.rows.order:
@@ -580,8 +594,8 @@ def build_demo(page: Page) -> gr.Blocks:
                                 elem_classes=["row-image"],
                             )
                         )
-                        cards.append(gr.Markdown(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
-                        statuses.append(gr.Markdown(status_line(comparison, backend_id)))
+                        cards.append(text(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
+                        statuses.append(text(status_line(comparison, backend_id)))
             with gr.Row(elem_classes=["stack-on-phone"]):
                 with gr.Column():
                     slider = gr.ImageSlider(
@@ -673,17 +687,23 @@ def build_demo(page: Page) -> gr.Blocks:
         timer.tick(lambda: health(page), outputs=status_json, api_name="health", queue=False, show_progress="hidden")
         demo.load(lambda: system_markdown(comparison), outputs=system, api_name=False, queue=False)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
-    page.fair_share = FairShare(queue_holdings(demo))
+    page.fair_share = FairShare(queue_holdings(demo, page.clients.key))
     return demo
 
 
-def launch(demo: gr.Blocks, settings: Settings, **kwargs) -> None:
+def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> None:
     """Serve the page: on `settings.host` (loopback unless the operator opens it), no uploads, and in public mode
-    no raw exception text (visitors get short messages with error ids; `show_error` only adds raw ones)."""
+    no raw exception text (visitors get short messages with error ids; `show_error` only adds raw ones). The kept
+    examples' images are served from where they are kept (Gradio hands out only files from its temporary and
+    working directories and the `allowed_paths`: exactly that directory, nothing else of the cache)."""
+    settings = page.settings
+    # uvicorn (the server Gradio starts) reads the proxies it trusts from here when it starts: see ClientKeys.
+    os.environ["FORWARDED_ALLOW_IPS"] = ClientKeys(settings.trusted_proxies).trusted_proxy_addresses
     demo.launch(
         server_name=settings.host,
-        server_port=settings.port,
+        server_port=port or settings.port,
         show_error=not settings.public,
+        allowed_paths=[str(page.showcase.root.resolve())],
         max_file_size=MAX_UPLOAD,
         **kwargs,
     )
@@ -700,7 +720,7 @@ def main(argv=None) -> None:
         then=lambda: compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo))
     )
     log.info("UI up after %.1f s; rows load in the background", time.monotonic() - started)
-    launch(demo, settings)
+    launch(page, demo)
 
 
 if __name__ == "__main__":

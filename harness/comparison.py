@@ -140,13 +140,22 @@ class Comparison:
         public: bool = False,
     ):
         self.rows = rows
-        self.public = public  # a row's error reaches the visitor as a short message and an id, the details the log
+        rows.public = public  # errors reach visitors as a short message and an id, the details the log (`public`)
         self.limits = limits or Limits(sizes=rows.settings.sizes)
         self.safety = None  # a SafetyFilter once `load_all` finds the model ships a checker and it is enabled
         self.safety_enabled = safety_checker
         self.image_store = image_store  # a `PageImages`: each row's image saved as PNG under the lock, for the page
         self.timed_sections: list[tuple[str, float, float]] = []  # every timed section, for overlap checks
         self.activities: list[tuple[str, float, float]] = []  # every other heavy activity, likewise
+
+    @property
+    def public(self) -> bool:
+        """A public instance: every failure reaches visitors as a short message and an error id, the rows' too."""
+        return self.rows.public
+
+    @public.setter
+    def public(self, value: bool) -> None:
+        self.rows.public = value
 
     @contextmanager
     def activity(self, name: str):
@@ -159,10 +168,14 @@ class Comparison:
             del self.activities[:-1000]
 
     def load_all(self) -> None:
-        self.rows.resolve()
-        if self.safety_enabled and SafetyFilter.available(self.rows.model.path):
-            self.safety = SafetyFilter(self.rows.model.path)
-        self.rows.load_all()
+        self.rows.starting.set()  # the safety checker loads first: requests wait for it too
+        try:
+            self.rows.resolve()
+            if self.safety_enabled and SafetyFilter.available(self.rows.model.path):
+                self.safety = SafetyFilter(self.rows.model.path)
+            self.rows.load_all()
+        finally:
+            self.rows.starting.clear()
 
     def load_in_background(self, then: Callable[[], None] = lambda: None, retry_s: float = 60.0):
         """`load_all` in a thread (the app serves meanwhile), then `then()` in the same thread. A model that cannot
@@ -176,14 +189,14 @@ class Comparison:
                     self.load_all()
                     break
                 except ModelUnavailable as exc:
-                    self.rows.mark_all("unavailable", f"{reason(exc)}; retrying in {wait:.0f} s")
-                    log.warning("the model could not be loaded (%s); retrying in %.0f s", exc, wait)
+                    failed = self.rows.failure("the model could not load", exc)
+                    self.rows.mark_all("unavailable", f"{failed}; retrying in {wait:.0f} s")
                     time.sleep(wait)
                     wait = min(wait * 2, 600.0)
                     self.rows.mark_all("waiting", "retrying the model")
             then()
 
-        self.rows.loading_all.set()  # from now on, a request waits for the rows rather than skip them
+        self.rows.starting.set()  # from now on, a request waits for the start-up rather than skip the rows
         thread = threading.Thread(target=run, name="row-loader", daemon=True)
         thread.start()
         return thread
@@ -202,23 +215,24 @@ class Comparison:
         on_step: Callable[[str, int, int], None] = lambda *_: None,
         backend_ids: list[str] | None = None,
         on_warmup: Callable[[str], None] = lambda *_: None,
-        on_wait: Callable[[str, str], None] = lambda *_: None,
+        on_wait: Callable[[str], None] = lambda *_: None,
     ) -> Iterator[RowResult]:
-        """Yield one RowResult per row, in the fixed order, as soon as each row finishes. `on_step` follows
-        the timed run's steps; `on_warmup(backend_id)` says a row is being warmed up first (untimed);
-        `on_wait(backend_id, status)` says the request waits for a row that this CPU runs and that is still
-        loading (a request never skips such a row; an unavailable one is skipped with its reason)."""
+        """Yield one RowResult per row, in the fixed order, as soon as each row finishes. Nothing is timed before
+        the start-up is over (`on_wait(what)` says what it is doing meanwhile): a request never skips a row that
+        is still loading, and never times one beside another's loading; an unavailable row is skipped with its
+        reason. `on_step` follows the timed run's steps; `on_warmup(backend_id)` says a row is being warmed up
+        first (untimed)."""
         rows = self.rows
         wanted = rows.order if backend_ids is None else backend_ids
         unknown = [b for b in wanted if b not in rows.order]
         if unknown:
             raise InvalidRequest(f"unknown backend id(s) {', '.join(unknown)}; this app runs {', '.join(rows.order)}")
+        rows.wait_for_start_up(on_wait)
         latents = initial_latents(request.seed, request.height, request.width)
         reference: RowResult | None = None
         reference_image = None  # unfiltered: fidelity compares what the rows computed, not the checker's verdicts
         blanked = False
         for backend_id in wanted:
-            rows.wait_until_loaded(backend_id, lambda status, b=backend_id: on_wait(b, status))
             # The lock is taken per row, not across the yield: a client that stops reading cannot keep it.
             with rows.lock:
                 row = self._run_row(backend_id, request, latents, on_step, on_warmup)
@@ -245,8 +259,8 @@ class Comparison:
                     with self.activity("saving the image"):
                         row.image_path = self.image_store.save(to_uint8(row.image))
             if row.inflated_by:
-                # Loading (export, quantization) runs beside requests so the app serves at once; say so
-                # rather than show a latency inflated by it as if it were clean.
+                # Requests wait for the start-up, so only a row loaded later (the model retried) can get here;
+                # say so rather than show a latency inflated by it as if it were clean.
                 notes.append(f"timed while {', '.join(row.inflated_by)} was loading: latency inflated")
             if reference is not None and reference.inflated_by and row is not reference and row.status == "ok":
                 notes.append("speed-up against a baseline timed while another row was loading")
@@ -265,7 +279,7 @@ class Comparison:
                 rows.warm_up(backend_id, request.height)
             loading_before = rows.loading()
             timed = timed_generate(backend, request, latents, lambda step, total: on_step(backend_id, step, total))
-            loading = tuple(dict.fromkeys(loading_before + rows.loading()))
+            loading = tuple(dict.fromkeys(loading_before + rows.loading_during(timed.start, timed.end)))
         except Exception as exc:  # the row shows its error; the other rows and the next request go on
             error_id = secrets.token_hex(4)
             log.exception("row %s failed (error %s)", backend_id, error_id)

@@ -32,41 +32,67 @@ def make_showcase(comparison: Comparison) -> Showcase:
     return Showcase(comparison.rows.settings.cache_dir / "showcase", machine_label(comparison))
 
 
-def complete(comparison: Comparison, results) -> bool:
-    """Every row this CPU can run gave its image and figures (a failed or skipped one makes it no answer to keep;
-    a row this CPU cannot run is skipped with its reason and does not count)."""
-    runs_here = {b for b in comparison.rows.order if comparison.rows.runs_here(b)}
-    return all(r.status == "ok" for r in results if r.backend in runs_here) and any(r.status == "ok" for r in results)
+def missing(comparison: Comparison, rows: list[dict]) -> list[str]:
+    """The rows this CPU runs that gave no image in a kept example's `rows` (figures dicts); a row this CPU cannot
+    run is not missing (its card says what it needs)."""
+    ok = {r["backend"] for r in rows if r["status"] == "ok"}
+    return [b for b in comparison.rows.order if comparison.rows.runs_here(b) and b not in ok]
+
+
+def worth_retrying(comparison: Comparison, run: ShownRun | None) -> bool:
+    """Whether computing the example again could fill what it misses: a missing row is ready now (it failed in
+    the run, or a restart brought it back). A row that could not load or warm up stays so until a restart."""
+    if run is None:
+        return comparison.rows.model is not None and bool(comparison.rows.ready())
+    ready = set(comparison.rows.ready())
+    return any(b in ready for b in missing(comparison, run.rows))
 
 
 def compute_example(comparison: Comparison, showcase: Showcase, index: int) -> ShownRun | None:
-    """Run example `index` through every row and keep it if complete; what is kept already is not run again."""
+    """Run example `index` through every row and keep it, with any failed row marked on it (its card says why);
+    what is kept already is not run again unless a row it misses is ready now. Nothing is kept when no row gave
+    an image."""
     model = comparison.rows.model
     if model is None:
         return None
     kept = showcase.example(model, index)
-    if kept is not None:
+    if kept is not None and not worth_retrying(comparison, kept):
         return kept
     prompt, negative, seed = EXAMPLES[index]
     side = comparison.rows.settings.sizes[0]
     request = comparison.validate(prompt=prompt, negative_prompt=negative, seed=seed, height=side, width=side)
     results = list(comparison.run(request))
-    if not complete(comparison, results):
-        failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.status != "ok"]
-        log.warning("example %d not kept: %s", index + 1, "; ".join(failed))
-        return None
+    if not any(r.status == "ok" for r in results):
+        log.warning("example %d not kept: no row gave an image", index + 1)
+        return kept
+    failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.status != "ok"]
     run, images = ShownRun.from_results(request, results, showcase.machine, index)
     with comparison.rows.lock, comparison.activity("keeping an example"):
         showcase.record(model, run, images)
-    log.info("example %d is ready (%s)", index + 1, prompt)
+    log.info("example %d is ready (%s)%s", index + 1, prompt, f"; missing {'; '.join(failed)}" if failed else "")
     return run
 
 
 def compute_examples(
-    comparison: Comparison, showcase: Showcase, visitors_waiting: Callable[[], bool], poll_s: float = 2.0
+    comparison: Comparison,
+    showcase: Showcase,
+    visitors_waiting: Callable[[], bool],
+    poll_s: float = 2.0,
+    retry_s: float = 120.0,
+    max_retry_s: float = 3600.0,
 ) -> None:
-    """The first example at once; each further one only when no visitor's comparison is running or queued."""
-    for index in range(len(EXAMPLES)):
-        while index > 0 and visitors_waiting():
-            time.sleep(poll_s)
-        compute_example(comparison, showcase, index)
+    """The first example at once; each further one only when no visitor's comparison is running or queued. Then,
+    while a kept example misses a row that is ready again, it is computed again after `retry_s` seconds, the wait
+    doubling up to `max_retry_s` (a row failing on every run is not run every minute)."""
+    wait = retry_s
+    first = True
+    model = comparison.rows.model
+    while first or any(worth_retrying(comparison, showcase.example(model, i)) for i in range(len(EXAMPLES))):
+        if not first:
+            time.sleep(wait)
+            wait = min(2 * wait, max_retry_s)
+        for index in range(len(EXAMPLES)):
+            while (index > 0 or not first) and visitors_waiting():
+                time.sleep(poll_s)
+            compute_example(comparison, showcase, index)
+        first = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -69,11 +70,15 @@ class RowSet:
         self._factory = factory or create_backend
         self.backends: dict = {}
         self.status = {b: RowStatus() for b in self.order}
+        self.warming = dict.fromkeys(self.order, False)  # a row's warm-up runs now
         # Each row's class title (a row this CPU cannot run is never created, and its card still names it); replaced
         # by the created backend's own title (a test's factory may name its rows).
         self.titles = {b: getattr(backend_class(b), "title", b) for b in self.order}
+        self.public = False  # a public instance: failures reach visitors as a short line and an error id (`failure`)
         self.lock = threading.Lock()  # one row at a time runs: timed sections and warm-ups never overlap
-        self.loading_all = threading.Event()  # set while `load_all` runs: a row still waiting will be loaded
+        # Set from the start of loading until every row is loaded (or unavailable) and warm: requests wait meanwhile.
+        self.starting = threading.Event()
+        self.load_log: list[tuple[str, float, float]] = []  # (row, start, end) of every load, perf_counter seconds
         if model is not None:
             self._use(model)
 
@@ -89,25 +94,48 @@ class RowSet:
             try:
                 self._use(self._resolve(progress))
             except Exception as exc:
-                self.mark_all("unavailable", f"the model could not be loaded: {reason(exc)}")
+                self.mark_all("unavailable", self.failure("the model could not load", exc))
                 raise
             for status in self.status.values():
                 status.detail = ""
         return self.model
 
+    def failure(self, what: str, exc: BaseException) -> str:
+        """A failure's line for status lines, cards and /health, its traceback logged under an error id: on a public
+        instance a short line and the id (exception text can hold paths and internals), else the reason too."""
+        error_id = secrets.token_hex(4)
+        log.error("%s (error %s)", what, error_id, exc_info=exc)
+        return f"{what} (error {error_id}, in the log)" + ("" if self.public else f": {reason(exc)}")
+
     def mark_all(self, state: str, detail: str) -> None:
         for status in self.status.values():
             status.set(state, detail)
 
-    def wait_until_loaded(self, backend_id: str, on_wait: Callable[[str], None], poll_s: float = 0.5) -> None:
-        """Return once the row has left `waiting`/`loading` (ready, unavailable or failed), calling `on_wait`
-        with its status meanwhile; at once for a row this CPU cannot run (it never loads)."""
-        status = self.status[backend_id]
-        if not self.runs_here(backend_id):
-            return
-        while status.state == "loading" or (status.state == "waiting" and self.loading_all.is_set()):
-            on_wait(status.describe())
+    def wait_for_start_up(self, on_wait: Callable[[str], None], poll_s: float = 0.5) -> None:
+        """Return once the start-up is over (every row loaded or unavailable, and warmed up at every offered size),
+        calling `on_wait` with what it is doing meanwhile. A request waits here before it does anything: nothing it
+        runs may run beside loading (a row timed while another compiles is not timed fairly, and some libraries'
+        imports are not safe from two threads at once: transformers' lazy module raised `ImportError` for a
+        request's tokenizer while the loader imported it)."""
+        while self.starting.is_set():
+            on_wait(self.start_up_progress())
             time.sleep(poll_s)
+
+    def start_up_progress(self) -> str:
+        """What the start-up is doing now, in a few words, for a waiting visitor."""
+        if self.model is None:
+            first = self.status[self.order[0]]
+            return f"the model is being prepared ({first.detail or 'waiting'})"
+        runs = [b for b in self.order if self.runs_here(b)]
+        busy = next((b for b in runs if self.status[b].state == "loading" or self.warming[b]), None)
+        if busy is None:
+            return "the rows are being loaded"
+        return f"{self.titles[busy]}: {self.status[busy].describe()}"
+
+    def loading_during(self, start: float, end: float) -> list[str]:
+        """Rows whose loading overlapped [start, end] (perf_counter seconds), including any loading now."""
+        overlapped = [b for b, s, e in self.load_log if s < end and e > start]
+        return list(dict.fromkeys(overlapped + self.loading()))
 
     def runs_here(self, backend_id: str) -> bool:
         """Whether this CPU runs the row (its `support`); a test's factory decides for the rows it makes."""
@@ -132,21 +160,21 @@ class RowSet:
 
     def load_all(self) -> None:
         """Load every row in order, then warm each up; a row that fails is marked unavailable and the others
-        go on. Rows serve as soon as they are loaded (see `warm_up`)."""
-        self.loading_all.set()
+        go on. Requests wait until both passes are over (`wait_for_start_up`)."""
+        self.starting.set()
         try:
             self.resolve()
             for backend_id in self.order:
                 self.load_row(backend_id)
+            for backend_id in self.ready():
+                for size in self.settings.sizes:
+                    with self.lock:
+                        try:
+                            self.warm_up(backend_id, size)
+                        except Exception:  # warm_up marked the row failed, with the reason; the others go on
+                            break
         finally:
-            self.loading_all.clear()
-        for backend_id in self.ready():
-            for size in self.settings.sizes:
-                with self.lock:
-                    try:
-                        self.warm_up(backend_id, size)
-                    except Exception:  # warm_up marked the row failed, with the reason; the others go on
-                        break
+            self.starting.clear()
 
     def load_row(self, backend_id: str) -> None:
         status = self.status[backend_id]
@@ -174,9 +202,10 @@ class RowSet:
             else:
                 info = backend.load(self.model, self.settings, progress)
         except Exception as exc:  # any failure makes this row unavailable, never the app
-            log.exception("row %s could not load", backend_id)
-            status.set("unavailable", reason(exc))
+            status.set("unavailable", self.failure(f"row {backend_id} could not load", exc))
             return
+        finally:
+            self.load_log.append((backend_id, t0, time.perf_counter()))
         info.seconds = time.perf_counter() - t0
         info.ram_added_mb = process_memory_mb().get("rss", 0.0) - rss0
         self.backends[backend_id] = backend
@@ -196,14 +225,16 @@ class RowSet:
         status.detail = f"warming up at {size}x{size}"
         log.info("[%s] %s", backend_id, status.detail)
         start = time.perf_counter()
+        self.warming[backend_id] = True
         warm = GenerationRequest("warm-up", steps=WARMUP_STEPS, height=size, width=size)
         try:
             self.backends[backend_id].generate(warm, initial_latents(0, size, size), lambda *_: None, lambda *_: None)
         except Exception as exc:  # a row that cannot run once is failed, with the reason, never "warming up"
-            log.exception("row %s failed its warm-up at %sx%s", backend_id, size, size)
             self.backends.pop(backend_id, None)
-            status.set("failed", f"warm-up at {size}x{size} failed: {reason(exc)}")
+            status.set("failed", self.failure(f"warm-up at {size}x{size} failed", exc))
             raise
+        finally:
+            self.warming[backend_id] = False
         status.warmup_s += time.perf_counter() - start
         status.warm_sizes.add(size)
         pending = [s for s in self.settings.sizes if s not in status.warm_sizes]

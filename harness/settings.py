@@ -44,11 +44,15 @@ class Settings:
     host: str = "127.0.0.1"  # app only: the address to listen on (0.0.0.0: every interface, e.g. a booth's Wi-Fi)
     port: int = 7860  # app only
     queue_size: int = 16  # app only: visitors beyond this are told the queue is full
+    # app only: the proxies in front whose X-Forwarded-For is believed: addresses/networks, or a hop count ("1" on a
+    # Space); "" = none (harness.client_keys)
+    trusted_proxies: str = ""
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:
-        """SBS_MODEL, SBS_BACKENDS, ... (upper-case field names with the SBS_ prefix)."""
-        values = {}
+        """SBS_MODEL, SBS_BACKENDS, ... (upper-case field names with the SBS_ prefix). On a Hugging Face Space
+        (SPACE_ID set) one proxy stands in front: its hop is trusted unless SBS_TRUSTED_PROXIES says otherwise."""
+        values = {"trusted_proxies": "1"} if environ.get("SPACE_ID") else {}
         for f in fields(cls):
             raw = environ.get(f"SBS_{f.name.upper()}")
             if raw is not None:

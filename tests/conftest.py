@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -123,13 +124,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    from test_browser import BROWSER_ARGS, CHROMIUM
+
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is not installed: run `make setup-dev` (scripts/install.sh --dev)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture(scope="session")
 def app_page(comparison, tmp_path_factory):
     import app
 
-    page = app.make_page(
-        comparison, Showcase(tmp_path_factory.mktemp("showcase"), "test machine"), Settings(queue_size=8)
-    )
+    # As behind a local reverse proxy (trusted: its X-Forwarded-For names the visitor), so that tests can be
+    # several visitors.
+    settings = Settings(queue_size=8, trusted_proxies="127.0.0.1")
+    page = app.make_page(comparison, Showcase(tmp_path_factory.mktemp("showcase"), "test machine"), settings)
     compute_example(comparison, page.showcase, 0)  # what the app computes once the rows are warm
     return page
 
@@ -140,6 +155,6 @@ def server(app_page):
 
     demo = app.build_demo(app_page)
     port = free_port()
-    app.launch(demo, Settings(port=port), prevent_thread_lock=True, quiet=True)
+    app.launch(app_page, demo, port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

@@ -5,7 +5,6 @@ disk or reads its internals."""
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 import urllib.error
@@ -13,7 +12,6 @@ import urllib.request
 
 import pytest
 from conftest import TINY_SIZE, fake_comparison, free_port
-from test_browser import BROWSER_ARGS, CHROMIUM
 
 import app
 from backends import backend_class, backend_ids
@@ -24,14 +22,19 @@ from harness.settings import Settings
 SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
 MARKUP = (
     "# Big heading [a link](http://example.com/) ![remote](http://example.com/x.png) "
-    "<img src=x onerror=alert(1)> <b>bold</b> **strong** `code`"
+    "<img src=x onerror=window.__alerted=1> <b>bold</b> **strong** `code` $$x^2$$"
 )
+
+
+def overlapping(intervals_a, intervals_b) -> list[tuple[str, str]]:
+    """Pairs of named (name, start, end) intervals that overlap."""
+    return [(a, b) for a, s1, e1 in intervals_a for b, s2, e2 in intervals_b if s1 < e2 and s2 < e1]
 
 
 def serve(page) -> tuple[object, str]:
     demo = app.build_demo(page)
     port = free_port()
-    app.launch(demo, Settings(port=port, public=page.settings.public), prevent_thread_lock=True, quiet=True)
+    app.launch(page, demo, port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 
 
@@ -39,17 +42,6 @@ def client(url: str, address: str | None = None):
     from gradio_client import Client
 
     return Client(url, verbose=False, headers={"X-Forwarded-For": address} if address else None)
-
-
-@pytest.fixture
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not shutil.which("chromium"):
-        pytest.fail("Debian's chromium is not installed: run `make setup-dev` (scripts/install.sh --dev)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_a_prompt_written_as_markup_renders_as_text_and_reaches_no_other_visitor(server, comparison, browser):
@@ -62,10 +54,12 @@ def test_a_prompt_written_as_markup_renders_as_text_and_reaches_no_other_visitor
     visitor.get_by_text("Your comparison").wait_for(timeout=180_000)
     visitor.wait_for_timeout(500)
     body = visitor.inner_text("body")
-    assert "# Big heading [a link](http://example.com/)" in body and "<b>bold</b> **strong** `code`" in body
-    markup = visitor.locator("h1:has-text('Big heading'), a[href='http://example.com/'], img[src*='example.com'], b")
-    assert markup.count() == 0, "the visitor's prompt was rendered as Markdown or HTML"
-    assert visitor.evaluate("() => window.__alerted === undefined")
+    assert "# Big heading [a link](http://example.com/)" in body and "<b>bold</b> **strong** `code` $$x^2$$" in body
+    markup = visitor.locator(
+        "h1:has-text('Big heading'), a[href='http://example.com/'], img[src*='example.com'], img[src='x'], b, .katex"
+    )
+    assert markup.count() == 0, "the visitor's prompt was rendered as Markdown, HTML or maths"
+    assert visitor.evaluate("() => window.__alerted === undefined")  # the payload's handler never ran
 
     stranger = browser.new_page(viewport={"width": 1400, "height": 1400})
     stranger.goto(server)
@@ -98,10 +92,10 @@ def test_an_upload_of_64_mb_is_refused(server):
     assert upload(server, 64 * 2**20) == 413
 
 
-def test_one_client_holds_at_most_one_comparison_while_another_is_served(tiny_model, cache_dir, monkeypatch):
-    monkeypatch.setattr(app, "TRUST_FORWARDED_FOR", True)  # behind a Space's proxy: the forwarded address counts
+def test_one_client_holds_at_most_one_comparison_while_another_is_served(tiny_model, cache_dir):
     comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 1.0} for b in backend_ids()})
-    demo, url = serve(app.make_page(comparison))
+    # behind a local proxy the operator trusts: the forwarded address is the visitor's
+    demo, url = serve(app.make_page(comparison, settings=Settings(trusted_proxies="127.0.0.1")))
     try:
         first = client(url, "203.0.113.7").submit("one", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
         time.sleep(1.0)  # running now
@@ -179,18 +173,30 @@ def test_strict_loading_in_public_mode_never_serves_the_stand_in(tmp_path):
     assert page.comparison.rows.model is None  # tried again, still no stand-in
 
 
-def test_a_visitor_pressing_generate_the_moment_a_fresh_page_opens_gets_every_row(tiny_settings, browser):
-    """A fresh start: the rows load in the background (ipex.optimize included) while a visitor presses Generate
-    at once; the request waits for every row this CPU runs and gets each row's image and figures."""
+def test_a_visitor_pressing_generate_the_moment_a_fresh_page_opens_gets_every_row(tiny_settings, browser, monkeypatch):
+    """A fresh start on a slow machine (each row's loading takes 2 s more): the rows load in the background
+    (ipex.optimize included) while a visitor presses Generate at once; the request times nothing until every row
+    this CPU runs is loaded and warm (the progress says what it waits for), then gets each row's image and clean
+    figures, and a headline drawn from them."""
+    from harness import rows as harness_rows
+
+    create_backend = harness_rows.create_backend
+
+    def create_slowly(backend_id):
+        time.sleep(2.0)
+        return create_backend(backend_id)
+
+    monkeypatch.setattr(harness_rows, "create_backend", create_slowly)  # the rows' default factory
     settings = Settings(**{**tiny_settings.__dict__, "port": free_port()})
     page = app.make_page(app.build_comparison(settings), settings=settings)
     demo = app.build_demo(page)
-    app.launch(demo, settings, prevent_thread_lock=True, quiet=True)
+    app.launch(page, demo, prevent_thread_lock=True, quiet=True)
     page.comparison.load_in_background()
     try:
         visitor = browser.new_page(viewport={"width": 1400, "height": 1400})
         visitor.goto(f"http://127.0.0.1:{settings.port}/")
         visitor.get_by_role("button", name="Generate on every row").click()
+        visitor.get_by_text("Nothing is timed until every row is loaded and warm").first.wait_for(timeout=30_000)
         visitor.get_by_text("Your comparison").wait_for(timeout=600_000)
         visitor.wait_for_timeout(500)
         rows = page.comparison.rows
@@ -198,7 +204,10 @@ def test_a_visitor_pressing_generate_the_moment_a_fresh_page_opens_gets_every_ro
         body = visitor.inner_text("body")
         assert body.count(" s total") == len(runs_here), body
         assert "failed" not in body and "Skipped" not in body
+        assert "inflated" not in body and "not clean" not in body, body
+        assert visitor.locator("h1:has-text('faster than baseline')").count() == 1, body
         assert visitor.locator(".row-image img").count() == len(runs_here)
+        assert not overlapping(page.comparison.timed_sections, rows.load_log)
     finally:
         demo.close()
 
@@ -286,3 +295,64 @@ def test_a_failed_warm_up_shows_the_row_failed_with_its_reason(tiny_model, cache
     rows = {r.backend: r for r in comparison.run(GenerationRequest("bird", steps=2, height=TINY_SIZE, width=TINY_SIZE))}
     assert rows["int8-tome"].status == "skipped" and "oneDNN" in rows["int8-tome"].message
     assert all(rows[b].status == "ok" for b in backend_ids() if b != "int8-tome")
+
+
+def test_visitors_behind_a_trusted_local_proxy_each_hold_one_place_and_spoofing_changes_nothing(tiny_model, cache_dir):
+    import local_proxy
+
+    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 1.0} for b in backend_ids()})
+    demo, url = serve(app.make_page(comparison, settings=Settings(trusted_proxies=local_proxy.SOURCE)))
+    proxy, proxy_port = local_proxy.start(int(url.rstrip("/").rsplit(":", 1)[1]))
+    through_v4, through_v6 = f"http://127.0.0.1:{proxy_port}/", f"http://[::1]:{proxy_port}/"  # two visitors
+    try:
+        first = client(through_v4).submit("a", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        time.sleep(1.0)  # running now
+        second = client(through_v6).submit("b", "", 2, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        time.sleep(0.5)  # queued behind the first: another visitor, another place
+        with pytest.raises(Exception, match="You already have a comparison running"):  # a header of its own: same
+            client(through_v4, "192.0.2.1").predict("c", "", 3, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        with pytest.raises(Exception, match="You already have a comparison queued: place 1"):
+            client(through_v6, "192.0.2.2, 192.0.2.3").predict(
+                "d", "", 4, False, 2, 7.5, SIZE, "dpm++", api_name="/generate"
+            )
+        assert first.result(timeout=120)[4]["rows"] and second.result(timeout=120)[4]["rows"]  # both served
+    finally:
+        proxy.shutdown()
+        demo.close()
+
+
+def test_a_client_no_proxy_is_trusted_for_cannot_become_another_visitor_by_header(tiny_model, cache_dir):
+    """No proxy named (the default): the connection's address is the visitor's, loopback's headers included (the
+    server's own default would believe loopback's X-Forwarded-For)."""
+    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 1.0} for b in backend_ids()})
+    demo, url = serve(app.make_page(comparison, settings=Settings()))
+    try:
+        first = client(url, "203.0.113.7").submit("a", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        time.sleep(1.0)
+        with pytest.raises(Exception, match="You already have a comparison running"):
+            client(url, "198.51.100.9").predict("b", "", 2, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        assert first.result(timeout=120)[4]["rows"]
+    finally:
+        demo.close()
+
+
+def test_the_visitor_key_behind_a_hop_count_and_for_ipv6():
+    from starlette.requests import Request
+
+    from harness.client_keys import ClientKeys, network_key
+
+    def request(peer: str, *forwarded: str) -> Request:
+        headers = [(b"x-forwarded-for", line.encode()) for line in forwarded]
+        return Request({"type": "http", "headers": headers, "client": (peer, 1234)})
+
+    space = ClientKeys("1")  # one appending proxy whose address is unknown
+    assert space.key(request("10.1.2.3", "192.0.2.1, 203.0.113.7")) == "203.0.113.7"  # the proxy's own entry
+    assert space.key(request("10.1.2.3", "192.0.2.1", "203.0.113.7")) == "203.0.113.7"  # every header line read
+    assert ClientKeys("2").key(request("10.1.2.3", "192.0.2.1, 203.0.113.7, 10.0.0.5")) == "203.0.113.7"
+    assert space.key(request("10.1.2.3")) == "10.1.2.3"  # not through the proxy: the connection
+    assert ClientKeys("").key(request("10.1.2.3", "203.0.113.7")) == "10.1.2.3"
+    assert network_key("2001:db8:1:2:aaaa::1") == network_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert network_key("2001:db8:1:3::1") != network_key("2001:db8:1:2::1")
+    assert network_key("::ffff:192.0.2.9") == "192.0.2.9" and network_key("[2001:db8::1]:443") == "2001:db8::/64"
+    with pytest.raises(ValueError):
+        ClientKeys("10.0.0.0/8,not-an-address")
