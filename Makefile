@@ -2,8 +2,9 @@
 PY := .venv/bin/python
 MODEL ?= stable-diffusion-v1-5/stable-diffusion-v1-5
 HOST ?= 127.0.0.1
+TRUSTED_PROXIES ?=
 
-.PHONY: setup setup-dev demo test lint benchmark benchmark-int8 image image-test clean-cache
+.PHONY: setup setup-dev demo booth test lint benchmark benchmark-int8 image image-test clean-cache
 
 setup:
 	bash scripts/install.sh
@@ -12,9 +13,16 @@ setup-dev:
 	bash scripts/install.sh --dev
 
 ## demo: the app on $(MODEL) (falls back to the `tiny` stand-in offline), http://localhost:7860 on this machine
-## only; `make demo HOST=0.0.0.0` opens it to the network (a booth's Wi-Fi: every device on it can reach it)
+## only: for the operator (raw errors, every step count)
 demo: setup
 	PYTHON=$(PY) bash scripts/start.sh --model $(MODEL) --host $(HOST)
+
+## booth: the app for strangers on the network (a booth's Wi-Fi): public mode (the real model or the reason it is
+## missing, never the noise stand-in; steps and sizes capped; short errors with ids), on every interface, port 7860;
+## TRUSTED_PROXIES=127.0.0.1 when a reverse proxy on this machine stands in front
+booth: setup
+	PYTHON=$(PY) bash scripts/start.sh --model $(MODEL) --host 0.0.0.0 --public true \
+		--trusted-proxies "$(TRUSTED_PROXIES)"
 
 ## test: lint, then every test on the `tiny` stand-in (browser test included), in random order (pytest-randomly)
 test: setup-dev lint

@@ -168,6 +168,7 @@ def test_strict_loading_in_public_mode_never_serves_the_stand_in(tmp_path):
         time.sleep(0.2)
     status = page.comparison.rows.status["baseline"]
     assert status.state == "unavailable" and "could not load" in status.detail and "retrying in" in status.detail
+    assert "(error " in status.detail and "no-such-org" not in status.detail  # a short line; the log has the rest
     assert page.comparison.rows.model is None and "tiny" not in app.model_line(page.comparison)
     time.sleep(1.5)
     assert page.comparison.rows.model is None  # tried again, still no stand-in
@@ -356,3 +357,42 @@ def test_the_visitor_key_behind_a_hop_count_and_for_ipv6():
     assert network_key("::ffff:192.0.2.9") == "192.0.2.9" and network_key("[2001:db8::1]:443") == "2001:db8::/64"
     with pytest.raises(ValueError):
         ClientKeys("10.0.0.0/8,not-an-address")
+
+
+def test_in_public_mode_load_and_warm_up_failures_reach_strangers_as_a_short_line_and_an_id(
+    tiny_model, cache_dir, caplog
+):
+    from conftest import FakeBackend
+
+    class FailsToLoad(FakeBackend):
+        def load(self, model, settings, progress):
+            raise RuntimeError("/secret/path/unet.xml cannot be opened")
+
+    class FailsToWarmUp(FakeBackend):
+        def generate(self, request, latents, on_step, on_stage):
+            if request.prompt == "warm-up":
+                raise RuntimeError("oneDNN: /secret/path/primitive could not be created")
+            return super().generate(request, latents, on_step, on_stage)
+
+    broken = {"openvino-static": FailsToLoad, "int8-tome": FailsToWarmUp}
+    comparison = fake_comparison(tiny_model, cache_dir, load=False)
+    comparison.rows._factory = lambda b: broken[b](b) if b in broken else comparison.fakes[b]
+    comparison.public = True
+    with caplog.at_level(logging.ERROR):
+        comparison.load_all()
+    page = app.make_page(comparison, settings=Settings(public=True))
+    demo, url = serve(page)
+    try:
+        out = client(url).predict("bird", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
+        health = client(url).predict(api_name="/health")
+    finally:
+        demo.close()
+    order = comparison.rows.order
+    cards = dict(zip(order, out[5 + len(order) : 5 + 2 * len(order)], strict=True))
+    for backend_id in broken:
+        shown = [app.status_line(comparison, backend_id), cards[backend_id], health["rows"][backend_id], out[1]]
+        assert not any("/secret" in text or "RuntimeError" in text for text in shown), shown
+        error_id = health["rows"][backend_id].split("(error ")[1].split(",")[0]
+        assert f"(error {error_id}, in the log)" in cards[backend_id]  # the same id on the card
+        assert f"error {error_id}" in caplog.text  # and in the log, with the full text
+    assert "/secret/path/unet.xml cannot be opened" in caplog.text and "/secret/path/primitive" in caplog.text
