@@ -27,7 +27,7 @@ from harness.comparison import Comparison, RowResult
 from harness.examples import EXAMPLES, compute_examples, make_showcase, missing
 from harness.fair_share import FairShare
 from harness.page_images import PageImages
-from harness.results import read_results
+from harness.results import LatencyTable, latency_tables
 from harness.settings import Settings, build_comparison
 from harness.showcase import Showcase
 from harness.system_info import system_info
@@ -181,37 +181,33 @@ def slider_pair(images: dict, reference: str | None, other: str | None):
     return images[reference], images[other]
 
 
-def other_cpus_table() -> pd.DataFrame:
+def other_cpus_table(tables: list[LatencyTable]) -> pd.DataFrame:
     """Every committed latency table: one line per CPU kind and row, short enough for a laptop and a phone (the
     CPU kind, not its model string; what the row computed in as its recipe; the file's date and commit)."""
     records = []
-    for report in read_results():
-        for r in report["rows"]:
-            ok = r["status"] == "ok"
+    for table in tables:
+        for r in table.rows:
+            ok = r.status == "ok"
             records.append(
                 {
-                    "CPU kind": report["cpu_kind"],
-                    "row": r["backend"],
-                    "latency (s)": round(r["median_s"], 1) if ok else None,
-                    "speed-up": round(r["speedup"], 2) if r.get("speedup") else None,
-                    "recipe": r.get("precision", "") if ok else f"{r['status']}: {r.get('reason', '')}"[:120],
-                    "date, commit": f"{report['date']}, {report.get('commit', 'not recorded')}",
+                    "CPU kind": table.cpu_kind,
+                    "row": r.backend,
+                    "latency (s)": round(r.median_s, 1) if r.median_s is not None else None,
+                    "speed-up": round(r.speedup, 2) if r.speedup else None,
+                    "recipe": r.precision if ok else f"{r.status}: {r.reason}"[:120],
+                    "date, commit": f"{table.date}, {table.commit}",
                 }
             )
-    return pd.DataFrame(records)
+    return pd.DataFrame(records, columns=["CPU kind", "row", "latency (s)", "speed-up", "recipe", "date, commit"])
 
 
-def other_cpus_sources() -> str:
+def other_cpus_sources(tables: list[LatencyTable]) -> str:
     """Each file behind the table: CPU, model, size, steps, passes and command."""
-    lines = []
-    for report in read_results():
-        passes = report.get("rounds", report.get("passes"))
-        lines.append(
-            f"- **{report['cpu_kind']}** ({report['system']['cpu']}, {report['cores']} cores; {report['isa']}): "
-            f"{report['model']}, {report['size']}px, {report['steps']} steps, {passes} timed pass(es), "
-            f"{report['date']}, commit {report.get('commit', 'not recorded')}: `{report['command']}`"
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        f"- **{t.cpu_kind}** ({t.cpu}, {t.cores} cores; {t.isa}): {t.model}, {t.size}px, {t.steps} steps, "
+        f"{t.passes} timed pass(es), {t.date}, commit {t.commit}: `{t.command}`"
+        for t in tables
+    )
 
 
 def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
@@ -610,7 +606,8 @@ def build_demo(page: Page) -> gr.Blocks:
             with gr.Accordion("Figures (also returned by the /generate API)", open=False):
                 figures = gr.JSON(show_label=False)
         with gr.Tab("Same comparison on other CPUs"):
-            table = other_cpus_table()
+            tables = latency_tables()
+            table = other_cpus_table(tables)
             gr.Markdown(
                 "The committed benchmark results (`results/*.json`, made by `benchmark.py`): one group per CPU "
                 "kind, each with its date and command. Only measured files are shown."
@@ -626,7 +623,7 @@ def build_demo(page: Page) -> gr.Blocks:
             )
             gr.Dataframe(table, wrap=True, interactive=False)
             with gr.Accordion("Where each figure comes from", open=False):
-                gr.Markdown(other_cpus_sources())
+                gr.Markdown(other_cpus_sources(tables))
         with gr.Accordion("System: what is this running on?", open=False):
             system = gr.Markdown(system_markdown(comparison))
         status_json = gr.JSON(visible=False)

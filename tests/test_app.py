@@ -201,16 +201,39 @@ def test_a_row_slower_than_the_baseline_is_called_slower():
 
 
 def test_other_cpus_tab_reads_every_committed_result():
-    from harness.results import read_results
+    from harness.results import NOT_RECORDED, latency_tables, read_results
 
     reports = read_results()
-    assert reports and all(r["date"] and r["command"] for r in reports)
-    table = app.other_cpus_table()
+    tables = latency_tables()
+    assert reports and len(tables) == len(reports)
+    assert all(NOT_RECORDED not in (t.date, t.command, t.cpu, t.isa) for t in tables)  # committed files: complete
+    table = app.other_cpus_table(tables)
     assert len(table) == sum(len(r["rows"]) for r in reports)
     assert {d.split(",")[0] for d in table["date, commit"]} == {r["date"] for r in reports}
     chart = app.other_cpus_chart(table)  # one bar per CPU kind and row: no two share an x position (no stacking)
     assert chart["CPU kind · row"].is_unique and len(chart) == table["speed-up"].notna().sum()
-    assert all(r["command"] in app.other_cpus_sources() for r in reports)
+    assert all(r["command"] in app.other_cpus_sources(tables) for r in reports)
+
+
+def test_a_results_file_of_an_older_shape_never_stops_the_page(tmp_path, monkeypatch, comparison):
+    """A file with the keys the checked reader requires (cpu_kind; rows with backend and status) and nothing else of
+    today's shape, or with odd types: the page is built and shows what the file has."""
+    import json
+
+    from harness import results
+
+    (tmp_path / "old.json").write_text(
+        json.dumps({"cpu_kind": "older-xeon", "rows": [{"backend": "baseline", "status": "ok"},
+                    {"backend": "int8-tome", "status": "ok", "median_s": "12", "speedup": [2]}]})
+    )  # fmt: skip
+    (tmp_path / "odd.json").write_text(json.dumps({"cpu_kind": 7, "system": "x", "rows": []}))
+    monkeypatch.setattr(app, "latency_tables", lambda: results.latency_tables(tmp_path))
+    tables = app.latency_tables()
+    assert [t.cpu_kind for t in tables] == ["7", "older-xeon"]
+    table = app.other_cpus_table(tables)
+    assert list(table["row"]) == ["baseline", "int8-tome"] and table["latency (s)"].isna().all()
+    assert "not recorded" in app.other_cpus_sources(tables)
+    app.build_demo(app.make_page(comparison))  # the page is built with them
 
 
 def test_health_and_system_panel(comparison):
