@@ -42,6 +42,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+cache_manifest() {
+  # every file of a cache directory but the kept examples: path, size, modification time
+  [ -d "$1" ] || return 0
+  find "$1" -path "$1/showcase" -prune -o -type f -printf '%P %s %T@\n' | sort
+}
+
 make_base() {
   # The base the Dockerfile expects (python3.11 as python), from Debian's mirror: Docker Hub is not reachable here.
   podman image exists "$BASE" && return
@@ -108,6 +114,10 @@ start_once() {  # one start of the image as the Space would do it; $1 names the 
   mapfile -t env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | grep .)
   local workdir
   workdir=$(podman image inspect --format '{{.Config.WorkingDir}}' "$IMAGE")
+  local cache="$root/opt/sbs-cache"
+  [ -n "$HOST_CACHE" ] && cache="$HOST_CACHE/sbs-cache"
+  local cache_before
+  cache_before=$(cache_manifest "$cache")
   local started
   started=$(date +%s.%N)
   # shellcheck disable=SC2016
@@ -168,6 +178,21 @@ ok = [r["backend"] for r in out[4]["rows"] if r["status"] == "ok"]
 assert ok == expected, out[4]["rows"]
 print(f"image-test: page up after {page_up:.1f} s, every row ready and warm after {all_warm:.1f} s, "
       f"cache {health['cache']}, /generate ok on {', '.join(ok)}")
+# The page opens on the first built-in example's images, served from the image's cache directory (Gradio refuses
+# files outside its temporary and working directories unless they are allowed).
+from playwright.sync_api import sync_playwright
+
+while client.predict(api_name="/health")["examples_ready"] < 1:
+    assert time.time() < deadline, "the first example was never computed"
+    time.sleep(1)
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(url)
+    page.get_by_text("Built-in example 1").first.wait_for(timeout=60_000)
+    page.wait_for_function(f"document.querySelectorAll('.row-image img').length >= {len(expected)}", timeout=60_000)
+    browser.close()
+print(f"image-test: the page opens on the first example's {len(expected)} images")
 if sys.argv[7]:  # SBS_IMAGE_TEST_RESULTS: this start's figures as a results file
     from benchmarking.report import provenance
     from core.files import write_json
@@ -198,6 +223,12 @@ EOF
   if [ "$may_build" = 0 ]; then  # a first start on an empty bucket builds; nothing else may
     if grep -qE "exporting to OpenVINO IR|building int8|cache: built|downloading" "$log"; then
       echo "image-test: start $1 built or downloaded something (see $log)" >&2
+      return 1
+    fi
+    # What the log may not say: any file added to or changed in the cache (models, IR, compiled code) other than
+    # the kept examples is something this start built or downloaded.
+    if ! diff <(echo "$cache_before") <(cache_manifest "$cache") >"$log.cache-diff"; then
+      echo "image-test: start $1 wrote into its cache (see $log.cache-diff)" >&2
       return 1
     fi
   fi
