@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import gradio as gr
 import pytest
 from conftest import TINY_SIZE
 
@@ -63,7 +64,13 @@ def test_the_row_runs_through_the_comparison_and_the_page(registered, cache_dir)
     cards = final[-1][5 + 2 : 5 + 4]
     assert "PyTorch fp32, sliced attention" in cards[1] and " s** total" in cards[1]
     assert "fp32, attention in slices" in app.system_markdown(comparison)  # the row's own answer, on the page
-    app.build_demo(page)  # the page has a column for it
+    demo = app.build_demo(page)  # the page has a column for it: its image and its card
+    components = list(demo.blocks.values())
+    title = comparison.rows.titles[ROW_ID]
+    images = [c.label for c in components if isinstance(c, gr.Image)]
+    assert images == [comparison.rows.titles["baseline"], title]
+    assert any(isinstance(c, gr.Markdown) and f"### {title}" in (c.value or "") for c in components)
+    assert title == "PyTorch fp32, sliced attention"
 
 
 def test_the_row_is_a_line_of_the_benchmarks_latency_table(registered, cache_dir, tmp_path):
