@@ -341,6 +341,16 @@ def show_example(page: Page, index) -> list:
     return [run.request.seed, label, *view(page, about, run.rows, images, None, final=True), None]
 
 
+def example_ready(page: Page, awaiting) -> int | None:
+    """For the status timer: the index of the example a page awaits (`awaiting`) once it exists, else None. A plain
+    value into a State, whose change fills the page (`fill_when_ready`): a timer handler that returned the page's
+    outputs as `gr.skip()` updates cost Gradio about 25 ms of CPU per tick per open tab (an update's config is
+    rebuilt, JSON schema included), beside the timed rows."""
+    if isinstance(awaiting, int) and page.showcase.example(page.comparison.rows.model, awaiting) is not None:
+        return awaiting
+    return None
+
+
 def fill_when_ready(page: Page, awaiting, n_outputs: int) -> list:
     """For the status timer: a page waiting for an example (`awaiting`: its index) shows it once it exists; never
     while the visitor's own request runs (that clears `awaiting`)."""
@@ -626,7 +636,6 @@ def build_demo(page: Page) -> gr.Blocks:
                 gr.Markdown(other_cpus_sources(tables))
         with gr.Accordion("System: what is this running on?", open=False):
             system = gr.Markdown(system_markdown(comparison))
-        status_json = gr.JSON(visible=False)
         kept_images = gr.State({})
 
         awaiting = gr.State(None)  # the example this page waits for (its index), until it is computed
@@ -656,33 +665,49 @@ def build_demo(page: Page) -> gr.Blocks:
         example.input(lambda i: show_example(page, i), example, outputs, api_name=False, queue=False).then(
             example_inputs, example, [prompt, negative, seed], api_name=False, queue=False
         )
+        size_or_steps = [size.change, steps.change]
         gr.on(
-            [size.change, steps.change, demo.load],
+            size_or_steps,
             lambda sz, st: page.timings.text(comparison, sz, st),
             [size, steps],
             wait,
             api_name=False,
             queue=False,
         )
-        demo.load(lambda: show_example(page, 0), outputs=outputs, api_name=False, queue=False)
-
+        # One handler per page open and one per timer tick: every open tab calls them outside the row lock
+        # (benchmarking/polling.py measures what twenty tabs cost a timed row; the README has its figures).
+        demo.load(
+            lambda sz, st: [*show_example(page, 0), page.timings.text(comparison, sz, st), system_markdown(comparison)],
+            [size, steps],
+            [*outputs, wait, system],
+            api_name=False,
+            queue=False,
+        )
+        # The timer's one handler returns plain values only (no component updates, which Gradio makes costly).
+        ready = gr.State(None)  # the awaited example's index once it exists: its change fills the page
         timer = gr.Timer(2.0)
         timer.tick(
-            lambda: status_lines(comparison), outputs=statuses, api_name=False, queue=False, show_progress="hidden"
-        )
-        timer.tick(
-            lambda: model_banner(comparison), outputs=banner, api_name=False, queue=False, show_progress="hidden"
-        )
-        timer.tick(
-            lambda waiting: fill_when_ready(page, waiting, len(outputs)),
+            lambda waiting: [*status_lines(comparison), model_banner(comparison), example_ready(page, waiting)],
             inputs=awaiting,
-            outputs=outputs,
+            outputs=[*statuses, banner, ready],
             api_name=False,
             queue=False,
             show_progress="hidden",
         )
-        timer.tick(lambda: health(page), outputs=status_json, api_name="health", queue=False, show_progress="hidden")
-        demo.load(lambda: system_markdown(comparison), outputs=system, api_name=False, queue=False)
+        ready.change(
+            lambda index: fill_when_ready(page, index, len(outputs)),
+            ready,
+            outputs,
+            api_name=False,
+            queue=False,
+            show_progress="hidden",
+        )
+
+        def health_api() -> dict:
+            """Readiness of every row (ready, warm, each row's status and cache state, the model)."""
+            return health(page)
+
+        gr.api(health_api, api_name="health", queue=False)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     page.fair_share = FairShare(queue_holdings(demo, page.clients.key))
     return demo

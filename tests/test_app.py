@@ -116,13 +116,14 @@ def test_the_status_timer_never_touches_the_result_cards(tiny_model, cache_dir):
     timers = {b._id for b in demo.blocks.values() if isinstance(b, gr.Timer)}
     assert len(cards) == len(backend_ids()) and timers
     timer_deps = [dep for dep in demo.config["dependencies"] if {t[0] for t in dep["targets"]} & timers]
-    touching_cards = [dep for dep in timer_deps if cards & set(dep["outputs"])]
-    # The one exception: a page opened before its example existed is filled once it does, and only then
-    # (`fill_when_ready` is given the page's "awaiting" state; it returns no updates otherwise).
-    assert len(touching_cards) == 1 and len(touching_cards[0]["inputs"]) == 1
-    awaiting = demo.blocks[touching_cards[0]["inputs"][0]]
-    assert isinstance(awaiting, gr.State) and awaiting.value is None
-    n = len(touching_cards[0]["outputs"])
+    assert not [dep for dep in timer_deps if cards & set(dep["outputs"])]  # the timer touches no card
+    # The one exception: a page opened before its example existed is filled once it does, and only then: the timer
+    # sets a State to the awaited example's index once it exists (`example_ready`), whose change fills the page.
+    states = {o for dep in timer_deps for o in dep["outputs"] if isinstance(demo.blocks[o], gr.State)}
+    filling = [dep for dep in demo.config["dependencies"] if {t[0] for t in dep["targets"]} & states]
+    assert len(states) == 1 and len(filling) == 1 and cards <= set(filling[0]["outputs"])
+    assert app.example_ready(page, None) is None and app.example_ready(page, 0) is None  # nothing to show yet
+    n = len(filling[0]["outputs"])
     assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, None, n))
 
 
@@ -140,7 +141,8 @@ def test_the_examples_are_computed_kept_and_shown_on_opening_and_after_a_restart
     n = len(opened_early)
     assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, 0, n))
     compute_example(comparison, page.showcase, 0)
-    filled = app.fill_when_ready(page, 0, n)  # the early page's timer now shows it
+    assert app.example_ready(page, 0) == 0  # the early page's timer now says so, and the page shows it
+    filled = app.fill_when_ready(page, 0, n)
     assert "Built-in example 1" in filled[1] and filled[-1] is None
     assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, None, n))
     calls = {b: fake.calls for b, fake in comparison.fakes.items()}

@@ -1,0 +1,151 @@
+"""Do open pages disturb a timed row? Every open tab runs the page's timer handlers every 2 s (status lines, model
+banner, the awaiting example, /health) and its load handlers once, outside the row lock. This serves the real page,
+then times a comparison through the API with 0 and with N simulated tabs (HTTP clients posting exactly what a
+browser's tab posts, not browsers: those would take the same 2 cores), in paired rounds, alternating which goes
+first, and reports each row's latency at both, with the spread of the rounds.
+
+    python -m benchmarking.polling --model tiny --tabs 20 --rounds 5 --steps 8 [--json FILE]
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import core  # noqa: F401  (first: a played kind caps the engines before torch is imported)
+
+TICK_S = 2.0  # the page's gr.Timer
+
+
+def page_handlers(demo) -> tuple[list, list]:
+    """(load handlers, timer handlers) of the page: (fn index, its inputs' values as a fresh page sends them)."""
+    loads, ticks = [], []
+    for index, fn in demo.fns.items():
+        events = {event for _block, event in fn.targets}
+        values = [getattr(component, "value", None) for component in fn.inputs]
+        if "tick" in events:
+            ticks.append((index, values))
+        elif "load" in events:
+            loads.append((index, values))
+    return loads, ticks
+
+
+class Tab(threading.Thread):
+    """One open page: its load handlers once, then every timer handler every 2 s, as the browser posts them."""
+
+    def __init__(self, url: str, loads: list, ticks: list):
+        super().__init__(daemon=True)
+        self.url, self.loads, self.ticks = url, loads, ticks
+        self.session = secrets.token_hex(6)
+        self.stop = threading.Event()
+        self.posts = 0
+
+    def post(self, http, index: int, values: list) -> None:
+        body = {"data": values, "fn_index": index, "session_hash": self.session, "event_data": None}
+        http.post(f"{self.url}gradio_api/run/predict", json=body).raise_for_status()
+        self.posts += 1
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=60) as http:
+            for index, values in self.loads:
+                self.post(http, index, values)
+            while not self.stop.wait(TICK_S):
+                for index, values in self.ticks:
+                    self.post(http, index, values)
+
+
+def main(argv=None) -> dict:
+    import app
+    from benchmarking.report import provenance
+    from core.cpu import played_cpu
+    from harness.settings import Settings, build_comparison
+
+    parser = Settings.parser(__doc__)
+    parser.add_argument("--tabs", type=int, default=20, help="simulated open tabs")
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds (0 tabs and N tabs each)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env().updated(args)
+    played_cpu()
+    from gradio_client import Client
+
+    comparison = build_comparison(settings)
+    comparison.load_all()
+    page = app.make_page(comparison, settings=settings)
+    demo = app.build_demo(page)
+    app.launch(page, demo, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{settings.port}/"
+    loads, ticks = page_handlers(demo)
+    client = Client(url, verbose=False)
+    size = f"{comparison.rows.settings.sizes[0]}x{comparison.rows.settings.sizes[0]}"
+    latencies: dict[int, dict[str, list[float]]] = {0: {}, args.tabs: {}}
+    posts = []
+    try:
+        client.predict("warm", "", 1, False, settings.steps, 7.5, size, "dpm++", api_name="/generate")  # burn in
+        for round_index in range(args.rounds):
+            order = (0, args.tabs) if round_index % 2 == 0 else (args.tabs, 0)
+            for tabs in order:
+                open_tabs = [Tab(url, loads, ticks) for _ in range(tabs)]
+                for tab in open_tabs:
+                    tab.start()
+                time.sleep(2 * TICK_S if tabs else 0)  # every tab loaded and ticking
+                out = client.predict("a lighthouse at dusk", "", 5, False, settings.steps, 7.5, size, "dpm++",
+                                     api_name="/generate")  # fmt: skip
+                for tab in open_tabs:
+                    tab.stop.set()
+                for tab in open_tabs:
+                    tab.join()
+                posts += [tab.posts for tab in open_tabs]
+                if tabs and min(tab.posts for tab in open_tabs) < len(loads) + len(ticks):
+                    raise RuntimeError("a simulated tab stopped posting (see its error above)")
+                for row in out[4]["rows"]:
+                    if row["status"] == "ok":
+                        latencies[tabs].setdefault(row["backend"], []).append(row["latency_s"])
+    finally:
+        demo.close()
+    rows = {}
+    for backend_id, quiet in latencies[0].items():
+        busy = latencies[args.tabs].get(backend_id, [])
+        rows[backend_id] = {
+            "quiet_s": [round(x, 4) for x in quiet],
+            "polled_s": [round(x, 4) for x in busy],
+            "quiet_median_s": round(statistics.median(quiet), 4),
+            "polled_median_s": round(statistics.median(busy), 4),
+            "difference": round(statistics.median(busy) / statistics.median(quiet) - 1, 4),
+            "quiet_spread": round((max(quiet) - min(quiet)) / statistics.median(quiet), 4),
+            "within_spread": min(quiet) <= statistics.median(busy) <= max(quiet)
+            or min(busy) <= statistics.median(quiet) <= max(busy),
+        }
+    report = {
+        **provenance(sys.argv[1:] if argv is None else argv, program="python -m benchmarking.polling"),
+        "mode": "polling",
+        "model": settings.model,
+        "size": comparison.rows.settings.sizes[0],
+        "steps": settings.steps,
+        "tabs": args.tabs,
+        "rounds": args.rounds,
+        "handlers_per_tick": len(ticks),
+        "posts_per_tab": statistics.median(posts) if posts else 0,
+        "rows": rows,
+    }
+    print(f"{'row':18} {'0 tabs (median, range)':>30} {f'{args.tabs} tabs':>30} {'difference':>11}")
+    for backend_id, r in rows.items():
+        print(
+            f"{backend_id:18} {r['quiet_median_s']:9.3f} s ({min(r['quiet_s']):.3f}-{max(r['quiet_s']):.3f})"
+            f"      {r['polled_median_s']:9.3f} s ({min(r['polled_s']):.3f}-{max(r['polled_s']):.3f})"
+            f" {100 * r['difference']:+9.1f} %{'' if r['within_spread'] else '  (outside the spread)'}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()
