@@ -1,8 +1,9 @@
-"""Do open pages disturb a timed row? Every open tab runs the page's timer handlers every 2 s (status lines, model
-banner, the awaiting example, /health) and its load handlers once, outside the row lock. This serves the real page,
+"""Do open pages disturb a timed row? Every open tab runs the page's load handler once and its timer handler (status
+lines, model banner, the awaited example) every few seconds, outside the row lock. This serves the real page,
 then times a comparison through the API with 0 and with N simulated tabs (HTTP clients posting exactly what a
-browser's tab posts, not browsers: those would take the same 2 cores), in paired rounds, alternating which goes
-first, and reports each row's latency at both, with the spread of the rounds.
+browser's tab posts, not browsers: those would take the same 2 cores; in a process of their own, so that their
+Python does not share the server's lock), in paired rounds, alternating which goes first, and reports each row's
+latency at both, with the spread of the rounds.
 
     python -m benchmarking.polling --model tiny --tabs 20 --rounds 5 --steps 8 [--json FILE]
 """
@@ -10,6 +11,7 @@ first, and reports each row's latency at both, with the spread of the rounds.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import secrets
 import statistics
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import core  # noqa: F401  (first: a played kind caps the engines before torch is imported)
 
-TICK_S = 2.0  # the page's gr.Timer
+TICK_S = 2.0  # the page's gr.Timer at first; each tick's answer sets the next interval (its last output)
 
 
 def page_handlers(demo) -> tuple[list, list]:
@@ -45,10 +47,12 @@ class Tab(threading.Thread):
         self.stop = threading.Event()
         self.posts = 0
 
-    def post(self, http, index: int, values: list) -> None:
+    def post(self, http, index: int, values: list) -> list:
         body = {"data": values, "fn_index": index, "session_hash": self.session, "event_data": None}
-        http.post(f"{self.url}gradio_api/run/predict", json=body).raise_for_status()
+        response = http.post(f"{self.url}gradio_api/run/predict", json=body)
+        response.raise_for_status()
         self.posts += 1
+        return response.json()["data"]
 
     def run(self) -> None:
         import httpx
@@ -56,9 +60,25 @@ class Tab(threading.Thread):
         with httpx.Client(timeout=60) as http:
             for index, values in self.loads:
                 self.post(http, index, values)
-            while not self.stop.wait(TICK_S):
+            interval = TICK_S
+            while not self.stop.wait(interval):
                 for index, values in self.ticks:
-                    self.post(http, index, values)
+                    answer = self.post(http, index, values)
+                    if answer and isinstance(answer[-1], (int, float)):  # the timer's own value: its interval
+                        interval = float(answer[-1])
+
+
+def open_tabs(url: str, loads: list, ticks: list, tabs: int, stop, posts) -> None:
+    """The tabs of one run, in a process of their own, until `stop` is set; `posts` gets each tab's post count."""
+    running = [Tab(url, loads, ticks) for _ in range(tabs)]
+    for tab in running:
+        tab.start()
+    stop.wait()
+    for tab in running:
+        tab.stop.set()
+    for tab in running:
+        tab.join()
+    posts.put([tab.posts for tab in running])
 
 
 def main(argv=None) -> dict:
@@ -84,6 +104,7 @@ def main(argv=None) -> dict:
     url = f"http://127.0.0.1:{settings.port}/"
     loads, ticks = page_handlers(demo)
     client = Client(url, verbose=False)
+    spawn = multiprocessing.get_context("spawn")
     size = f"{comparison.rows.settings.sizes[0]}x{comparison.rows.settings.sizes[0]}"
     latencies: dict[int, dict[str, list[float]]] = {0: {}, args.tabs: {}}
     posts = []
@@ -92,18 +113,17 @@ def main(argv=None) -> dict:
         for round_index in range(args.rounds):
             order = (0, args.tabs) if round_index % 2 == 0 else (args.tabs, 0)
             for tabs in order:
-                open_tabs = [Tab(url, loads, ticks) for _ in range(tabs)]
-                for tab in open_tabs:
-                    tab.start()
-                time.sleep(2 * TICK_S if tabs else 0)  # every tab loaded and ticking
+                stop, counts = spawn.Event(), spawn.Queue()
+                tabs_process = spawn.Process(target=open_tabs, args=(url, loads, ticks, tabs, stop, counts))
+                tabs_process.start()
+                time.sleep(2 * TICK_S)  # the tabs process started, every tab loaded and ticking (none: the same wait)
                 out = client.predict("a lighthouse at dusk", "", 5, False, settings.steps, 7.5, size, "dpm++",
                                      api_name="/generate")  # fmt: skip
-                for tab in open_tabs:
-                    tab.stop.set()
-                for tab in open_tabs:
-                    tab.join()
-                posts += [tab.posts for tab in open_tabs]
-                if tabs and min(tab.posts for tab in open_tabs) < len(loads) + len(ticks):
+                stop.set()
+                counted = counts.get(timeout=120)
+                tabs_process.join()
+                posts += counted
+                if tabs and min(counted) < len(loads) + len(ticks):
                     raise RuntimeError("a simulated tab stopped posting (see its error above)")
                 for row in out[4]["rows"]:
                     if row["status"] == "ok":
