@@ -86,3 +86,19 @@ def test_launcher_environment_preloads_jemalloc_and_openvino_runs_under_it():
 
     off = run("bash", "-c", code, **clean, SBS_JEMALLOC="")
     assert off.returncode == 0 and off.stdout.startswith("glibc"), off.stderr[-2000:]
+
+
+def test_the_booth_command_starts_a_public_app_on_the_network():
+    """`make booth` (the README's booth line): public mode (strict model, caps, short errors), every interface."""
+    import shlex
+
+    import app
+    from harness.settings import Settings
+
+    dry = run("make", "-n", "booth")
+    assert dry.returncode == 0, dry.stderr
+    (line,) = [line for line in dry.stdout.replace("\\\n", " ").splitlines() if "scripts/start.sh" in line]
+    flags = shlex.split(line.split("scripts/start.sh", 1)[1])
+    settings = Settings.from_env({}).updated(Settings.parser(app.__doc__).parse_args(flags))
+    assert settings.public and settings.host == "0.0.0.0" and settings.trusted_proxies == ""
+    assert "make booth" in (REPO / "README.md").read_text()

@@ -402,3 +402,24 @@ def test_in_public_mode_load_and_warm_up_failures_reach_strangers_as_a_short_lin
         assert f"(error {error_id}, in the log)" in cards[backend_id]  # the same id on the card
         assert f"error {error_id}" in caplog.text  # and in the log, with the full text
     assert "/secret/path/unet.xml cannot be opened" in caplog.text and "/secret/path/primitive" in caplog.text
+
+
+def test_the_operator_is_told_when_every_request_comes_from_one_address(caplog):
+    from starlette.requests import Request
+
+    from harness.client_keys import ONE_ADDRESS_WARNING_AFTER, ClientKeys
+
+    keys = ClientKeys("")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(ONE_ADDRESS_WARNING_AFTER - 1):
+            keys.observe("10.0.2.2", forwarded=False)
+        assert "trusted-proxies" not in caplog.text
+        keys.observe("10.0.2.2", forwarded=False)  # a container network's gateway, say: every visitor is it
+    assert "every request so far comes from 10.0.2.2" in caplog.text and "--trusted-proxies" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        ClientKeys("").observe("127.0.0.1", forwarded=True)  # a proxy nobody named sends the header
+        ClientKeys("127.0.0.1").observe("203.0.113.7", forwarded=True)  # a named one: nothing to say
+    assert caplog.text.count("--trusted-proxies") == 1 and "X-Forwarded-For" in caplog.text
+    request = Request({"type": "http", "headers": [], "client": ("10.0.2.2", 1)})
+    assert ClientKeys("1").key(request) == "10.0.2.2"
