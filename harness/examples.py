@@ -62,8 +62,9 @@ def compute_example(comparison: Comparison, showcase: Showcase, index: int) -> S
     side = comparison.rows.settings.sizes[0]
     request = comparison.validate(prompt=prompt, negative_prompt=negative, seed=seed, height=side, width=side)
     results = list(comparison.run(request))
-    if not any(r.status == "ok" for r in results):
-        log.warning("example %d not kept: no row gave an image", index + 1)
+    gave = sum(r.status == "ok" for r in results)
+    if not gave or (kept is not None and gave < sum(r["status"] == "ok" for r in kept.rows)):
+        log.warning("example %d not kept: %d row(s) gave an image, fewer than what is kept", index + 1, gave)
         return kept
     failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.status != "ok"]
     run, images = ShownRun.from_results(request, results, showcase.machine, index)
