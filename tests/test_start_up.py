@@ -27,6 +27,17 @@ SLOW_START = Path(__file__).with_name("slow_start.py")
 ROOT = SLOW_START.parent.parent
 
 
+def wait_for_server(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.1)
+
+
 def test_an_api_request_sent_as_loading_starts_waits_and_times_nothing_beside_it(tiny_model, cache_dir):
     """Rows take a second each to load; a request arrives before the first is loaded. It runs nothing (not even the
     truncation note's tokenizer) until every row is loaded and warm, then every row is timed cleanly."""
@@ -75,14 +86,7 @@ def test_api_requests_from_the_first_second_of_a_slow_fresh_start_get_every_row(
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=SLOW_START.parent.parent)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-                time.sleep(0.1)
+        wait_for_server(url, process, log_path)
         answers: dict[str, object] = {}
 
         def visit(address: str) -> None:
@@ -113,17 +117,6 @@ def test_api_requests_from_the_first_second_of_a_slow_fresh_start_get_every_row(
             assert rows[backend_id]["status"] == expected, (address, backend_id, rows[backend_id], state)
         assert not any(r["inflated_by"] for r in rows.values()), (address, rows)
         assert out[2].startswith("# "), (address, out[2])
-
-
-def wait_for_server(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.1)
 
 
 def test_make_demo_opens_on_the_first_examples_images_from_the_default_cache_directory(cache_dir, browser):
