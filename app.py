@@ -344,15 +344,15 @@ def show_example(page: Page, index) -> list:
 
 def tick_interval(comparison: Comparison) -> float:
     """How often an open tab refreshes its status lines: often during the start-up, when they change and nothing is
-    timed; seldom after it, when a tab's request (about 4 ms of the server's CPU) would run beside timed rows."""
+    timed; seldom after it, when a tab's request (4-6 ms of the server's CPU) would run beside timed rows."""
     return TICK_STARTING_S if comparison.rows.starting.is_set() or comparison.rows.model is None else TICK_SERVING_S
 
 
 def example_ready(page: Page, awaiting) -> int | None:
     """For the status timer: the index of the example a page awaits (`awaiting`) once it exists, else None. A plain
-    value into a State, whose change fills the page (`fill_when_ready`): a timer handler that returned the page's
-    outputs as `gr.skip()` updates cost Gradio about 25 ms of CPU per tick per open tab (an update's config is
-    rebuilt, JSON schema included), beside the timed rows."""
+    value into a hidden number, whose change fills the page (`fill_when_ready`): a timer handler that returned the
+    page's outputs as `gr.skip()` updates cost Gradio about 25 ms of CPU per tick per open tab (an update's config
+    is rebuilt, JSON schema included), beside the timed rows."""
     if isinstance(awaiting, int) and page.showcase.example(page.comparison.rows.model, awaiting) is not None:
         return awaiting
     return None
@@ -691,7 +691,9 @@ def build_demo(page: Page) -> gr.Blocks:
             queue=False,
         )
         # The timer's one handler returns plain values only (no component updates, which Gradio makes costly).
-        ready = gr.State(None)  # the awaited example's index once it exists: its change fills the page
+        # The awaited example's index once it exists: its change fills the page (a State's change event does not
+        # fire for a value a handler set, Gradio 6.31; a component in the DOM, visually hidden, does).
+        ready = gr.Number(None, visible="hidden", precision=0, interactive=False)
         timer = gr.Timer(TICK_STARTING_S)
         timer.tick(
             lambda waiting: [

@@ -66,7 +66,8 @@ def compute_example(comparison: Comparison, showcase: Showcase, index: int) -> S
     if not gave or (kept is not None and gave < sum(r["status"] == "ok" for r in kept.rows)):
         log.warning("example %d not kept: %d row(s) gave an image, fewer than what is kept", index + 1, gave)
         return kept
-    failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.status != "ok"]
+    absent = set(missing(comparison, [r.figures() for r in results]))
+    failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.backend in absent]
     run, images = ShownRun.from_results(request, results, showcase.machine, index)
     with comparison.rows.lock, comparison.activity("keeping an example"):
         showcase.record(model, run, images)

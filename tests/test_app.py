@@ -118,8 +118,8 @@ def test_the_status_timer_never_touches_the_result_cards(tiny_model, cache_dir):
     timer_deps = [dep for dep in demo.config["dependencies"] if {t[0] for t in dep["targets"]} & timers]
     assert not [dep for dep in timer_deps if cards & set(dep["outputs"])]  # the timer touches no card
     # The one exception: a page opened before its example existed is filled once it does, and only then: the timer
-    # sets a State to the awaited example's index once it exists (`example_ready`), whose change fills the page.
-    states = {o for dep in timer_deps for o in dep["outputs"] if isinstance(demo.blocks[o], gr.State)}
+    # sets a hidden number to the awaited example's index once it exists (`example_ready`), whose change fills it.
+    states = {o for dep in timer_deps for o in dep["outputs"] if isinstance(demo.blocks[o], gr.Number)}
     filling = [dep for dep in demo.config["dependencies"] if {t[0] for t in dep["targets"]} & states]
     assert len(states) == 1 and len(filling) == 1 and cards <= set(filling[0]["outputs"])
     assert app.example_ready(page, None) is None  # a page awaiting nothing

@@ -142,7 +142,10 @@ def test_make_demo_opens_on_the_first_examples_images_from_the_default_cache_dir
             wait_for_server(url, process, log_path)
             visitor = browser.new_page(viewport={"width": 1400, "height": 1400})
             visitor.goto(url)
-            visitor.get_by_text("Built-in example 1").first.wait_for(timeout=300_000)
+            try:
+                visitor.get_by_text("Built-in example 1").first.wait_for(timeout=300_000)
+            except Exception as exc:
+                raise AssertionError(f"no example on the page; the app's log:\n{log_path.read_text()[-5000:]}") from exc
             health = client(url).predict(api_name="/health")
             runs_here = [b for b, state in health["rows"].items() if not state.startswith("unavailable")]
             visitor.wait_for_function(
