@@ -55,6 +55,7 @@ class Page:
     settings: Settings  # the page's own settings (default steps, queue size, public mode)
     timings: WaitEstimate  # the latest measured stages, for the wait estimate
     clients: ClientKeys  # who a request comes from (the proxies the operator trusts)
+    tables: list[LatencyTable]  # the committed latency tables (results/), read once
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
 
 
@@ -63,7 +64,7 @@ def make_page(comparison: Comparison, showcase: Showcase | None = None, settings
         comparison.image_store = PageImages(Path(tempfile.mkdtemp(prefix="sbs-page-images-")))
     settings = settings or Settings()
     showcase = showcase or make_showcase(comparison)
-    return Page(comparison, showcase, settings, WaitEstimate(), ClientKeys(settings.trusted_proxies))
+    return Page(comparison, showcase, settings, WaitEstimate(), ClientKeys(settings.trusted_proxies), latency_tables())
 
 
 def text(value: str = "", **kwargs) -> gr.Markdown:
@@ -87,10 +88,14 @@ CSS = """
 """
 
 
-def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = None) -> str:
-    """A row's result: the big ratio, its figures and notes; until its first result, what the row is."""
+def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = None, tables=()) -> str:
+    """A row's result: the big ratio, its figures and notes; until its first result, what the row is. A row this
+    CPU cannot run says what it needs and, from the committed results (`tables`), what it did on CPUs that ran it."""
     lines = [f"### {comparison.rows.titles[backend_id]}"]
-    if row is not None and row["status"] == "ok":
+    if not comparison.rows.runs_here(backend_id) and (row is None or row["status"] != "ok"):
+        lines.append(f"**Not on this CPU**: {comparison.rows.why_not_here(backend_id)}")
+        lines += measured_elsewhere(tables, backend_id)
+    elif row is not None and row["status"] == "ok":
         speedup = row.get("speedup")
         big = (
             "reference"
@@ -104,13 +109,28 @@ def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = No
         lines.append(figures)
         if row.get("message"):
             lines.append(f"_{row['message']}_")
-    elif row is not None and not comparison.rows.runs_here(backend_id):
-        lines.append(f"**Not on this CPU**: {comparison.rows.why_not_here(backend_id)}")
     elif row is not None:
         lines.append(f"**{row['status']}**: {row['message']}")
     else:
         lines.append("_no result yet_")
     return "\n\n".join(lines)
+
+
+def measured_elsewhere(tables, backend_id: str, most: int = 2) -> list[str]:
+    """The row's committed figure on the CPU kinds that ran it (the latest file of each kind, a played kind's never),
+    each with its file, date, model, size and steps: what the row does where it runs."""
+    lines, kinds = [], set()
+    for table in sorted(tables, key=lambda t: t.date, reverse=True):
+        row = next((r for r in table.rows if r.backend == backend_id and r.median_s is not None), None)
+        if row is None or table.cpu_kind in kinds or table.cpu_kind.endswith("-played"):
+            continue
+        kinds.add(table.cpu_kind)
+        ratio = f", {ratio_words(row.speedup)} than that run's baseline" if row.speedup else ""
+        lines.append(
+            f"_Measured on **{table.cpu_kind}** ({table.date}, `{table.path.name}`): {row.median_s:.1f} s for "
+            f"{table.model} at {table.size}px, {table.steps} steps{ratio}._"
+        )
+    return lines[:most]
 
 
 def ratio_words(speedup: float) -> str:
@@ -307,7 +327,7 @@ def view(page: Page, about: dict, rows: list[dict], images: dict, compare_with: 
         chart,
         {**about, "rows": rows},
         *[images.get(b) for b in order],
-        *[card_markdown(comparison, b, by_id.get(b)) for b in order],
+        *[card_markdown(comparison, b, by_id.get(b), page.tables) for b in order],
         stages,
         gr.ImageSlider(
             slider_pair(images, reference, chosen), label=f"Baseline ◀ ▶ {comparison.rows.titles.get(chosen, '')}"
@@ -607,7 +627,8 @@ def build_demo(page: Page) -> gr.Blocks:
                                 elem_classes=["row-image"],
                             )
                         )
-                        cards.append(text(card_markdown(comparison, backend_id), elem_classes=["row-card"]))
+                        card = card_markdown(comparison, backend_id, tables=page.tables)
+                        cards.append(text(card, elem_classes=["row-card"]))
                         statuses.append(text(status_line(comparison, backend_id)))
             with gr.Row(elem_classes=["stack-on-phone"]):
                 with gr.Column():
@@ -623,7 +644,7 @@ def build_demo(page: Page) -> gr.Blocks:
             with gr.Accordion("Figures (also returned by the /generate API)", open=False):
                 figures = gr.JSON(show_label=False)
         with gr.Tab("Same comparison on other CPUs"):
-            tables = latency_tables()
+            tables = page.tables
             table = other_cpus_table(tables)
             gr.Markdown(
                 "The committed benchmark results (`results/*.json`, made by `benchmark.py`): one group per CPU "

@@ -351,3 +351,27 @@ def test_download_progress_counts_the_bytes_arriving_in_the_hub_cache(tmp_path, 
         (blobs / "abc.incomplete").write_bytes(b"x" * 30_000_000)
         time.sleep(2.5)
     assert lines and lines[-1] == "downloading org/model: 0.03 GB so far"
+
+
+def test_a_row_this_cpu_cannot_run_shows_its_committed_figure_from_cpus_that_ran_it(tmp_path, comparison):
+    import json
+
+    from harness.results import latency_tables
+
+    def write(name, kind, date, median):
+        rows = [{"backend": "ipex-bf16", "status": "ok", "median_s": median, "speedup": 3.7}]
+        record = {"cpu_kind": kind, "date": date, "model": "sd15-standin", "size": 512, "steps": 20, "rows": rows}
+        (tmp_path / name).write_text(json.dumps(record))
+
+    write("a.json", "intel-xeon-amx", "2026-11-29", 40.5)
+    write("b.json", "intel-xeon-amx", "2026-11-01", 55.0)  # older file of the same kind: not shown
+    write("c.json", "amd-epyc-avx2-played", "2026-11-30", 1.0)  # a played kind is not that kind's figure
+    lines = app.measured_elsewhere(latency_tables(tmp_path), "ipex-bf16")
+    assert len(lines) == 1 and "**intel-xeon-amx** (2026-11-29, `a.json`): 40.5 s" in lines[0]
+    assert "3.7× faster than that run's baseline" in lines[0]
+    assert app.measured_elsewhere(latency_tables(tmp_path), "baseline") == []
+    ipex = app.card_markdown(comparison, "ipex-bf16", None, latency_tables(tmp_path))
+    if comparison.rows.runs_here("ipex-bf16"):
+        assert "Not on this CPU" not in ipex and "Measured on" not in ipex
+    else:  # this CPU cannot run it: its card says what it needs and what it did where it ran
+        assert "**Not on this CPU**: IPEX bf16 needs" in ipex and "40.5 s for sd15-standin" in ipex
