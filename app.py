@@ -83,7 +83,18 @@ def plain(text: str) -> str:
 # comparison read back from disk (`harness.showcase`) look the same.
 STAGE_LABELS = dict(zip(STAGES, ("text encoding", "denoising (UNet steps)", "VAE decoding"), strict=True))
 CSS = """
-@media (max-width: 700px) { .stack-on-phone { flex-direction: column !important; } }
+@media (max-width: 700px) {
+  .stack-on-phone { flex-direction: column !important; }
+  /* On a phone the answer comes first: the headline, then the rows two to a line, then the controls. */
+  .phone-first { order: -2; }
+  .phone-second { order: -1; }
+  .rows-on-phone { flex-direction: row !important; flex-wrap: wrap !important; }
+  .rows-on-phone > div { flex: 1 1 40% !important; min-width: 40% !important; }
+  .rows-on-phone .row-image, .rows-on-phone .row-image * { height: auto !important; max-width: 100% !important; }
+  .rows-on-phone .row-card h2 { font-size: 1.1em; }
+  .rows-on-phone .row-card h3 { font-size: 0.95em; }
+  .rows-on-phone .row-status { display: none; }  /* the operator's detail; the System panel has it too */
+}
 .row-card h2 { margin: 0.2em 0; }
 """
 
@@ -610,9 +621,9 @@ def build_demo(page: Page) -> gr.Blocks:
                 label="Built-in examples, computed on this machine (choose one to see it)",
             )
             message = text()
-            title = text()
+            title = text(elem_classes=["phone-first"])
             images, cards, statuses = [], [], []
-            with gr.Row(equal_height=False, elem_classes=["stack-on-phone"]):
+            with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second"]):
                 for backend_id in comparison.rows.order:
                     with gr.Column(min_width=min(image_px, 320)):
                         images.append(
@@ -625,11 +636,12 @@ def build_demo(page: Page) -> gr.Blocks:
                                 interactive=False,
                                 show_label=False,  # the card below names the row
                                 elem_classes=["row-image"],
+                                visible=comparison.rows.runs_here(backend_id),  # no empty frame for a row not here
                             )
                         )
                         card = card_markdown(comparison, backend_id, tables=page.tables)
                         cards.append(text(card, elem_classes=["row-card"]))
-                        statuses.append(text(status_line(comparison, backend_id)))
+                        statuses.append(text(status_line(comparison, backend_id), elem_classes=["row-status"]))
             with gr.Row(elem_classes=["stack-on-phone"]):
                 with gr.Column():
                     slider = gr.ImageSlider(

@@ -76,8 +76,10 @@ def test_visitor_generates_with_enter_and_sees_slider_stages_and_other_cpus(page
     page.get_by_role("tab", name="Compare").click()
 
 
-def test_on_a_phone_the_rows_stack_in_one_column(page, comparison):
-    phone = page.context.browser.new_page(viewport={"width": 400, "height": 1400})
+def test_on_a_phone_the_answer_comes_first_two_rows_to_a_line(page, comparison):
+    """At 390 px (a phone): the headline, then the rows' images two to a line, then the controls; nothing off
+    screen."""
+    phone = page.context.browser.new_page(viewport={"width": 390, "height": 844})
     phone.goto(page.url)
     ready = len(comparison.rows.ready())
     phone.wait_for_function(f"document.querySelectorAll('.row-image img').length >= {ready}", timeout=30_000)
@@ -86,12 +88,20 @@ def test_on_a_phone_the_rows_stack_in_one_column(page, comparison):
     for i in range(ready):  # images below the fold load as they come into view
         row_images(phone).nth(i).scroll_into_view_if_needed()
     phone.wait_for_function("[...document.querySelectorAll('.row-image img')].every(i => i.width > 0)", timeout=30_000)
+    phone.evaluate("window.scrollTo(0, 0)")  # boxes from here on are page coordinates
     boxes = [row_images(phone).nth(i).bounding_box() for i in range(ready)]
-    xs, ys = [b["x"] for b in boxes], [b["y"] for b in boxes]
-    assert len(boxes) >= 2 and max(xs) - min(xs) < 20 and ys == sorted(ys)  # one above the other
+    card_boxes = [phone.locator(".row-card").nth(i).bounding_box() for i in range(phone.locator(".row-card").count())]
+    cards = list(dict.fromkeys((round(b["x"]), round(b["y"]), round(b["width"])) for b in card_boxes))  # one per row
+    assert len(cards) == len(comparison.rows.order)
+    assert cards[1][0] >= cards[0][0] + cards[0][2] and cards[2][0] == cards[0][0]  # two to a line
+    assert [b["y"] for b in boxes] == sorted(b["y"] for b in boxes)  # in the rows' order
+    headline = phone.locator("h1:has-text('faster than baseline')").bounding_box()
+    prompt = phone.get_by_label("Prompt", exact=True).bounding_box()
+    assert headline["y"] < boxes[0]["y"] and boxes[-1]["y"] < prompt["y"]  # the answer first, the controls after
+    assert boxes[0]["y"] < 844  # the first images on the first screen
     charts = [phone.locator(".vega-embed").nth(i).bounding_box() for i in range(2)]
-    assert all(b["x"] >= 0 and b["x"] + b["width"] <= 400 for b in boxes + charts)  # nothing off screen
-    phone.screenshot(path=str(ARTIFACTS / "page-phone-400px.png"), full_page=True)
+    assert all(b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in boxes + charts)  # nothing off screen
+    phone.screenshot(path=str(ARTIFACTS / "page-phone-390px.png"), full_page=True)
     phone.close()
 
 
