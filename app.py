@@ -403,18 +403,25 @@ def example_inputs(index) -> list:
     return [prompt, negative, seed]
 
 
-def queue_holdings(demo: gr.Blocks, key):
-    """`holdings(client)` for `FairShare`: whether `client` has a comparison running, and its place in the queue.
-    Read from Gradio's own queue (it has no public API for this): the events running and waiting, with their
-    requests, each keyed by `key(request)`."""
+def queued_comparisons(demo: gr.Blocks) -> tuple[list, list]:
+    """(running, waiting) comparison events in Gradio's own queue, with their requests. Gradio has no public API for
+    this: the queue's attributes read here were checked against Gradio 6.31."""
+    queue = demo._queue
 
     def comparisons(events):
         return [e for e in events if e is not None and getattr(e.fn, "api_name", None) == "generate"]
 
+    running = comparisons(e for job in queue.active_jobs if job for e in job)
+    waiting = comparisons(e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue))
+    return running, waiting
+
+
+def queue_holdings(demo: gr.Blocks, key):
+    """`holdings(client)` for `FairShare`: whether `client` has a comparison running, and its place in the queue,
+    each event's client being `key(request)`."""
+
     def holdings(client: str) -> tuple[bool, int | None]:
-        queue = demo._queue
-        running = comparisons(e for job in queue.active_jobs if job for e in job)
-        waiting = comparisons(e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue))
+        running, waiting = queued_comparisons(demo)
         place = next((i + 1 for i, e in enumerate(waiting) if key(e.request) == client), None)
         return any(key(e.request) == client for e in running), place
 
@@ -423,10 +430,7 @@ def queue_holdings(demo: gr.Blocks, key):
 
 def visitors_waiting(demo: gr.Blocks) -> bool:
     """Whether any visitor's comparison is running or queued (the further examples wait until none is)."""
-    queue = demo._queue
-    waiting = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
-    running = [e for job in queue.active_jobs if job for e in job]
-    return any(e is not None and getattr(e.fn, "api_name", None) == "generate" for e in waiting + running)
+    return any(queued_comparisons(demo))
 
 
 def make_admit(page: Page):
@@ -767,7 +771,7 @@ def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> No
     working directories and the `allowed_paths`: exactly that directory, nothing else of the cache)."""
     settings = page.settings
     # uvicorn (the server Gradio starts) reads the proxies it trusts from here when it starts: see ClientKeys.
-    os.environ["FORWARDED_ALLOW_IPS"] = ClientKeys(settings.trusted_proxies).trusted_proxy_addresses
+    os.environ["FORWARDED_ALLOW_IPS"] = page.clients.trusted_proxy_addresses
     demo.launch(
         server_name=settings.host,
         server_port=port or settings.port,

@@ -66,9 +66,9 @@ def compute_example(comparison: Comparison, showcase: Showcase, index: int) -> S
     if not gave or (kept is not None and gave < sum(r["status"] == "ok" for r in kept.rows)):
         log.warning("example %d not kept: %d row(s) gave an image, fewer than what is kept", index + 1, gave)
         return kept
-    absent = set(missing(comparison, [r.figures() for r in results]))
-    failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.backend in absent]
     run, images = ShownRun.from_results(request, results, showcase.machine, index)
+    absent = set(missing(comparison, run.rows))
+    failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.backend in absent]
     with comparison.rows.lock, comparison.activity("keeping an example"):
         showcase.record(model, run, images)
     log.info("example %d is ready (%s)%s", index + 1, prompt, f"; missing {'; '.join(failed)}" if failed else "")
@@ -86,15 +86,16 @@ def compute_examples(
     """The first example at once; each further one only when no visitor's comparison is running or queued. Then,
     while a kept example misses a row that is ready again, it is computed again after `retry_s` seconds, the wait
     doubling up to `max_retry_s` (a row failing on every run is not run every minute)."""
-    wait = retry_s
-    first = True
-    model = comparison.rows.model
-    while first or any(worth_retrying(comparison, showcase.example(model, i)) for i in range(len(EXAMPLES))):
-        if not first:
-            time.sleep(wait)
-            wait = min(2 * wait, max_retry_s)
+
+    def one_pass(retrying: bool) -> None:
         for index in range(len(EXAMPLES)):
-            while (index > 0 or not first) and visitors_waiting():
+            while (retrying or index > 0) and visitors_waiting():
                 time.sleep(poll_s)
             compute_example(comparison, showcase, index)
-        first = False
+
+    one_pass(retrying=False)
+    wait, model = retry_s, comparison.rows.model
+    while any(worth_retrying(comparison, showcase.example(model, i)) for i in range(len(EXAMPLES))):
+        time.sleep(wait)
+        wait = min(2 * wait, max_retry_s)
+        one_pass(retrying=True)

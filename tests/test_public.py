@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import TINY_SIZE, fake_comparison, free_port
+from conftest import TINY_SIZE, FakeBackend, fake_comparison, free_port
 
 import app
 from backends import backend_class, backend_ids
@@ -24,6 +24,15 @@ MARKUP = (
     "# Big heading [a link](http://example.com/) ![remote](http://example.com/x.png) "
     "<img src=x onerror=window.__alerted=1> <b>bold</b> **strong** `code` $$x^2$$"
 )
+
+
+class FailsToWarmUp(FakeBackend):
+    """A row that loads, then fails its warm-up (and so every run) with an engine's message holding a path."""
+
+    def generate(self, request, latents, on_step, on_stage):
+        if request.prompt == "warm-up":
+            raise RuntimeError("oneDNN: /secret/path/primitive could not be created")
+        return super().generate(request, latents, on_step, on_stage)
 
 
 def overlapping(intervals_a, intervals_b) -> list[tuple[str, str]]:
@@ -285,13 +294,6 @@ def test_nothing_heavy_runs_beside_a_timed_section_while_pages_load_and_a_client
 
 
 def test_a_failed_warm_up_shows_the_row_failed_with_its_reason(tiny_model, cache_dir):
-    from conftest import FakeBackend
-
-    class FailsToWarmUp(FakeBackend):
-        def generate(self, request, latents, on_step, on_stage):
-            if request.prompt == "warm-up":
-                raise RuntimeError("oneDNN: could not create a primitive")
-            return super().generate(request, latents, on_step, on_stage)
 
     comparison = fake_comparison(tiny_model, cache_dir, load=False)
     comparison.rows._factory = lambda b: FailsToWarmUp(b) if b == "int8-tome" else comparison.fakes[b]
@@ -368,17 +370,10 @@ def test_the_visitor_key_behind_a_hop_count_and_for_ipv6():
 def test_in_public_mode_load_and_warm_up_failures_reach_strangers_as_a_short_line_and_an_id(
     tiny_model, cache_dir, caplog
 ):
-    from conftest import FakeBackend
 
     class FailsToLoad(FakeBackend):
         def load(self, model, settings, progress):
             raise RuntimeError("/secret/path/unet.xml cannot be opened")
-
-    class FailsToWarmUp(FakeBackend):
-        def generate(self, request, latents, on_step, on_stage):
-            if request.prompt == "warm-up":
-                raise RuntimeError("oneDNN: /secret/path/primitive could not be created")
-            return super().generate(request, latents, on_step, on_stage)
 
     broken = {"openvino-static": FailsToLoad, "int8-tome": FailsToWarmUp}
     comparison = fake_comparison(tiny_model, cache_dir, load=False)
