@@ -82,7 +82,8 @@ def open_tabs(url: str, loads: list, ticks: list, tabs: int, stop, posts) -> Non
 
 
 def main(argv=None) -> dict:
-    import app
+    import ui.context
+    import ui.layout
     from benchmarking.report import provenance
     from core.cpu import played_cpu
     from harness.settings import Settings, build_comparison
@@ -98,9 +99,9 @@ def main(argv=None) -> dict:
 
     comparison = build_comparison(settings)
     comparison.load_all()
-    page = app.make_page(comparison, settings=settings)
-    demo = app.build_demo(page)
-    app.launch(page, demo, prevent_thread_lock=True, quiet=True)
+    page = ui.context.make_page(comparison, settings=settings)
+    demo = ui.layout.build_demo(page)
+    ui.layout.launch(page, demo, prevent_thread_lock=True, quiet=True)
     url = f"http://127.0.0.1:{settings.port}/"
     loads, ticks = page_handlers(demo)
     client = Client(url, verbose=False)

@@ -139,22 +139,24 @@ def browser():
 
 @pytest.fixture(scope="session")
 def app_page(comparison, tmp_path_factory):
-    import app
+    import ui.context
+    import ui.layout
 
     # As behind a local reverse proxy (trusted: its X-Forwarded-For names the visitor), so that tests can be
     # several visitors.
     settings = Settings(queue_size=8, trusted_proxies="127.0.0.1")
-    page = app.make_page(comparison, Showcase(tmp_path_factory.mktemp("showcase"), "test machine"), settings)
+    page = ui.context.make_page(comparison, Showcase(tmp_path_factory.mktemp("showcase"), "test machine"), settings)
     compute_example(comparison, page.showcase, 0)  # what the app computes once the rows are warm
     return page
 
 
 @pytest.fixture(scope="session")
 def server(app_page):
-    import app
+    import ui.context
+    import ui.layout
 
-    demo = app.build_demo(app_page)
+    demo = ui.layout.build_demo(app_page)
     port = free_port()
-    app.launch(app_page, demo, port, prevent_thread_lock=True, quiet=True)
+    ui.layout.launch(app_page, demo, port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

@@ -42,17 +42,19 @@ def prepare(cache_dir: str, flags: list[str]) -> dict:
 def start(cache_dir: str, out: Path, with_benchmark: bool = True) -> dict:
     import torch
 
-    import app
     import benchmark
+    import ui.context
+    import ui.handlers
+    import ui.system
     from core.cpu import this_cpu
     from harness.settings import Settings, build_comparison
 
     settings = Settings(model="tiny", sizes=str(SIZE), cache_dir=cache_dir, threads=2, calibration_prompts=2)
     comparison = build_comparison(settings)
     comparison.load_in_background()  # as the app starts: the page serves while the rows load
-    page = app.make_page(comparison)
+    page = ui.context.make_page(comparison)
     waited = []
-    updates = list(app.make_generate(page)(**REQUEST, progress=lambda *a, desc=None, **k: waited.append(desc)))
+    updates = list(ui.handlers.make_generate(page)(**REQUEST, progress=lambda *a, desc=None, **k: waited.append(desc)))
     _seed, message, title, _chart, figures, *rest = updates[-1]
     order = comparison.rows.order
     cards = dict(zip(order, rest[len(order) : 2 * len(order)], strict=True))
@@ -81,8 +83,8 @@ def start(cache_dir: str, out: Path, with_benchmark: bool = True) -> dict:
         "waited": [w for w in waited if w],
         "rows": figures["rows"],
         "cards": cards,
-        "health": app.health(page),
-        "system": app.system_markdown(comparison),
+        "health": ui.system.health(page),
+        "system": ui.system.system_markdown(comparison),
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
         "openvino_int8_unet_kernels": int8_kernels,
         "benchmark_rows": report["rows"],

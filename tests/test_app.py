@@ -10,7 +10,13 @@ import pytest
 from conftest import TINY_SIZE, fake_comparison, free_port
 from PIL import Image
 
-import app
+import ui.cards
+import ui.charts
+import ui.context
+import ui.handlers
+import ui.layout
+import ui.other_cpus
+import ui.system
 from backends import backend_class, backend_ids
 from core.cpu import this_cpu
 
@@ -30,8 +36,8 @@ RUN_ARGS = dict(
 
 
 def run_handler(comparison, **overrides):
-    page = app.make_page(comparison)
-    return list(app.make_generate(page)(**{**RUN_ARGS, **overrides}, progress=lambda *a, **k: None))
+    page = ui.context.make_page(comparison)
+    return list(ui.handlers.make_generate(page)(**{**RUN_ARGS, **overrides}, progress=lambda *a, **k: None))
 
 
 def test_handler_streams_one_update_per_row_then_the_chart(comparison):
@@ -63,8 +69,8 @@ def test_a_request_made_while_the_rows_load_waits_for_every_row_and_says_which(t
     comparison = fake_comparison(tiny_model, cache_dir, load=False, **{b: {"load_delay": 0.3} for b in backend_ids()})
     comparison.load_in_background()  # as the app starts: the page serves while the rows load
     said = []
-    page = app.make_page(comparison)
-    updates = list(app.make_generate(page)(**RUN_ARGS, progress=lambda *a, desc=None, **k: said.append(desc)))
+    page = ui.context.make_page(comparison)
+    updates = list(ui.handlers.make_generate(page)(**RUN_ARGS, progress=lambda *a, desc=None, **k: said.append(desc)))
     assert [r["status"] for r in updates[-1][4]["rows"]] == ["ok"] * len(backend_ids())  # none skipped
     # The request came before the rows were loaded: it said what it waited for, and timed nothing before all were.
     waited = [d for d in said if d and d.startswith("Nothing is timed until every row is loaded and warm. Now: ")]
@@ -107,11 +113,11 @@ def test_the_status_timer_never_touches_the_result_cards(tiny_model, cache_dir):
     only (it used to redraw a card whose row had just been warmed up, wiping that row's latency and PSNR)."""
     comparison = fake_comparison(tiny_model, cache_dir)
     comparison.rows.status["int8-tome"].set("loading", "building int8 + ToMe IR")
-    lines = app.status_lines(comparison)
+    lines = ui.cards.status_lines(comparison)
     int8 = comparison.rows.order.index("int8-tome")
     assert "loading: building int8 + ToMe IR" in lines[int8] and "status: ready" in lines[0]
-    page = app.make_page(comparison)
-    demo = app.build_demo(page)
+    page = ui.context.make_page(comparison)
+    demo = ui.layout.build_demo(page)
     cards = {b._id for b in demo.blocks.values() if "row-card" in (getattr(b, "elem_classes", None) or [])}
     timers = {b._id for b in demo.blocks.values() if isinstance(b, gr.Timer)}
     assert len(cards) == len(backend_ids()) and timers
@@ -122,9 +128,9 @@ def test_the_status_timer_never_touches_the_result_cards(tiny_model, cache_dir):
     states = {o for dep in timer_deps for o in dep["outputs"] if isinstance(demo.blocks[o], gr.Number)}
     filling = [dep for dep in demo.config["dependencies"] if {t[0] for t in dep["targets"]} & states]
     assert len(states) == 1 and len(filling) == 1 and cards <= set(filling[0]["outputs"])
-    assert app.example_ready(page, None) is None  # a page awaiting nothing
+    assert ui.handlers.example_ready(page, None) is None  # a page awaiting nothing
     n = len(filling[0]["outputs"])
-    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, None, n))
+    assert all(isinstance(u, type(gr.skip())) for u in ui.handlers.fill_when_ready(page, None, n))
 
 
 def test_the_examples_are_computed_kept_and_shown_on_opening_and_after_a_restart(tiny_model, cache_dir, tmp_path):
@@ -135,28 +141,30 @@ def test_the_examples_are_computed_kept_and_shown_on_opening_and_after_a_restart
 
     delays = {"baseline": {"delay": 0.4}, **{b: {"delay": 0.05} for b in backend_ids() if b != "baseline"}}
     comparison = fake_comparison(tiny_model, cache_dir, **delays)
-    page = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
-    opened_early = app.show_example(page, 0)
+    page = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    opened_early = ui.handlers.show_example(page, 0)
     assert opened_early[1].startswith("_Example 1 is computed") and opened_early[-1] == 0  # nothing yet
     n = len(opened_early)
-    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, 0, n))
+    assert all(isinstance(u, type(gr.skip())) for u in ui.handlers.fill_when_ready(page, 0, n))
     compute_example(comparison, page.showcase, 0)
-    assert app.example_ready(page, 0) == 0  # the early page's timer now says so, and the page shows it
-    filled = app.fill_when_ready(page, 0, n)
+    assert ui.handlers.example_ready(page, 0) == 0  # the early page's timer now says so, and the page shows it
+    filled = ui.handlers.fill_when_ready(page, 0, n)
     assert "Built-in example 1" in filled[1] and filled[-1] is None
-    assert all(isinstance(u, type(gr.skip())) for u in app.fill_when_ready(page, None, n))
+    assert all(isinstance(u, type(gr.skip())) for u in ui.handlers.fill_when_ready(page, None, n))
     calls = {b: fake.calls for b, fake in comparison.fakes.items()}
-    seed, label, title, _chart, figures, *rest = app.show_example(page, 0)
+    seed, label, title, _chart, figures, *rest = ui.handlers.show_example(page, 0)
     images, cards = rest[: len(backend_ids())], rest[len(backend_ids()) : 2 * len(backend_ids())]
-    assert seed == app.EXAMPLES[0][2] and "test machine" in label and app.EXAMPLES[0][0] in label
+    assert seed == ui.handlers.EXAMPLES[0][2] and "test machine" in label and ui.handlers.EXAMPLES[0][0] in label
     assert "faster than baseline" in title
     assert all(Image.open(image).size == (TINY_SIZE, TINY_SIZE) for image in images)  # PNG files, written once
     assert all(" s** total" in card for card in cards) and len(figures["rows"]) == len(backend_ids())
-    assert app.show_example(page, 1)[1].startswith("_Example 2 is computed")  # the others: when no visitor waits
-    restarted = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))  # a new process
+    assert ui.handlers.show_example(page, 1)[1].startswith(
+        "_Example 2 is computed"
+    )  # the others: when no visitor waits
+    restarted = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))  # a new process
     compute_example(comparison, restarted.showcase, 0)  # finds the stored example: runs nothing
     assert {b: fake.calls for b, fake in comparison.fakes.items()} == calls
-    again = app.show_example(restarted, 0)
+    again = ui.handlers.show_example(restarted, 0)
     assert again[4] == figures and again[5 : 5 + len(images)] == images
     assert Showcase(tmp_path / "showcase", "another CPU").example(comparison.rows.model, 0) is None
 
@@ -165,9 +173,9 @@ def test_a_visitors_comparison_is_never_kept_and_sets_the_wait_estimate(tiny_mod
     from harness.showcase import Showcase
 
     comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 0.2} for b in backend_ids()})
-    page = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    page = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
     assert "No run at" in page.timings.text(comparison, SIZE, 4)
-    updates = list(app.make_generate(page)(**RUN_ARGS, progress=lambda *a, **k: None))
+    updates = list(ui.handlers.make_generate(page)(**RUN_ARGS, progress=lambda *a, **k: None))
     assert page.showcase.example(comparison.rows.model, 0) is None  # what a visitor ran reaches no other page
     assert not (tmp_path / "showcase").exists()
     assert "Your comparison" in updates[-1][1] and updates[-1][-1] is None
@@ -185,21 +193,21 @@ def test_slider_compares_the_baseline_with_the_chosen_row(comparison):
     assert set(kept) == set(ready) and awaiting is None
     assert [value for _label, value in choice.choices] == [b for b in ready if b != "baseline"]
     assert choice.value in ready and choice.value != "baseline"
-    assert app.slider_pair(kept, "baseline", choice.value) == (kept["baseline"], kept[choice.value])
+    assert ui.charts.slider_pair(kept, "baseline", choice.value) == (kept["baseline"], kept[choice.value])
 
 
 def test_stage_chart_has_three_stages_per_ready_row(comparison):
     figures = run_handler(comparison)[-1][4]
-    chart = app.stage_chart(figures["rows"])
+    chart = ui.charts.stage_chart(figures["rows"])
     assert len(chart) == 3 * len(comparison.rows.ready())
     for title, bars in chart.groupby("row"):
         row = next(r for r in figures["rows"] if r["title"] == title)
         assert bars["seconds"].sum() == pytest.approx(sum(row["stages"].values()), abs=0.003)  # rounded to ms
-        assert list(bars["stage"]) == list(app.STAGE_LABELS.values())
+        assert list(bars["stage"]) == list(ui.charts.STAGE_LABELS.values())
 
 
 def test_a_row_slower_than_the_baseline_is_called_slower():
-    assert app.ratio_words(2.5) == "2.5× faster" and app.ratio_words(0.8) == "1.2× slower"
+    assert ui.cards.ratio_words(2.5) == "2.5× faster" and ui.cards.ratio_words(0.8) == "1.2× slower"
 
 
 def test_other_cpus_tab_reads_every_committed_result():
@@ -209,12 +217,14 @@ def test_other_cpus_tab_reads_every_committed_result():
     tables = latency_tables()
     assert reports and len(tables) == len(reports)
     assert all(NOT_RECORDED not in (t.date, t.command, t.cpu, t.isa) for t in tables)  # committed files: complete
-    table = app.other_cpus_table(tables)
+    table = ui.other_cpus.other_cpus_table(tables)
     assert len(table) == sum(len(r["rows"]) for r in reports)
     assert {d.split(",")[0] for d in table["date, commit"]} == {r["date"] for r in reports}
-    chart = app.other_cpus_chart(table)  # one bar per CPU kind and row: no two share an x position (no stacking)
+    chart = ui.other_cpus.other_cpus_chart(
+        table
+    )  # one bar per CPU kind and row: no two share an x position (no stacking)
     assert chart["CPU kind · row"].is_unique and len(chart) == table["speed-up"].notna().sum()
-    assert all(r["command"] in app.other_cpus_sources(tables) for r in reports)
+    assert all(r["command"] in ui.other_cpus.other_cpus_sources(tables) for r in reports)
 
 
 def test_a_results_file_of_an_older_shape_never_stops_the_page(tmp_path, monkeypatch, comparison):
@@ -229,20 +239,20 @@ def test_a_results_file_of_an_older_shape_never_stops_the_page(tmp_path, monkeyp
                     {"backend": "int8-tome", "status": "ok", "median_s": "12", "speedup": [2]}]})
     )  # fmt: skip
     (tmp_path / "odd.json").write_text(json.dumps({"cpu_kind": 7, "system": "x", "rows": []}))
-    monkeypatch.setattr(app, "latency_tables", lambda: results.latency_tables(tmp_path))
-    tables = app.latency_tables()
+    monkeypatch.setattr(ui.context, "latency_tables", lambda: results.latency_tables(tmp_path))
+    tables = ui.context.latency_tables()
     assert [t.cpu_kind for t in tables] == ["7", "older-xeon"]
-    table = app.other_cpus_table(tables)
+    table = ui.other_cpus.other_cpus_table(tables)
     assert list(table["row"]) == ["baseline", "int8-tome"] and table["latency (s)"].isna().all()
-    assert "not recorded" in app.other_cpus_sources(tables)
-    app.build_demo(app.make_page(comparison))  # the page is built with them
+    assert "not recorded" in ui.other_cpus.other_cpus_sources(tables)
+    ui.layout.build_demo(ui.context.make_page(comparison))  # the page is built with them
 
 
 def test_health_and_system_panel(comparison):
-    health = app.health(app.make_page(comparison))
+    health = ui.system.health(ui.context.make_page(comparison))
     assert set(health["rows"]) == set(backend_ids()) and "baseline" in health["ready"] and health["standin"]
     assert health["warm"] == health["ready"]  # start-up warmed up every loaded row
-    panel = app.system_markdown(comparison)
+    panel = ui.system.system_markdown(comparison)
     assert "CPU" in panel and "AVX" in panel and "tiny" in panel and "stand-in" in panel
 
 
@@ -318,13 +328,13 @@ def test_the_page_is_served_while_the_model_downloads_and_shows_its_progress(tin
     rows = RowSet(None, ["baseline"], LoadSettings((TINY_SIZE,), 2, cache_dir), resolve=slow_download)
     comparison = Comparison(rows)
     comparison.load_in_background()
-    demo = app.build_demo(app.make_page(comparison))
+    demo = ui.layout.build_demo(ui.context.make_page(comparison))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}/"
         assert urllib.request.urlopen(url, timeout=30).status == 200
-        assert "1.23 GB so far" in app.model_banner(comparison)
+        assert "1.23 GB so far" in ui.cards.model_banner(comparison)
         health = Client(url, verbose=False).predict(api_name="/health")
         assert health["model"] is None and health["ready"] == []
         assert "downloading some-org/some-model" in health["rows"]["baseline"]
@@ -332,7 +342,7 @@ def test_the_page_is_served_while_the_model_downloads_and_shows_its_progress(tin
         deadline = time.monotonic() + 120
         while comparison.rows.ready() != ["baseline"] and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert comparison.rows.ready() == ["baseline"] and "stand-in" in app.model_banner(comparison)
+        assert comparison.rows.ready() == ["baseline"] and "stand-in" in ui.cards.model_banner(comparison)
     finally:
         release.set()
         demo.close()
@@ -366,11 +376,11 @@ def test_a_row_this_cpu_cannot_run_shows_its_committed_figure_from_cpus_that_ran
     write("a.json", "intel-xeon-amx", "2026-11-29", 40.5)
     write("b.json", "intel-xeon-amx", "2026-11-01", 55.0)  # older file of the same kind: not shown
     write("c.json", "amd-epyc-avx2-played", "2026-11-30", 1.0)  # a played kind is not that kind's figure
-    lines = app.measured_elsewhere(latency_tables(tmp_path), "ipex-bf16")
+    lines = ui.cards.measured_elsewhere(latency_tables(tmp_path), "ipex-bf16")
     assert len(lines) == 1 and "**intel-xeon-amx** (2026-11-29, `a.json`): 40.5 s" in lines[0]
     assert "3.7× faster than that run's baseline" in lines[0]
-    assert app.measured_elsewhere(latency_tables(tmp_path), "baseline") == []
-    ipex = app.card_markdown(comparison, "ipex-bf16", None, latency_tables(tmp_path))
+    assert ui.cards.measured_elsewhere(latency_tables(tmp_path), "baseline") == []
+    ipex = ui.cards.card_markdown(comparison, "ipex-bf16", None, latency_tables(tmp_path))
     if comparison.rows.runs_here("ipex-bf16"):
         assert "Not on this CPU" not in ipex and "Measured on" not in ipex
     else:  # this CPU cannot run it: its card says what it needs and what it did where it ran

@@ -166,7 +166,7 @@ def test_rows_of_concurrent_requests_never_overlap(tiny_model, cache_dir):
 
 
 def test_a_baseline_timed_while_a_row_loads_marks_every_ratio(tiny_model, cache_dir):
-    import app
+    import ui.cards
 
     comparison = fake_comparison(
         tiny_model, cache_dir, backends=["baseline", "openvino-static", "int8-tome"], baseline={"delay": 0.2}
@@ -183,7 +183,7 @@ def test_a_baseline_timed_while_a_row_loads_marks_every_ratio(tiny_model, cache_
     rows = {r.backend: r for r in comparison.run(REQUEST, backend_ids=["baseline", "openvino-static"])}
     assert "int8-tome was loading: latency inflated" in rows["baseline"].message
     assert "baseline timed while another row was loading" in rows["openvino-static"].message
-    assert "not clean" in app.headline([row.figures() for row in rows.values()], "baseline")
+    assert "not clean" in ui.cards.headline([row.figures() for row in rows.values()], "baseline")
 
 
 def test_an_abandoned_request_does_not_keep_the_rows(tiny_model, cache_dir):

@@ -13,7 +13,11 @@ import urllib.request
 import pytest
 from conftest import TINY_SIZE, FakeBackend, fake_comparison, free_port
 
-import app
+import harness.settings
+import ui.cards
+import ui.context
+import ui.layout
+import ui.system
 from backends import backend_class, backend_ids
 from core.cpu import this_cpu
 from core.request import GenerationRequest, LoadSettings
@@ -41,9 +45,9 @@ def overlapping(intervals_a, intervals_b) -> list[tuple[str, str]]:
 
 
 def serve(page) -> tuple[object, str]:
-    demo = app.build_demo(page)
+    demo = ui.layout.build_demo(page)
     port = free_port()
-    app.launch(page, demo, port, prevent_thread_lock=True, quiet=True)
+    ui.layout.launch(page, demo, port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 
 
@@ -104,7 +108,7 @@ def test_an_upload_of_64_mb_is_refused(server):
 def test_one_client_holds_at_most_one_comparison_while_another_is_served(tiny_model, cache_dir):
     comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 1.0} for b in backend_ids()})
     # behind a local proxy the operator trusts: the forwarded address is the visitor's
-    demo, url = serve(app.make_page(comparison, settings=Settings(trusted_proxies="127.0.0.1")))
+    demo, url = serve(ui.context.make_page(comparison, settings=Settings(trusted_proxies="127.0.0.1")))
     try:
         first = client(url, "203.0.113.7").submit("one", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
         time.sleep(1.0)  # running now
@@ -128,7 +132,7 @@ def test_public_mode_caps_steps_and_sizes_naming_the_limit(tiny_model, cache_dir
     public = Settings(public=True, max_steps=10, max_size=TINY_SIZE)
     comparison.limits = public.limits(settings.sizes)
     comparison.load_all()
-    demo, url = serve(app.make_page(comparison, settings=public))
+    demo, url = serve(ui.context.make_page(comparison, settings=public))
     try:
         visitor = client(url)
         with pytest.raises(Exception, match="steps must be at most 10 on this public demo"):
@@ -144,7 +148,7 @@ def test_public_mode_caps_steps_and_sizes_naming_the_limit(tiny_model, cache_dir
 def test_an_internal_error_reaches_the_visitor_as_a_short_message_with_an_id(tiny_model, cache_dir, caplog):
     comparison = fake_comparison(tiny_model, cache_dir, **{"ipex-bf16": {"fail_on": {1}}})
     comparison.public = True
-    page = app.make_page(comparison, settings=Settings(public=True))
+    page = ui.context.make_page(comparison, settings=Settings(public=True))
     demo, url = serve(page)
     try:
         with caplog.at_level(logging.ERROR):
@@ -170,7 +174,7 @@ def test_an_internal_error_reaches_the_visitor_as_a_short_message_with_an_id(tin
 
 def test_strict_loading_in_public_mode_never_serves_the_stand_in(tmp_path):
     settings = Settings(model="no-such-org/no-such-model-for-tests", cache_dir=str(tmp_path), public=True, threads=2)
-    page = app.make_page(app.build_comparison(settings), settings=settings)
+    page = ui.context.make_page(harness.settings.build_comparison(settings), settings=settings)
     page.comparison.load_in_background(retry_s=0.5)
     deadline = time.monotonic() + 60
     while "retrying in" not in page.comparison.rows.status["baseline"].detail and time.monotonic() < deadline:
@@ -178,7 +182,7 @@ def test_strict_loading_in_public_mode_never_serves_the_stand_in(tmp_path):
     status = page.comparison.rows.status["baseline"]
     assert status.state == "unavailable" and "could not load" in status.detail and "retrying in" in status.detail
     assert "(error " in status.detail and "no-such-org" not in status.detail  # a short line; the log has the rest
-    assert page.comparison.rows.model is None and "tiny" not in app.model_line(page.comparison)
+    assert page.comparison.rows.model is None and "tiny" not in ui.system.model_line(page.comparison)
     time.sleep(1.5)
     assert page.comparison.rows.model is None  # tried again, still no stand-in
 
@@ -198,9 +202,9 @@ def test_a_visitor_pressing_generate_the_moment_a_fresh_page_opens_gets_every_ro
 
     monkeypatch.setattr(harness_rows, "create_backend", create_slowly)  # the rows' default factory
     settings = Settings(**{**tiny_settings.__dict__, "port": free_port()})
-    page = app.make_page(app.build_comparison(settings), settings=settings)
-    demo = app.build_demo(page)
-    app.launch(page, demo, prevent_thread_lock=True, quiet=True)
+    page = ui.context.make_page(harness.settings.build_comparison(settings), settings=settings)
+    demo = ui.layout.build_demo(page)
+    ui.layout.launch(page, demo, prevent_thread_lock=True, quiet=True)
     page.comparison.load_in_background()
     try:
         visitor = browser.new_page(viewport={"width": 1400, "height": 1400})
@@ -300,7 +304,7 @@ def test_a_failed_warm_up_shows_the_row_failed_with_its_reason(tiny_model, cache
     comparison.load_all()
     status = comparison.rows.status["int8-tome"]
     assert status.state == "failed" and "warm-up at 128x128 failed" in status.detail and "oneDNN" in status.detail
-    assert "failed: warm-up at 128x128 failed" in app.status_line(comparison, "int8-tome")
+    assert "failed: warm-up at 128x128 failed" in ui.cards.status_line(comparison, "int8-tome")
     rows = {r.backend: r for r in comparison.run(GenerationRequest("bird", steps=2, height=TINY_SIZE, width=TINY_SIZE))}
     assert rows["int8-tome"].status == "skipped" and "oneDNN" in rows["int8-tome"].message
     assert all(rows[b].status == "ok" for b in backend_ids() if b != "int8-tome")
@@ -310,7 +314,7 @@ def test_visitors_behind_a_trusted_local_proxy_each_hold_one_place_and_spoofing_
     import local_proxy
 
     comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 1.0} for b in backend_ids()})
-    demo, url = serve(app.make_page(comparison, settings=Settings(trusted_proxies=local_proxy.SOURCE)))
+    demo, url = serve(ui.context.make_page(comparison, settings=Settings(trusted_proxies=local_proxy.SOURCE)))
     proxy, proxy_port = local_proxy.start(int(url.rstrip("/").rsplit(":", 1)[1]))
     through_v4, through_v6 = f"http://127.0.0.1:{proxy_port}/", f"http://[::1]:{proxy_port}/"  # two visitors
     try:
@@ -334,7 +338,7 @@ def test_a_client_no_proxy_is_trusted_for_cannot_become_another_visitor_by_heade
     """No proxy named (the default): the connection's address is the visitor's, loopback's headers included (the
     server's own default would believe loopback's X-Forwarded-For)."""
     comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 1.0} for b in backend_ids()})
-    demo, url = serve(app.make_page(comparison, settings=Settings()))
+    demo, url = serve(ui.context.make_page(comparison, settings=Settings()))
     try:
         first = client(url, "203.0.113.7").submit("a", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
         time.sleep(1.0)
@@ -381,7 +385,7 @@ def test_in_public_mode_load_and_warm_up_failures_reach_strangers_as_a_short_lin
     comparison.public = True
     with caplog.at_level(logging.ERROR):
         comparison.load_all()
-    page = app.make_page(comparison, settings=Settings(public=True))
+    page = ui.context.make_page(comparison, settings=Settings(public=True))
     demo, url = serve(page)
     try:
         out = client(url).predict("bird", "", 1, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
@@ -391,7 +395,7 @@ def test_in_public_mode_load_and_warm_up_failures_reach_strangers_as_a_short_lin
     order = comparison.rows.order
     cards = dict(zip(order, out[5 + len(order) : 5 + 2 * len(order)], strict=True))
     for backend_id in broken:
-        shown = [app.status_line(comparison, backend_id), cards[backend_id], health["rows"][backend_id], out[1]]
+        shown = [ui.cards.status_line(comparison, backend_id), cards[backend_id], health["rows"][backend_id], out[1]]
         assert not any("/secret" in text or "RuntimeError" in text for text in shown), shown
         error_id = health["rows"][backend_id].split("(error ")[1].split(",")[0]
         assert f"(error {error_id}, in the log)" in cards[backend_id]  # the same id on the card

@@ -90,7 +90,8 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
     the unfiltered images (identical here: the fake rows compute the same image)."""
     from PIL import Image
 
-    import app
+    import ui.context
+    import ui.handlers
     from harness.examples import compute_example
     from harness.showcase import Showcase
 
@@ -105,9 +106,10 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
     assert [r.blanks_all for r in rows] == second_flagged
     assert all(not r.image.any() for r in rows[1:]) and all(r.psnr_db == 100.0 for r in rows[1:])
     assert "another row's image" in rows[2].message and "this image" in rows[1].message
-    page = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
-    final = list(app.make_generate(page)("cartoon bird", "", 42, False, 2, 7.5, f"{TINY_SIZE}x{TINY_SIZE}", "dpm++",
-                                         progress=lambda *a, **k: None))[-1]  # fmt: skip
+    page = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    generate = ui.handlers.make_generate(page)
+    final = list(generate("cartoon bird", "", 42, False, 2, 7.5, f"{TINY_SIZE}x{TINY_SIZE}", "dpm++",
+                          progress=lambda *a, **k: None))[-1]  # fmt: skip
     images = final[5 : 5 + len(rows)]
     assert all(image is not None and not np.asarray(Image.open(image)).any() for image in images), second
     assert "every row's image is blanked" in final[1]
@@ -151,7 +153,8 @@ def test_a_half_written_results_file_and_a_foreign_run_json_are_skipped(tiny_mod
     import logging
     import shutil
 
-    import app
+    import ui.context
+    import ui.handlers
     from harness.examples import compute_example
     from harness.results import RESULTS, read_results
     from harness.showcase import Showcase
@@ -170,9 +173,9 @@ def test_a_half_written_results_file_and_a_foreign_run_json_are_skipped(tiny_mod
     compute_example(comparison, showcase, 0)
     (stored,) = list((tmp_path / "showcase").glob("*/run.json"))
     stored.write_text(json.dumps({"request": {"prompt": 3}, "rows": "not a list", "images": {}}))
-    restarted = app.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
+    restarted = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
     with caplog.at_level(logging.WARNING):
-        opened = app.show_example(restarted, 0)  # the page loads: the foreign file is not a comparison
+        opened = ui.handlers.show_example(restarted, 0)  # the page loads: the foreign file is not a comparison
     assert opened[1].startswith("_Example 1 is computed") and "ignoring the stored comparison" in caplog.text
     assert compute_example(comparison, restarted.showcase, 0) is not None  # computed again, then shown
-    assert "Built-in example 1" in app.show_example(restarted, 0)[1]
+    assert "Built-in example 1" in ui.handlers.show_example(restarted, 0)[1]

@@ -9,9 +9,12 @@ import gradio as gr
 import pytest
 from conftest import TINY_SIZE
 
-import app
 import backends
 import benchmark
+import ui.context
+import ui.handlers
+import ui.layout
+import ui.system
 from backends.baseline import load_diffusers_pipeline
 from backends.pipeline import run_pipeline
 from core.cpu import Cpu, RowSupport
@@ -54,8 +57,8 @@ def test_the_row_runs_through_the_comparison_and_the_page(registered, cache_dir)
     comparison = build_comparison(settings_with_the_row(cache_dir))
     comparison.load_all()
     assert comparison.rows.ready() == ["baseline", ROW_ID] and comparison.rows.reference == "baseline"
-    page = app.make_page(comparison)
-    generate = app.make_generate(page)
+    page = ui.context.make_page(comparison)
+    generate = ui.handlers.make_generate(page)
     args = dict(prompt="cartoon bird", negative_prompt="", seed=42, random_seed=False, steps=3, guidance=7.5)
     final = list(generate(**args, size=f"{TINY_SIZE}x{TINY_SIZE}", scheduler="dpm++", progress=lambda *a, **k: None))
     figures = final[-1][4]["rows"]
@@ -63,8 +66,8 @@ def test_the_row_runs_through_the_comparison_and_the_page(registered, cache_dir)
     assert row["status"] == "ok" and row["speedup"] > 0 and row["psnr_db"] > 40  # same computation, sliced
     cards = final[-1][5 + 2 : 5 + 4]
     assert "PyTorch fp32, sliced attention" in cards[1] and " s** total" in cards[1]
-    assert "fp32, attention in slices" in app.system_markdown(comparison)  # the row's own answer, on the page
-    demo = app.build_demo(page)  # the page has a column for it: its image and its card
+    assert "fp32, attention in slices" in ui.system.system_markdown(comparison)  # the row's own answer, on the page
+    demo = ui.layout.build_demo(page)  # the page has a column for it: its image and its card
     components = list(demo.blocks.values())
     title = comparison.rows.titles[ROW_ID]
     images = [c.label for c in components if isinstance(c, gr.Image)]

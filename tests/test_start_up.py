@@ -17,7 +17,8 @@ from pathlib import Path
 from conftest import TINY_SIZE, fake_comparison, free_port
 from test_public import client, overlapping, serve
 
-import app
+import ui.cards
+import ui.context
 from backends import backend_ids
 from harness.examples import EXAMPLES
 from harness.settings import Settings
@@ -48,7 +49,7 @@ def test_an_api_request_sent_as_loading_starts_waits_and_times_nothing_beside_it
     started = []
     truncation = comparison.truncation
     comparison.truncation = lambda request: started.append(time.perf_counter()) or truncation(request)
-    demo, url = serve(app.make_page(comparison, settings=Settings(queue_size=4)))
+    demo, url = serve(ui.context.make_page(comparison, settings=Settings(queue_size=4)))
     try:
         comparison.load_in_background()
         out = client(url).predict("bird", "", 3, False, 2, 7.5, SIZE, "dpm++", api_name="/generate")
@@ -68,10 +69,10 @@ def test_no_headline_is_drawn_from_a_ratio_timed_beside_loading():
         {"backend": "baseline", "title": "b", "status": "ok", "speedup": 1.0, "inflated_by": ["int8-tome"]},
         {"backend": "openvino-static", "title": "OpenVINO", "status": "ok", "speedup": 6.4, "inflated_by": []},
     ]
-    shown = app.headline(rows, "baseline")
+    shown = ui.cards.headline(rows, "baseline")
     assert not shown.startswith("#") and "6.4" not in shown and "not clean" in shown
     rows[0]["inflated_by"] = []
-    assert app.headline(rows, "baseline").startswith("# OpenVINO: 6.4× faster")
+    assert ui.cards.headline(rows, "baseline").startswith("# OpenVINO: 6.4× faster")
 
 
 def test_api_requests_from_the_first_second_of_a_slow_fresh_start_get_every_row(cache_dir, tmp_path):
@@ -171,7 +172,7 @@ def test_a_page_opens_on_an_example_with_a_broken_row_marked(tiny_model, tmp_pat
     from harness.examples import compute_examples, make_showcase
 
     comparison = fake_comparison(tiny_model, tmp_path, **{"openvino-static": {"fail_on": set(range(1, 100))}})
-    page = app.make_page(comparison, make_showcase(comparison), settings=Settings())
+    page = ui.context.make_page(comparison, make_showcase(comparison), settings=Settings())
     attempts = []
     run = comparison.run
     comparison.run = lambda request, **kw: attempts.append(request.prompt) or run(request, **kw)

@@ -1,0 +1,49 @@
+"""The second tab: the same comparison on other CPUs."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from harness.results import LatencyTable
+
+log = logging.getLogger(__name__)
+
+
+def other_cpus_table(tables: list[LatencyTable]) -> pd.DataFrame:
+    """Every committed latency table: one line per CPU kind and row, short enough for a laptop and a phone (the
+    CPU kind, not its model string; what the row computed in as its recipe; the file's date and commit)."""
+    records = []
+    for table in tables:
+        for r in table.rows:
+            ok = r.status == "ok"
+            records.append(
+                {
+                    "CPU kind": table.cpu_kind,
+                    "row": r.backend,
+                    "latency (s)": round(r.median_s, 1) if r.median_s is not None else None,
+                    "speed-up": round(r.speedup, 2) if r.speedup else None,
+                    "recipe": r.precision if ok else f"{r.status}: {r.reason}"[:120],
+                    "date, commit": f"{table.date}, {table.commit}",
+                }
+            )
+    return pd.DataFrame(records, columns=["CPU kind", "row", "latency (s)", "speed-up", "recipe", "date, commit"])
+
+
+def other_cpus_sources(tables: list[LatencyTable]) -> str:
+    """Each file behind the table: CPU, model, size, steps, passes and command."""
+    return "\n".join(
+        f"- **{t.cpu_kind}** ({t.cpu}, {t.cores} cores; {t.isa}): {t.model}, {t.size}px, {t.steps} steps, "
+        f"{t.passes} timed pass(es), {t.date}, commit {t.commit}: `{t.command}`"
+        for t in tables
+    )
+
+
+def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
+    """One bar per CPU kind and row (each its own x position: bars never stack), coloured by CPU kind."""
+    done = table.dropna(subset=["speed-up"])
+    return pd.DataFrame(
+        {"CPU kind · row": done["CPU kind"] + " · " + done["row"], "speed-up": done["speed-up"],
+         "CPU kind": done["CPU kind"]}
+    )  # fmt: skip
