@@ -54,9 +54,23 @@ class LoadSettings:
 
 
 def initial_latents(seed: int, height: int, width: int, channels: int = 4, vae_scale: int = 8):
-    """The request's initial noise, made once and handed to every row; equals what diffusers makes from a
-    CPU generator seeded with `seed`, so the baseline row is exactly plain diffusers."""
+    """The request's initial noise, made once and handed to every row (and the same on every machine: see below).
+
+    Drawn in float64, then rounded to float32: PyTorch's float32 `randn` on CPU takes a vectorised path only in its
+    AVX2 build (`normal_fill_AVX2`), so an AVX2 EPYC and an AVX-512 or AMX Xeon draw different last bits for the same
+    seed, and a remote row's image would start from other noise than the page's. The float64 draw is the same
+    scalar code in every build (`tests/test_cpu_kinds.py` checks two builds on one machine). The baseline row is
+    still plain diffusers, handed these latents."""
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
-    return torch.randn((1, channels, height // vae_scale, width // vae_scale), generator=generator)
+    shape = (1, channels, height // vae_scale, width // vae_scale)
+    return torch.randn(shape, generator=generator, dtype=torch.float64).float()
+
+
+def latents_digest(seed: int, height: int, width: int) -> str:
+    """A short hash of the request's initial noise: two machines that report the same one started from the same
+    noise."""
+    import hashlib
+
+    return hashlib.sha256(initial_latents(seed, height, width).numpy().tobytes()).hexdigest()[:16]

@@ -87,9 +87,8 @@ def test_stage_split_adds_up_to_the_latency(comparison, backend_id):
 
 
 def test_baseline_is_plain_diffusers(comparison):
-    """Passing our latents changes nothing: the baseline equals diffusers seeded with the same generator."""
-    import torch
-
+    """The baseline row is plain diffusers: its image equals the pipeline's own call handed the same latents (drawn
+    in float64 so that every CPU kind draws the same noise: `core.request.initial_latents`)."""
     row = comparison.rows.backends["baseline"]
     pipe = row.pipe
     from backends.pipeline import make_scheduler
@@ -100,7 +99,7 @@ def test_baseline_is_plain_diffusers(comparison):
         num_inference_steps=REQUEST.steps,
         height=TINY_SIZE,
         width=TINY_SIZE,
-        generator=torch.Generator("cpu").manual_seed(REQUEST.seed),
+        latents=initial_latents(REQUEST.seed, TINY_SIZE, TINY_SIZE),
         output_type="np",
     ).images[0]
     np.testing.assert_array_equal(plain, generate(comparison, "baseline"))
