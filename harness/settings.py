@@ -47,6 +47,12 @@ class Settings:
     # app only: the proxies in front whose X-Forwarded-For is believed: addresses/networks, or a hop count ("1" on a
     # Space); "" = none (harness.client_keys)
     trusted_proxies: str = ""
+    # app only: other instances of this app whose rows the page shows beside its own, run at the same time:
+    # "Label=URL" entries separated by ";" (harness.remotes); only the operator names them
+    remotes: str = ""
+    remote_auth: str = ""  # app only: "user:password" for remotes closed with --auth (HF_TOKEN goes to private Spaces)
+    remote_timeout_s: float = 600.0  # app only: a remote's rows come within this, or its cards say it was too slow
+    auth: str = ""  # app only: "user:password": the page and API only for callers who log in (a closed remote)
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:

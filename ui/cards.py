@@ -34,32 +34,107 @@ def plain(text: str) -> str:
 # ------------------------------------------------------------------------------------------ view helpers
 
 
-def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = None, tables=()) -> str:
+def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = None, tables=(), ran_on=()) -> str:
     """A row's result: the big ratio, its figures and notes; until its first result, what the row is. A row this
-    CPU cannot run says what it needs and, from the committed results (`tables`), what it did on CPUs that ran it."""
+    CPU cannot run says what it needs, the remotes that ran it in this comparison (`ran_on`: their labels), and from
+    the committed results (`tables`) what it did on CPUs that ran it."""
     lines = [f"### {comparison.rows.titles[backend_id]}"]
     if not comparison.rows.runs_here(backend_id) and (row is None or row["status"] != "ok"):
         lines.append(f"**Not on this CPU**: {comparison.rows.why_not_here(backend_id)}")
+        lines += [f"**Ran on {plain(label)}** in this comparison: its group below." for label in ran_on]
         lines += measured_elsewhere(tables, backend_id)
-    elif row is not None and row["status"] == "ok":
-        speedup = row.get("speedup")
-        big = (
-            "reference"
-            if backend_id == comparison.rows.reference
-            else (ratio_words(speedup) if speedup else "no baseline")
-        )
-        lines.append(f"## {big}")
-        figures = f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step"
-        if row.get("psnr_db") is not None:
-            figures += f" · PSNR {row['psnr_db']:.1f} dB · SSIM {row['ssim']:.3f}"
-        lines.append(figures)
-        if row.get("message"):
-            lines.append(f"_{row['message']}_")
-    elif row is not None:
-        lines.append(f"**{row['status']}**: {row['message']}")
     else:
-        lines.append("_no result yet_")
+        lines += result_lines(row, is_reference=backend_id == comparison.rows.reference)
     return "\n\n".join(lines)
+
+
+def result_lines(row: dict | None, is_reference: bool, versus: str = "", against_page: float | None = None) -> list:
+    """A row's figures as a card shows them, the local rows' and the remote rows' alike: the big ratio against its
+    own machine's reference row (`versus` names that machine, for a remote), figures, notes; `against_page`, for a
+    remote row, is its speed-up over this page's own reference row."""
+    if row is None:
+        return ["_no result yet_"]
+    if row["status"] != "ok":
+        return [f"**{row['status']}**: {row['message']}"]
+    speedup = row.get("speedup")
+    big = "reference" if is_reference else (ratio_words(speedup) if speedup else "no baseline")
+    lines = [f"## {big}" + (f" <small>than {versus}</small>" if versus and not is_reference else "")]
+    if versus and is_reference:
+        lines[0] = f"## reference <small>({versus})</small>"
+    figures = f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step"
+    if row.get("psnr_db") is not None and row.get("ssim") is not None:
+        figures += f" · PSNR {row['psnr_db']:.1f} dB · SSIM {row['ssim']:.3f}"
+    lines.append(figures)
+    if against_page:
+        lines.append(f"{ratio_words(against_page)} than this page's baseline (across machines)")
+    if row.get("message"):
+        lines.append(f"_{row['message']}_")
+    return lines
+
+
+def remote_card_markdown(title: str, row: dict | None, reference: str | None, page_baseline_s: float | None) -> str:
+    """A remote row's card: the same figures as a local card, its ratio against its own machine's baseline and,
+    labelled apart, against this page's baseline."""
+    lines = [f"### {plain(title)}"]
+    row = checked_remote_row(row)
+    if row is None:
+        return "\n\n".join([*lines, "_no result from it yet_"])
+    ok = row["status"] == "ok"
+    against = page_baseline_s / row["latency_s"] if ok and page_baseline_s else None
+    is_reference = row.get("backend") == reference
+    versus = "its machine's baseline" if is_reference else "its own baseline"
+    return "\n\n".join([*lines, *result_lines(row, is_reference, versus, against)])
+
+
+def checked_remote_row(row) -> dict | None:
+    """A remote's figures dict as a card may show it: its words as plain text, its figures numbers (else None)."""
+    if not isinstance(row, dict) or not isinstance(row.get("status"), str):
+        return None
+    numbers = ("latency_s", "s_per_step")
+    if row["status"] == "ok" and not all(isinstance(row.get(k), (int, float)) and row[k] > 0 for k in numbers):
+        return None
+    clean = {**row, "status": plain(row["status"]), "message": plain(str(row.get("message") or ""))}
+    for key in ("speedup", "psnr_db", "ssim"):
+        if not isinstance(row.get(key), (int, float)):
+            clean[key] = None
+    return clean
+
+
+def remote_header(state, page_machine: str, page_noise: str) -> str:
+    """A remote group's heading: its label and CPU, where its comparison is, the network apart from the rows, and
+    whether it ran on this page's machine or from other noise."""
+    health = state.health or {}
+    cpu = f" — {plain(str(health['cpu']))} ({plain(str(health.get('cpu_kind', '')))})" if health.get("cpu") else ""
+    lines = [f"## {plain(state.remote.label)}{cpu}"]
+    done = sum(r.get("status") == "ok" for r in state.rows)
+    words = {
+        "connecting": "connecting…",
+        "queued": state.detail,
+        "running": f"running: {done} row(s) done",
+        "done": f"done: {done} row(s)",
+    }
+    lines.append(f"**{state.state}**: {plain(state.detail)}" if state.state not in words else words[state.state])
+    timing = []
+    if state.connect_s is not None:
+        timing.append(f"network: connecting and asking its state took {state.connect_s:.2f} s")
+    if state.finished and state.started:
+        timing.append(f"the whole call {state.finished - state.started:.1f} s (its rows are timed on its machine)")
+    if timing:
+        lines.append("<small>" + "; ".join(timing) + "</small>")
+    if health.get("machine") and health.get("machine") == page_machine:
+        lines.append(
+            "_This remote runs on the same machine as this page: the two disturb each other's timings, so no figure "
+            "here is clean._"
+        )
+    if state.latents_sha256 and state.latents_sha256 != page_noise:
+        lines.append(f"**Other starting noise** (its {state.latents_sha256}, this page's {page_noise}).")
+    elif state.latents_sha256:
+        lines.append(f"<small>Same starting noise as this page (hash {state.latents_sha256}).</small>")
+    return "\n\n".join(lines)
+
+
+def remote_waiting_header(label: str) -> str:
+    return f"## {plain(label)}\n\n_Runs your comparison at the same time as this machine: press Generate._"
 
 
 def measured_elsewhere(tables, backend_id: str, most: int = 2) -> list[str]:

@@ -12,6 +12,7 @@ from harness.comparison import Comparison
 from harness.examples import make_showcase
 from harness.fair_share import FairShare
 from harness.page_images import PageImages
+from harness.remotes import RemoteSet
 from harness.results import LatencyTable, latency_tables
 from harness.settings import Settings
 from harness.showcase import Showcase
@@ -31,6 +32,7 @@ class Page:
     timings: WaitEstimate  # the latest measured stages, for the wait estimate
     clients: ClientKeys  # who a request comes from (the proxies the operator trusts)
     tables: list[LatencyTable]  # the committed latency tables (results/), read once
+    remotes: RemoteSet | None = None  # the operator's other instances, run beside the local rows (none: None)
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
 
 
@@ -39,4 +41,6 @@ def make_page(comparison: Comparison, showcase: Showcase | None = None, settings
         comparison.image_store = PageImages(Path(tempfile.mkdtemp(prefix="sbs-page-images-")))
     settings = settings or Settings()
     showcase = showcase or make_showcase(comparison)
-    return Page(comparison, showcase, settings, WaitEstimate(), ClientKeys(settings.trusted_proxies), latency_tables())
+    remotes = RemoteSet.from_settings(settings) if settings.remotes else None
+    clients = ClientKeys(settings.trusted_proxies)
+    return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), remotes)

@@ -10,22 +10,24 @@ import gradio as gr
 from core.request import SCHEDULERS
 from harness.examples import EXAMPLES
 from harness.fair_share import FairShare
+from harness.remotes import credentials
 from harness.validation import GUIDANCE_RANGE, MAX_SEED, STEPS_RANGE
 
 from .cards import card_markdown, model_banner, status_line, status_lines, text
 from .charts import LATENCY_COLORS, STAGE_COLORS, row_bars, slider_pair
 from .context import Page
-from .gradio_queue import make_admit, queue_holdings
+from .gradio_queue import make_admit, queue_holdings, visitor_key
 from .handlers import (
     TICK_STARTING_S,
     example_inputs,
     example_ready,
     fill_when_ready,
     make_generate,
+    remote_view,
     show_example,
     tick_interval,
 )
-from .other_cpus import other_cpus_chart, other_cpus_sources, other_cpus_table
+from .other_cpus import other_cpus_chart, other_cpus_sources, other_cpus_table, remotes_markdown
 from .system import health, system_markdown
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ CSS = """
   .rows-on-phone .row-status { display: none; }  /* the operator's detail; the System panel has it too */
 }
 .row-card h2 { margin: 0.2em 0; }
+.remote-header { border-top: 2px solid var(--border-color-primary); margin-top: 1em; }
 """
 
 
@@ -107,22 +110,24 @@ def build_demo(page: Page) -> gr.Blocks:
             with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second"]):
                 for backend_id in comparison.rows.order:
                     with gr.Column(min_width=min(image_px, 320)):
-                        images.append(
-                            gr.Image(
-                                label=comparison.rows.titles[backend_id],
-                                type="filepath",
-                                format="png",
-                                height=image_px,
-                                width=image_px,
-                                interactive=False,
-                                show_label=False,  # the card below names the row
-                                elem_classes=["row-image"],
-                                visible=comparison.rows.runs_here(backend_id),  # no empty frame for a row not here
-                            )
-                        )
+                        here = comparison.rows.runs_here(backend_id)  # no empty frame for a row not here
+                        images.append(row_image(comparison.rows.titles[backend_id], image_px, here))
                         card = card_markdown(comparison, backend_id, tables=page.tables)
                         cards.append(text(card, elem_classes=["row-card"]))
                         statuses.append(text(status_line(comparison, backend_id), elem_classes=["row-status"]))
+            # One group per remote, apart from this machine's rows (on a phone too): heading, then its rows.
+            remote_outputs = []
+            labels = [r.label for r in page.remotes.remotes] if page.remotes else []
+            for label, initial in zip(labels, chunks(remote_view(page), page), strict=True):
+                remote_outputs.append(text(initial[0], elem_classes=["remote-header", "phone-second"]))
+                group_images, group_cards = [], []
+                with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second", "remote-rows"]):
+                    for i, backend_id in enumerate(comparison.rows.order):
+                        with gr.Column(min_width=min(image_px, 320)):
+                            group_images.append(row_image(f"{label}: {backend_id}", image_px, True))
+                            card = initial[1 + len(comparison.rows.order) + i]
+                            group_cards.append(text(card, elem_classes=["row-card"]))
+                remote_outputs += [*group_images, *group_cards]
             with gr.Row(elem_classes=["stack-on-phone"]):
                 with gr.Column():
                     slider = gr.ImageSlider(
@@ -136,7 +141,10 @@ def build_demo(page: Page) -> gr.Blocks:
                     )
             with gr.Accordion("Figures (also returned by the /generate API)", open=False):
                 figures = gr.JSON(show_label=False)
-        with gr.Tab("Same comparison on other CPUs"):
+        with gr.Tab("Same comparison on other CPUs") as other_cpus_tab:
+            if page.remotes is not None:
+                live = text("_The live remotes answer when this tab opens._")
+                other_cpus_tab.select(lambda: remotes_markdown(page.remotes.healths()), None, live, api_name=False)
             tables = page.tables
             table = other_cpus_table(tables)
             gr.Markdown(
@@ -162,6 +170,7 @@ def build_demo(page: Page) -> gr.Blocks:
         awaiting = gr.State(None)  # the example this page waits for (its index), until it is computed
         outputs = [seed, message, title, chart, figures, *images, *cards, stage_bars, slider, compare_with, kept_images]
         outputs.append(awaiting)
+        outputs += remote_outputs  # after every output of this machine's: a remote's /generate reads those by place
         inputs = [prompt, negative, seed, random_seed, steps, guidance, size, scheduler, compare_with]
         gr.on(
             [button.click, prompt.submit],
@@ -176,7 +185,7 @@ def build_demo(page: Page) -> gr.Blocks:
         compare_with.change(
             lambda kept, other: gr.ImageSlider(
                 slider_pair(kept, comparison.rows.reference, other),
-                label=f"Baseline ◀ ▶ {comparison.rows.titles.get(other, '')}",
+                label=f"Baseline ◀ ▶ {comparison.rows.titles.get(other, other or '')}",
             ),
             [kept_images, compare_with],
             slider,
@@ -237,8 +246,22 @@ def build_demo(page: Page) -> gr.Blocks:
 
         gr.api(health_api, api_name="health", queue=False)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
-    page.fair_share = FairShare(queue_holdings(demo, page.clients.key))
+    page.fair_share = FairShare(queue_holdings(demo, lambda request, username: visitor_key(page, request, username)))
     return demo
+
+
+def row_image(label: str, size: int, visible: bool) -> gr.Image:
+    """A row's image (a PNG file), at its real size up to 512 px; the card below names the row."""
+    return gr.Image(
+        label=label, type="filepath", format="png", height=size, width=size, interactive=False, show_label=False,
+        elem_classes=["row-image"], visible=visible,
+    )  # fmt: skip
+
+
+def chunks(outputs: list, page: Page) -> list[list]:
+    """`remote_view`'s flat outputs, one list per remote group (a heading, then images and cards)."""
+    n = 1 + 2 * len(page.comparison.rows.order)
+    return [outputs[i : i + n] for i in range(0, len(outputs), n)]
 
 
 def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> None:
@@ -255,5 +278,6 @@ def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> No
         show_error=not settings.public,
         allowed_paths=[str(page.showcase.root.resolve())],
         max_file_size=MAX_UPLOAD,
+        auth=credentials(settings.auth),  # Gradio's own login: a remote closed to strangers (gradio_client passes it)
         **kwargs,
     )

@@ -8,6 +8,8 @@ import pandas as pd
 
 from harness.results import LatencyTable
 
+from .cards import plain
+
 log = logging.getLogger(__name__)
 
 
@@ -47,3 +49,19 @@ def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
         {"CPU kind · row": done["CPU kind"] + " · " + done["row"], "speed-up": done["speed-up"],
          "CPU kind": done["CPU kind"]}
     )  # fmt: skip
+
+
+def remotes_markdown(healths: dict) -> str:
+    """The live remotes first: each one's CPU, model and rows as it answers now (`RemoteSet.healths`)."""
+    lines = ["### Live remotes (other machines running this app; a comparison runs on them at the same time)"]
+    for label, health in healths.items():
+        if not isinstance(health, dict):
+            lines.append(f"- **{plain(label)}**: {plain(str(health))}")
+            continue
+        rows = health.get("rows") if isinstance(health.get("rows"), dict) else {}
+        described = "; ".join(f"{plain(str(b))}: {plain(str(state))[:80]}" for b, state in rows.items())
+        lines.append(
+            f"- **{plain(label)}**: {plain(str(health.get('cpu')))} ({plain(str(health.get('cpu_kind')))}), "
+            f"model `{plain(str(health.get('model')))}`. Rows: {described}"
+        )
+    return "\n".join(lines)

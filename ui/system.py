@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import platform
+from pathlib import Path
 
+from core.cpu import this_cpu
 from harness.comparison import Comparison
 from harness.examples import EXAMPLES
+from harness.remotes import API_VERSION
 from harness.system_info import system_info
 
 from .context import Page
@@ -51,14 +56,37 @@ def model_line(comparison: Comparison) -> str:
 
 
 def health(page: Page) -> dict:
-    """Readiness of every row, for `/health` style checks through the API."""
+    """Readiness of every row, for `/health` style checks through the API; and what a front page needs to know of
+    this instance as a remote (`harness.remotes`): its API version, CPU, machine, model and revision, rows."""
     comparison = page.comparison
+    model = comparison.rows.model
+    cpu = this_cpu()
     return {
-        "examples_ready": len(page.showcase.computed(comparison.rows.model, len(EXAMPLES))),
+        "api": API_VERSION,
+        "examples_ready": len(page.showcase.computed(model, len(EXAMPLES))),
         "ready": comparison.rows.ready(),
         "warm": comparison.rows.warm(),
         "rows": {b: comparison.rows.status[b].describe() for b in comparison.rows.order},
+        "titles": dict(comparison.rows.titles),
         "cache": {b: s.load.cache if s.load else None for b, s in comparison.rows.status.items()},
-        "model": comparison.rows.model.model_id if comparison.rows.model else None,
-        "standin": comparison.rows.model.standin if comparison.rows.model else None,
+        "model": model.model_id if model else None,
+        "revision": model.revision if model else None,
+        "standin": model.standin if model else None,
+        "cpu": cpu.model,
+        "cpu_kind": cpu.slug(),
+        "threads": comparison.rows.settings.threads,
+        "machine": machine_fingerprint(),
     }
+
+
+def machine_fingerprint() -> str:
+    """A short hash that two instances on one machine share (its machine id and boot): a front page can say that
+    a remote on its own machine disturbs its timings."""
+    parts = []
+    for path in ("/etc/machine-id", "/proc/sys/kernel/random/boot_id"):
+        try:
+            parts.append(Path(path).read_text().strip())
+        except OSError:
+            pass
+    parts.append(platform.node())
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
