@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -149,7 +150,6 @@ class RemoteRun:
             self._update(state="failed", detail=f"failed: {type(exc).__name__}: {str(exc)[:200]}", finished=time.time())
 
     def _call(self) -> None:
-        from gradio_client import Client
         from gradio_client.exceptions import AppError, AuthenticationError, ValidationError
 
         began = time.perf_counter()
@@ -157,20 +157,12 @@ class RemoteRun:
         # operator's front), so a stranger cannot spend a closed remote's places.
         headers = {VISITOR_HEADER: self.visitor}
         try:
-            client = Client(
-                self.remote.url,
-                token=self.token,
-                auth=self.auth,
-                headers=headers,
-                httpx_kwargs={"timeout": CONNECT_TIMEOUT_S},
-                download_files=str(self.image_dir),
-                verbose=False,
-                analytics_enabled=False,
-            )
+            client = connect(self.remote.url, self.auth, self.token, headers, str(self.image_dir))
             health = client.predict(api_name="/health")
         except AuthenticationError:
             return self._end("refused", "refused our credentials (SBS_REMOTE_AUTH / HF_TOKEN)")
         except Exception as exc:
+            log.info("remote %s unreachable: %r", self.remote.label, exc)
             return self._end("unreachable", f"unreachable within {CONNECT_TIMEOUT_S:.0f} s ({type(exc).__name__})")
         self._update(health=health, connect_s=time.perf_counter() - began, answered=time.time())
         problem = incomparable(health, self.expected)
@@ -198,7 +190,7 @@ class RemoteRun:
         try:
             final = job.result(timeout=5)
         except ValidationError as exc:  # its fair-share rule or its limits
-            return self._end("busy", str(exc)[:300])
+            return self._end("busy", validation_words(str(exc)))
         except AppError as exc:
             return self._end("failed", str(exc)[:300])
         except Exception as exc:
@@ -230,6 +222,31 @@ class RemoteRun:
         self._update(state=state, detail=detail, finished=time.time())
 
 
+def connect(url: str, auth, token, headers, download_files):
+    """Gradio's client for `url`: without a login first, and with `auth` when the remote asks for one (one setting
+    serves open and closed remotes alike; a login to an open instance fails)."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
+
+    def client(login):
+        return Client(
+            url, token=token, auth=login, headers=headers, httpx_kwargs={"timeout": CONNECT_TIMEOUT_S},
+            download_files=download_files, verbose=False, analytics_enabled=False,
+        )  # fmt: skip
+
+    try:
+        return client(None)
+    except AuthenticationError:
+        if auth is None:
+            raise
+    try:
+        return client(auth)
+    except ValueError as exc:  # Gradio answers a wrong password with 400, which the client reports as a ValueError
+        if str(exc).startswith("Could not login"):
+            raise AuthenticationError(str(exc)) from None
+        raise
+
+
 def incomparable(health: dict, expected: Expected) -> str:
     """Why a remote's images would not be comparable with the page's ("" when they are): another request schema,
     another model or revision."""
@@ -244,6 +261,12 @@ def incomparable(health: dict, expected: Expected) -> str:
             f"`{expected.model_id}` ({expected.revision[:12]}): its images would not be comparable"
         )
     return ""
+
+
+def validation_words(message: str) -> str:
+    """The remote's refusal in its own words, without the client's "1 parameter(s) failed validation: - prompt:"."""
+    words = re.sub(r"^\d+ parameter\(s\) failed validation:\s*", "", message.strip())
+    return re.sub(r"^- \w+:\s*", "", words)[:300]
 
 
 def visitor_token(secret: bytes, key: str) -> str:
@@ -321,13 +344,8 @@ class RemoteSet:
         answers: dict[str, dict | str] = {}
 
         def ask(remote: Remote) -> None:
-            from gradio_client import Client
-
             try:
-                client = Client(
-                    remote.url, token=self.token, auth=self.auth, httpx_kwargs={"timeout": CONNECT_TIMEOUT_S},
-                    download_files=False, verbose=False, analytics_enabled=False,
-                )  # fmt: skip
+                client = connect(remote.url, self.auth, self.token, None, False)
                 answers[remote.label] = client.predict(api_name="/health")
             except Exception as exc:
                 answers[remote.label] = f"unreachable ({type(exc).__name__})"

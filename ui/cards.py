@@ -72,13 +72,15 @@ def result_lines(row: dict | None, is_reference: bool, versus: str = "", against
     return lines
 
 
-def remote_card_markdown(title: str, row: dict | None, reference: str | None, page_baseline_s: float | None) -> str:
+def remote_card_markdown(
+    title: str, row: dict | None, reference: str | None, page_baseline_s: float | None, missing="_no result yet_"
+) -> str:
     """A remote row's card: the same figures as a local card, its ratio against its own machine's baseline and,
     labelled apart, against this page's baseline."""
     lines = [f"### {plain(title)}"]
     row = checked_remote_row(row)
     if row is None:
-        return "\n\n".join([*lines, "_no result from it yet_"])
+        return "\n\n".join([*lines, missing])
     ok = row["status"] == "ok"
     against = page_baseline_s / row["latency_s"] if ok and page_baseline_s else None
     is_reference = row.get("backend") == reference

@@ -105,6 +105,8 @@ def remote_figures(state) -> dict:
         "latents_sha256": state.latents_sha256,
         "connect_s": state.connect_s,
         "call_s": (state.finished - state.started) if state.finished else None,
+        "started_at": state.started,  # wall-clock (time.time()) of the call and of its end
+        "finished_at": state.finished,
         "rows": state.rows,
     }
 
@@ -129,8 +131,11 @@ def remote_view(page: Page, states=None, page_noise: str = "", page_baseline_s: 
         names = (state.health or {}).get("titles") or {}
         outputs.append(remote_header(state, machine, page_noise))
         outputs += [state.images.get(b) for b in order]
+        missing = f"_no result: {state.state} (above)_" if state.done else "_no result from it yet_"
         outputs += [
-            remote_card_markdown(str(names.get(b, comparison.rows.titles[b])), rows.get(b), reference, page_baseline_s)
+            remote_card_markdown(
+                str(names.get(b, comparison.rows.titles[b])), rows.get(b), reference, page_baseline_s, missing
+            )
             for b in order
         ]
     return outputs

@@ -51,6 +51,8 @@ CSS = """
 }
 .row-card h2 { margin: 0.2em 0; }
 .remote-header { border-top: 2px solid var(--border-color-primary); margin-top: 1em; }
+/* A remote row without an image (skipped there, not comparable, not yet run) shows its card only. */
+.remote-rows .row-image:has(> .empty) { display: none !important; }
 """
 
 
