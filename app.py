@@ -24,7 +24,10 @@ def main(argv=None) -> None:
     settings = Settings.from_env().updated(Settings.parser(__doc__).parse_args(argv))
     played_cpu()  # a kind the machine cannot present (SBS_CPU_KIND) stops here, with the reason
     started = time.monotonic()
-    page = make_page(build_comparison(settings), settings=settings)
+    try:
+        page = make_page(build_comparison(settings), settings=settings)
+    except ValueError as exc:  # a malformed setting (--remotes, --auth, --trusted-proxies): say which, start nothing
+        raise SystemExit(f"app.py: {exc}") from None
     demo = build_demo(page)
     page.comparison.load_in_background(
         then=lambda: compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo))

@@ -145,9 +145,10 @@ class RemoteRun:
     def _run(self) -> None:
         try:
             self._call()
-        except Exception as exc:  # whatever the remote or the network does, the local rows go on
-            log.warning("remote %s: %s", self.remote.label, exc, exc_info=True)
-            self._update(state="failed", detail=f"failed: {type(exc).__name__}: {str(exc)[:200]}", finished=time.time())
+        except Exception:  # whatever the remote or the network does, the local rows go on
+            error_id = secrets.token_hex(4)  # the details (addresses included) go to the log only
+            log.exception("remote %s failed (error %s)", self.remote.label, error_id)
+            self._update(state="failed", detail=f"failed (error {error_id}, in the log)", finished=time.time())
 
     def _call(self) -> None:
         from gradio_client.exceptions import AppError, AuthenticationError, ValidationError
@@ -224,9 +225,12 @@ class RemoteRun:
 
 def connect(url: str, auth, token, headers, download_files):
     """Gradio's client for `url`: without a login first, and with `auth` when the remote asks for one (one setting
-    serves open and closed remotes alike; a login to an open instance fails)."""
+    serves open and closed remotes alike; a login to an open instance fails). The Hugging Face token goes to
+    Hugging Face Spaces only, never to another host."""
     from gradio_client import Client
     from gradio_client.exceptions import AuthenticationError
+
+    token = token if on_hugging_face(url) else None
 
     def client(login):
         return Client(
@@ -245,6 +249,11 @@ def connect(url: str, auth, token, headers, download_files):
         if str(exc).startswith("Could not login"):
             raise AuthenticationError(str(exc)) from None
         raise
+
+
+def on_hugging_face(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    return host == "huggingface.co" or host.endswith(".hf.space")
 
 
 def incomparable(health: dict, expected: Expected) -> str:

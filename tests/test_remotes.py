@@ -313,6 +313,30 @@ def test_remote_groups_in_chromium_on_a_desktop_and_a_phone(comparison, instance
                 prompt_box = visitor.get_by_label("Prompt", exact=True).bounding_box()
                 remote_box = groups.nth(0).bounding_box()
                 assert remote_box["y"] < prompt_box["y"], (remote_box, prompt_box)  # the answer before the controls
+            if name == "desktop":  # the second tab: the live remotes first, with their own example's figures
+                visitor.get_by_role("tab", name="Same comparison on other CPUs").click()
+                visitor.get_by_text("Live remotes").first.wait_for(timeout=30_000)
+                visitor.get_by_text("its example 1").first.wait_for(timeout=30_000)
+                assert "not on this CPU" in visitor.content() or "ready" in visitor.content()
             visitor.close()
     finally:
         demo.close()
+
+
+def test_the_operators_remote_settings_are_checked_and_the_hub_token_goes_to_hugging_face_only():
+    from harness.remotes import credentials, on_hugging_face, parse_remotes
+
+    assert parse_remotes("Xeon 6 (AMX)=https://a.hf.space/; Rack=http://10.0.0.5:7860/") == [
+        Remote("Xeon 6 (AMX)", "https://a.hf.space/"),
+        Remote("Rack", "http://10.0.0.5:7860/"),
+    ]
+    for bad in ("no-label", "A=ftp://x", "=http://x", "A=http://x;A=http://y"):
+        with pytest.raises(ValueError, match="remote"):
+            parse_remotes(bad)
+    assert credentials("") is None and credentials("u:p:q") == ("u", "p:q")
+    with pytest.raises(ValueError, match="user:password"):
+        credentials("just-a-password")
+    assert on_hugging_face("https://owner-name.hf.space/") and not on_hugging_face("http://10.0.0.5:7860/")
+    done = subprocess.run([sys.executable, "app.py", "--model", "tiny", "--remotes", "oops"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0 and "app.py: remote 'oops'" in done.stderr and "Traceback" not in done.stderr

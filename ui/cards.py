@@ -36,12 +36,16 @@ def plain(text: str) -> str:
 
 def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = None, tables=(), ran_on=()) -> str:
     """A row's result: the big ratio, its figures and notes; until its first result, what the row is. A row this
-    CPU cannot run says what it needs, the remotes that ran it in this comparison (`ran_on`: their labels), and from
+    CPU cannot run says what it needs, the remotes that ran it in this comparison (`ran_on`: (label, figures)), and from
     the committed results (`tables`) what it did on CPUs that ran it."""
     lines = [f"### {comparison.rows.titles[backend_id]}"]
     if not comparison.rows.runs_here(backend_id) and (row is None or row["status"] != "ok"):
         lines.append(f"**Not on this CPU**: {comparison.rows.why_not_here(backend_id)}")
-        lines += [f"**Ran on {plain(label)}** in this comparison: its group below." for label in ran_on]
+        for label, remote_row in ran_on:  # the row's figures from a remote that ran it, in this comparison
+            checked = checked_remote_row(remote_row)
+            if checked is not None and checked["status"] == "ok":
+                ratio = f", {ratio_words(checked['speedup'])} than its own baseline" if checked["speedup"] else ""
+                lines.append(f"**Ran on {plain(label)}**: {checked['latency_s']:.2f} s{ratio} (its group below).")
         lines += measured_elsewhere(tables, backend_id)
     else:
         lines += result_lines(row, is_reference=backend_id == comparison.rows.reference)

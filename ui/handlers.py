@@ -54,10 +54,7 @@ def view(
     others = [b for b in [*order, *images] if b != reference and b in images]
     others = list(dict.fromkeys(others))
     chosen = compare_with if compare_with in others else (others[-1] if others else None)
-    ran_on = {
-        b: [s.remote.label for s in remotes if any(r.get("backend") == b and r.get("status") == "ok" for r in s.rows)]
-        for b in order
-    }
+    ran_on = {b: [(s.remote.label, r) for s in remotes for r in s.rows if r.get("backend") == b] for b in order}
     figures = {**about, "rows": rows}
     if remotes:
         figures["remotes"] = [remote_figures(s) for s in remotes]

@@ -64,4 +64,16 @@ def remotes_markdown(healths: dict) -> str:
             f"- **{plain(label)}**: {plain(str(health.get('cpu')))} ({plain(str(health.get('cpu_kind')))}), "
             f"model `{plain(str(health.get('model')))}`. Rows: {described}"
         )
+        example = health.get("example") if isinstance(health.get("example"), dict) else None
+        if example and isinstance(example.get("rows"), list):
+            figures = [
+                f"{plain(str(r.get('title')))} {r['latency_s']:.2f} s"
+                + (f" ({r['speedup']:.1f}×)" if isinstance(r.get("speedup"), (int, float)) else "")
+                for r in example["rows"]
+                if isinstance(r, dict) and r.get("status") == "ok" and isinstance(r.get("latency_s"), (int, float))
+            ]
+            lines.append(
+                f"  - its example 1 ({example.get('size')}px, {example.get('steps')} steps, "
+                f"{plain(str(example.get('finished')))}): " + "; ".join(figures)
+            )
     return "\n".join(lines)

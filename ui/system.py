@@ -76,7 +76,21 @@ def health(page: Page) -> dict:
         "cpu_kind": cpu.slug(),
         "threads": comparison.rows.settings.threads,
         "machine": machine_fingerprint(),
+        "example": example_figures(page),
     }
+
+
+def example_figures(page: Page) -> dict | None:
+    """The first built-in example's figures as computed here (the operator's example, never a visitor's): what a
+    front page's second tab shows of this instance."""
+    run = page.showcase.example(page.comparison.rows.model, 0)
+    if run is None:
+        return None
+    keys = ("backend", "title", "status", "latency_s", "speedup")
+    return {
+        "prompt": run.request.prompt, "steps": run.request.steps, "size": run.request.height, "finished": run.finished,
+        "rows": [{k: r.get(k) for k in keys} for r in run.rows],
+    }  # fmt: skip
 
 
 def machine_fingerprint() -> str:
