@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "pytorch-bf16": "backends.pytorch_bf16:PyTorchBf16",
     "openvino-static": "backends.openvino_static:OpenVinoStatic",
     "int8-tome": "backends.int8_tome:Int8Tome",
+    "lcm-taesd": "backends.lcm_taesd:LcmTaesd",  # different work (few steps, another decoder): labelled as such
 }
 
 

@@ -37,9 +37,12 @@ def ov_runtime_config(threads: int, in_flight: int = 0) -> dict:
     return config
 
 
-def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCallback, in_flight: int = 0) -> dict:
+def load_static_pipelines(
+    ir_dir, settings: LoadSettings, progress: ProgressCallback, in_flight: int = 0, unet_batch: int | None = None
+) -> dict:
     """One reshaped, compiled OVStableDiffusionPipeline per size, all from the same IR directory (a static-shape
-    pipeline serves one resolution, as the source blog advises)."""
+    pipeline serves one resolution, as the source blog advises). `unet_batch`: the UNet's batch when it is not
+    classifier-free guidance's 2 (1 for a row that runs with guidance off)."""
     try:
         from optimum.intel import OVStableDiffusionPipeline
     except ImportError as exc:
@@ -54,6 +57,8 @@ def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCall
         )
         # batch_size=1 prompt, one image; the UNet's batch becomes 2 for classifier-free guidance.
         pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
+        if unet_batch is not None:
+            reshape_batch(pipe.unet.model, unet_batch)
         if pipes:  # the text encoder's shapes do not depend on the image size: every size uses one compiled copy
             pipe.text_encoder = next(iter(pipes.values())).text_encoder  # compiled already: compile() skips it
         pipe.compile()
@@ -65,11 +70,23 @@ def load_static_pipelines(ir_dir, settings: LoadSettings, progress: ProgressCall
     return pipes
 
 
+def reshape_batch(model, batch: int) -> None:
+    """Set the batch dimension of every batched input of a statically reshaped OpenVINO model."""
+    shapes = {}
+    for tensor in model.inputs:
+        shape = tensor.get_partial_shape()
+        if shape.rank.get_length() > 1:  # the timestep (rank 1) is one value whatever the batch
+            shape[0] = batch
+        shapes[tensor] = shape
+    model.reshape(shapes)
+
+
 def compile_cached(
     built: dict[int, tuple[Path, bool]],
     rebuild: Callable[[], dict[int, tuple[Path, bool]]],
     settings: LoadSettings,
     progress: ProgressCallback,
+    unet_batch: int | None = None,
 ) -> tuple[dict, dict[int, Path], str]:
     """Compile the IR a row's `prepare` found in the build cache or built ({size: (directory, cache hit?)}).
 
@@ -77,7 +94,11 @@ def compile_cached(
     show) is moved aside and rebuilt once with `rebuild()`, so a damaged file costs one rebuild, not the row for
     good. Returns (compiled pipelines by size, IR directory by size, cache state for the card)."""
     try:
-        return _compile_each(built, settings, progress), {s: d for s, (d, _hit) in built.items()}, _state(built)
+        return (
+            _compile_each(built, settings, progress, unet_batch),
+            {s: d for s, (d, _hit) in built.items()},
+            _state(built),
+        )
     except Exception as exc:
         cached = {directory for directory, hit in built.values() if hit}
         if not cached:
@@ -87,17 +108,20 @@ def compile_cached(
             BuildCache(directory.parent).discard(directory, why)
         progress(f"the cached IR failed to load ({why}); rebuilding it")
         built = rebuild()
-        pipes = _compile_each(built, settings, progress)
+        pipes = _compile_each(built, settings, progress, unet_batch)
         return pipes, {s: d for s, (d, _hit) in built.items()}, f"rebuilt (the cached IR failed to load: {why})"
 
 
-def _compile_each(built: dict[int, tuple[Path, bool]], settings: LoadSettings, progress: ProgressCallback) -> dict:
+def _compile_each(
+    built: dict[int, tuple[Path, bool]], settings: LoadSettings, progress: ProgressCallback, unet_batch=None
+) -> dict:
     by_dir: dict[Path, list[int]] = {}
     for size, (directory, _hit) in built.items():
         by_dir.setdefault(directory, []).append(size)
     pipes = {}
     for directory, sizes in by_dir.items():
-        pipes.update(load_static_pipelines(directory, replace(settings, sizes=tuple(sizes)), progress))
+        sized = replace(settings, sizes=tuple(sizes))
+        pipes.update(load_static_pipelines(directory, sized, progress, unet_batch=unet_batch))
     return pipes
 
 

@@ -25,6 +25,7 @@ def run_pipeline(
     latents,
     on_step: StepCallback,
     on_stage: StageCallback = lambda *_: None,
+    scheduler=None,
 ):
     """Call `pipe` exactly as a diffusers user would, on the caller's initial latents.
 
@@ -35,7 +36,9 @@ def run_pipeline(
     """
     import torch
 
-    pipe.scheduler = make_scheduler(request.scheduler, base_scheduler_config)
+    # A row whose work has its own scheduler (the few-step row's LCMScheduler) hands it in; the others build the
+    # requested one.
+    pipe.scheduler = scheduler or make_scheduler(request.scheduler, base_scheduler_config)
 
     def step_end(_pipe, step_index, _timestep, callback_kwargs):
         on_step(step_index + 1, request.steps)

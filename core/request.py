@@ -51,6 +51,7 @@ class LoadSettings:
     calibration_prompts: int = 4  # prompts from assets/calibration_prompts.txt used to calibrate int8
     calibration_steps: int = 20  # denoising steps per calibration prompt (its own setting: part of the cache key)
     scheduler_config: dict | None = None  # the model's scheduler config, the base of every row's scheduler
+    lcm_steps: int = 4  # the few-step row's denoising steps (its LCM-LoRA runs 2-8); the other rows run the request's
 
 
 def initial_latents(seed: int, height: int, width: int, channels: int = 4, vae_scale: int = 8):

@@ -51,6 +51,10 @@ class RowResult:
     blanks_all: bool = False  # the first flagged row of its request: every row's image is blanked from here on
     stages: dict[str, float] | None = None  # seconds in text encoding, denoising, VAE decoding (timed call)
     image_path: Path | None = None  # the image as a PNG file, when the comparison has an image store
+    # A row that does other work than the reference (`Backend.different_work`): its words, and how many times sooner
+    # than the reference row's its image came (its `speedup`, `psnr_db` and `ssim` stay None: not the same work).
+    different_work: str = ""
+    sooner: float | None = None
 
     def figures(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("image", "timed", "blanks_all", "image_path")}
@@ -240,7 +244,10 @@ class Comparison:
                 if backend_id == rows.reference and row.status == "ok":
                     reference, reference_image = row, row.image
                     row.speedup = 1.0
-                if reference is not None and row.status == "ok" and row is not reference:
+                row.different_work = rows.different_work(backend_id)
+                if reference is not None and row.status == "ok" and row.different_work:
+                    row.sooner = reference.latency_s / row.latency_s  # no fidelity: a different model's image
+                elif reference is not None and row.status == "ok" and row is not reference:
                     with self.activity("fidelity"):
                         row.speedup, row.psnr_db, row.ssim = against_reference(
                             row.latency_s, row.image, reference.latency_s, reference_image

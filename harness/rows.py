@@ -137,6 +137,13 @@ class RowSet:
         overlapped = [b for b, s, e in self.load_log if s < end and e > start]
         return list(dict.fromkeys(overlapped + self.loading()))
 
+    def different_work(self, backend_id: str) -> str:
+        """The words of a row that does other work than the reference row ("" for the same work): see
+        `Backend.different_work`."""
+        words = getattr(backend_class(backend_id), "different_work", "")
+        steps = getattr(self.backends.get(backend_id), "steps", self.settings.lcm_steps)
+        return words.format(steps=steps) if words else ""
+
     def runs_here(self, backend_id: str) -> bool:
         """Whether this CPU runs the row (its `support`); a test's factory decides for the rows it makes."""
         return not self.why_not_here(backend_id)

@@ -34,6 +34,7 @@ class Settings:
     int8_vae: bool = LoadSettings.int8_vae
     int8_overflow_fix: str = LoadSettings.int8_overflow_fix  # "auto": 7-bit weights only where the CPU lacks VNNI
     int8_source: str = ""  # prebuilt OpenVINO INT8/ToMe pipeline (dir or hub id) instead of building one
+    lcm_steps: int = LoadSettings.lcm_steps  # the few-step row's steps (2-8), whatever the request's
     calibration_prompts: int = LoadSettings.calibration_prompts
     calibration_steps: int = LoadSettings.calibration_steps
     steps: int = 20  # the page's default steps and the benchmark's steps (not the calibration's)

@@ -60,6 +60,8 @@ def result_lines(row: dict | None, is_reference: bool, versus: str = "", against
         return ["_no result yet_"]
     if row["status"] != "ok":
         return [f"**{row['status']}**: {row['message']}"]
+    if row.get("different_work"):
+        return different_work_lines(row)
     speedup = row.get("speedup")
     big = "reference" if is_reference else (ratio_words(speedup) if speedup else "no baseline")
     lines = [f"## {big}" + (f" <small>than {versus}</small>" if versus and not is_reference else "")]
@@ -71,6 +73,20 @@ def result_lines(row: dict | None, is_reference: bool, versus: str = "", against
     lines.append(figures)
     if against_page:
         lines.append(f"{ratio_words(against_page)} than this page's baseline (across machines)")
+    if row.get("message"):
+        lines.append(f"_{row['message']}_")
+    return lines
+
+
+def different_work_lines(row: dict) -> list[str]:
+    """A row that does other work (fewer steps, another decoder): how soon its image came, never a speed-up of the
+    same work nor a fidelity to the baseline's image."""
+    lines = [f"## an image in {row['latency_s']:.1f} s"]
+    if row.get("sooner"):
+        lines.append(f"**{row['sooner']:.1f}× sooner than the baseline's image** (not a speed-up: other work)")
+    lines.append(f"{row['latency_s']:.2f} s total · {row['s_per_step']:.3f} s/step")
+    lines.append(f"_{plain(str(row['different_work']))}. No PSNR/SSIM: a different model's image is not measured "
+                 "against the baseline's._")  # fmt: skip
     if row.get("message"):
         lines.append(f"_{row['message']}_")
     return lines
@@ -179,14 +195,23 @@ def status_line(comparison: Comparison, backend_id: str) -> str:
 
 
 def headline(rows: list[dict], reference: str | None) -> str:
-    done = [r for r in rows if r["status"] == "ok" and r.get("speedup")]
-    fastest = max(done, key=lambda r: r["speedup"], default=None)
-    if fastest is None or fastest["backend"] == reference:
-        return ""
-    psnr = f", PSNR {fastest['psnr_db']:.0f} dB vs baseline" if fastest.get("psnr_db") is not None else ""
+    """The fastest row of the same work against the baseline; a row of other work (`different_work`) gets a line of
+    its own below it, never the headline's claim."""
     if any(r.get("inflated_by") for r in rows):  # never a headline from a ratio that is not clean
         return "_Some rows were timed while another row was loading: the ratios are not clean, so no headline._"
-    return f"# {fastest['title']}: {fastest['speedup']:.1f}× faster than baseline{psnr}"
+    done = [r for r in rows if r["status"] == "ok" and r.get("speedup") and not r.get("different_work")]
+    fastest = max(done, key=lambda r: r["speedup"], default=None)
+    lines = []
+    if fastest is not None and fastest["backend"] != reference:
+        psnr = f", PSNR {fastest['psnr_db']:.0f} dB vs baseline" if fastest.get("psnr_db") is not None else ""
+        lines.append(f"# {fastest['title']}: {fastest['speedup']:.1f}× faster than baseline{psnr}")
+    for r in rows:
+        if r["status"] == "ok" and r.get("different_work") and r.get("sooner"):
+            lines.append(
+                f"### Other work: {r['title']}: an image in {r['latency_s']:.1f} s on this CPU, {r['sooner']:.1f}× "
+                f"sooner than the baseline's image\n_{plain(str(r['different_work']))}._"
+            )
+    return "\n\n".join(lines)
 
 
 def model_banner(comparison: Comparison) -> str:

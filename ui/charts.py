@@ -25,7 +25,10 @@ def latency_chart(rows: list[dict], reference: str | None) -> pd.DataFrame:
         {
             "row": [r["title"] for r in done],
             "latency (s)": [round(r["latency_s"], 3) for r in done],
-            "kind": ["reference" if r["backend"] == reference else "optimized" for r in done],
+            "kind": [
+                "reference" if r["backend"] == reference else "other work" if r.get("different_work") else "optimized"
+                for r in done
+            ],
         }
     )
 
@@ -41,7 +44,7 @@ def stage_chart(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["row", "stage", "seconds"])
 
 
-LATENCY_COLORS = {"reference": "#d62728", "optimized": "#1f77b4"}
+LATENCY_COLORS = {"reference": "#d62728", "optimized": "#1f77b4", "other work": "#9467bd"}
 STAGE_COLORS = dict(zip(STAGE_LABELS.values(), ("#2ca02c", "#1f77b4", "#ff7f0e"), strict=True))
 
 

@@ -50,6 +50,7 @@ CSS = """
   .rows-on-phone .row-status { display: none; }  /* the operator's detail; the System panel has it too */
 }
 .row-card h2 { margin: 0.2em 0; }
+.other-work-header { border-top: 1px dashed var(--border-color-primary); margin-top: 0.5em; }
 .remote-header { border-top: 2px solid var(--border-color-primary); margin-top: 1em; }
 /* A remote row without an image (skipped there, not comparable, not yet run) shows its card only. */
 .remote-rows .row-image:has(> .empty) { display: none !important; }
@@ -108,15 +109,28 @@ def build_demo(page: Page) -> gr.Blocks:
             )
             message = text()
             title = text(elem_classes=["phone-first"])
-            images, cards, statuses = [], [], []
-            with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second"]):
-                for backend_id in comparison.rows.order:
-                    with gr.Column(min_width=min(image_px, 320)):
-                        here = comparison.rows.runs_here(backend_id)  # no empty frame for a row not here
-                        images.append(row_image(comparison.rows.titles[backend_id], image_px, here))
-                        card = card_markdown(comparison, backend_id, tables=page.tables)
-                        cards.append(text(card, elem_classes=["row-card"]))
-                        statuses.append(text(status_line(comparison, backend_id), elem_classes=["row-status"]))
+            by_row = {}  # backend id -> (image, card, status line), put in the rows' order below
+            rows = comparison.rows
+            same = [b for b in rows.order if not rows.different_work(b)]
+            other = [b for b in rows.order if rows.different_work(b)]
+            # The rows of the same work side by side; a row of other work (fewer steps, another decoder) in a group
+            # of its own below them, headed as such.
+            for group in (same, other):
+                if not group:
+                    continue
+                if group is other:
+                    text(OTHER_WORK_HEADING, elem_classes=["other-work-header", "phone-second"])
+                with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second"]):
+                    for backend_id in group:
+                        with gr.Column(min_width=min(image_px, 320)):
+                            here = rows.runs_here(backend_id)  # no empty frame for a row not here
+                            image = row_image(rows.titles[backend_id], image_px, here)
+                            card = text(
+                                card_markdown(comparison, backend_id, tables=page.tables), elem_classes=["row-card"]
+                            )
+                            status = text(status_line(comparison, backend_id), elem_classes=["row-status"])
+                            by_row[backend_id] = (image, card, status)
+            images, cards, statuses = ([by_row[b][i] for b in rows.order] for i in range(3))
             # One group per remote, apart from this machine's rows (on a phone too): heading, then its rows.
             remote_outputs = []
             labels = [r.label for r in page.remotes.remotes] if page.remotes else []
@@ -250,6 +264,12 @@ def build_demo(page: Page) -> gr.Blocks:
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     page.fair_share = FairShare(queue_holdings(demo, lambda request, username: visitor_key(page, request, username)))
     return demo
+
+
+OTHER_WORK_HEADING = (
+    "### Other work, not a speed-up\nFewer steps of a distilled model and a tiny decoder: what CPU users run today. "
+    "Its figure is how soon an image comes, not how much faster the same work runs."
+)
 
 
 def row_image(label: str, size: int, visible: bool) -> gr.Image:
