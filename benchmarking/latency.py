@@ -84,6 +84,12 @@ def compare_with_reference(rows: list[dict], images: dict) -> None:
                 r["within_noise"] = r is not reference and low <= 1.0 <= high
         if r is reference:
             r["psnr_db"] = r["ssim"] = None
+        if r.get("different_work") and r["speedup"] is not None:
+            # Other work (fewer steps, another decoder): how much sooner its image came than the reference's, never
+            # a speed-up, nor a fidelity to the reference's image (a different model's image).
+            r["sooner"], r["sooner_range"] = r.pop("speedup"), r.pop("speedup_range", None)
+            r["sooners"] = r.pop("speedups", None)
+            r["speedup"] = r["psnr_db"] = r["ssim"] = r["within_noise"] = None
 
 
 def latency_table(settings, args) -> dict:
@@ -133,6 +139,9 @@ def latency_table(settings, args) -> dict:
             peak_unit=peak_label.split(":")[0],
             peak_model=peak_label,
         )
+        row["different_work"] = rows_set.different_work(backend_id)
+        if row["different_work"]:  # not the reference's work: no FLOP rate from it
+            row["tflops"] = row["peak_share"] = None
         if rows_set.reference in pairs:
             row.update(speedup_figures(pairs[backend_id]))
         if backend_id in throughputs:

@@ -80,6 +80,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 def speedup_text(r: dict) -> str:
     """ "4.25x (4.18-4.31)", "1.02x (0.97-1.06), within noise", or "-" without a reference."""
+    if r.get("different_work") and r.get("sooner"):  # other work: how much sooner its image came, never a speed-up
+        low, high = r.get("sooner_range") or (r["sooner"], r["sooner"])
+        return f"other work: an image {r['sooner']:.2f}x sooner ({low:.2f}-{high:.2f})"
     if r.get("speedup") is None:
         return "-"
     text = f"{r['speedup']:.2f}x"

@@ -122,6 +122,9 @@ def test_run_gives_every_ready_row_a_result_with_figures(comparison):
         if row.backend in comparison.rows.ready():
             assert row.status == "ok", row.message
             assert row.latency_s > 0 and 0 < row.s_per_step < row.latency_s
+            if row.different_work:  # other work (the few-step row): how much sooner, never a speed-up or a fidelity
+                assert row.sooner > 0 and row.speedup is None and row.psnr_db is None
+                continue
             assert row.speedup > 0 and (row.backend == "baseline") == (row.psnr_db is None)
         elif not comparison.rows.runs_here(row.backend):
             assert row.status == "skipped" and "not on this CPU" in row.message, row.message

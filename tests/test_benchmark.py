@@ -42,6 +42,11 @@ def test_benchmark_on_tiny_measures_every_row_this_cpu_can_run(tmp_path, cache_d
             assert f"| {backend_id} | unavailable: " in printed
             continue
         assert row["status"] == "ok", row.get("reason")
+        if row["different_work"]:  # other work: "sooner" where the others have their speed-up, no FLOP rate
+            assert row["speedup"] is None and row["sooner"] > 0 and row["sooner_range"] and row["peak_share"] is None
+            assert f"other work: an image {row['sooner']:.2f}x sooner" in printed
+            assert (tmp_path / "img" / f"{backend_id}.png").is_file()
+            continue
         assert ROW_FIELDS <= set(row), ROW_FIELDS - set(row)
         assert len(row["latencies_s"]) == 1 and 0 < row["s_per_step"] < row["mean_s"]
         assert list(row["stages_s"]) == ["text_encoding", "denoising", "vae_decoding"]

@@ -84,7 +84,7 @@ def different_work_lines(row: dict) -> list[str]:
     lines = [f"## an image in {row['latency_s']:.1f} s"]
     if row.get("sooner"):
         lines.append(f"**{row['sooner']:.1f}× sooner than the baseline's image** (not a speed-up: other work)")
-    lines.append(f"{row['latency_s']:.2f} s total · {row['s_per_step']:.3f} s/step")
+    lines.append(f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step")
     lines.append(f"_{plain(str(row['different_work']))}. No PSNR/SSIM: a different model's image is not measured "
                  "against the baseline's._")  # fmt: skip
     if row.get("message"):
