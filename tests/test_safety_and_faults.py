@@ -104,7 +104,9 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
     rows = list(comparison.run(GenerationRequest("cartoon bird", steps=2, height=TINY_SIZE, width=TINY_SIZE)))
     assert [r.flagged for r in rows] == second_flagged
     assert [r.blanks_all for r in rows] == second_flagged
-    assert all(not r.image.any() for r in rows[1:]) and all(r.psnr_db == 100.0 for r in rows[1:])
+    assert all(not r.image.any() for r in rows[1:])
+    # Fidelity of the same work only: the few-step row's image is another model's (its figure is "sooner").
+    assert all(r.psnr_db == 100.0 for r in rows[1:] if not r.different_work)
     assert "another row's image" in rows[2].message and "this image" in rows[1].message
     page = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
     generate = ui.handlers.make_generate(page)
