@@ -43,8 +43,10 @@ def other_cpus_sources(tables: list[LatencyTable]) -> str:
 
 
 def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
-    """One bar per CPU kind and row (each its own x position: bars never stack), coloured by CPU kind."""
+    """One bar per CPU kind and row (each its own x position: bars never stack), coloured by CPU kind. Where several
+    files of one kind measured a row (a kind's full table and a later run of some rows), the latest file's figure."""
     done = table.dropna(subset=["speed-up"])
+    done = done.sort_values("date, commit", kind="stable").drop_duplicates(["CPU kind", "row"], keep="last")
     return pd.DataFrame(
         {"CPU kind · row": done["CPU kind"] + " · " + done["row"], "speed-up": done["speed-up"],
          "CPU kind": done["CPU kind"]}
