@@ -18,8 +18,7 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 from .base import LoadInfo
 from .child_process import run_in_child
 from .few_step_weights import lcm_lora, taesd
-from .openvino_loading import compile_cached, default_precision, ov_precision
-from .openvino_static import _compute
+from .openvino_loading import compile_cached, compute_kind, default_precision, ov_precision
 from .pipeline import run_pipeline
 
 STEPS_RANGE = (2, 8)  # the LCM-LoRA's useful range (its model card: 2-8 steps)
@@ -75,7 +74,7 @@ class LcmTaesd:
     @classmethod
     def support(cls, cpu: Cpu) -> RowSupport:
         precision = default_precision(cpu)
-        return RowSupport(True, f"OpenVINO {precision}, LCM-LoRA fused, TAESD", compute=_compute(precision))
+        return RowSupport(True, f"OpenVINO {precision}, LCM-LoRA fused, TAESD", compute=compute_kind(precision))
 
     def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
         """Fetch the LoRA and TAESD, export (or find in the cache) the fused IR: size -> (IR directory, hit?)."""
@@ -104,7 +103,7 @@ class LcmTaesd:
             disk_mb=files_mb(self.ir_dirs[settings.sizes[0]]),
             cache=cache,
             precision=f"OpenVINO {precision}, {self.steps} LCM steps, TAESD",
-            compute=_compute(precision),
+            compute=compute_kind(precision),
         )
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):

@@ -74,7 +74,12 @@ def compare_with_reference(rows: list[dict], images: dict) -> None:
     for r in (r for r in rows if r["status"] == "ok"):
         r["speedup"] = r["psnr_db"] = r["ssim"] = None  # no reference in this run: no ratio to show
         r["within_noise"] = None
-        if reference is not None:
+        if reference is not None and r.get("different_work"):
+            # Other work (fewer steps, another decoder): how much sooner its image came than the reference's, never
+            # a speed-up, nor a fidelity to the reference's image (a different model's image).
+            r["sooners"], r["sooner_range"] = r.pop("speedups", None), r.pop("speedup_range", None)
+            r["sooner"] = statistics.median(r["sooners"]) if r["sooners"] else reference["median_s"] / r["median_s"]
+        elif reference is not None:
             r["speedup"], r["psnr_db"], r["ssim"] = against_reference(
                 r["median_s"], images[r["backend"]], reference["median_s"], images[reference["backend"]]
             )
@@ -84,12 +89,6 @@ def compare_with_reference(rows: list[dict], images: dict) -> None:
                 r["within_noise"] = r is not reference and low <= 1.0 <= high
         if r is reference:
             r["psnr_db"] = r["ssim"] = None
-        if r.get("different_work") and r["speedup"] is not None:
-            # Other work (fewer steps, another decoder): how much sooner its image came than the reference's, never
-            # a speed-up, nor a fidelity to the reference's image (a different model's image).
-            r["sooner"], r["sooner_range"] = r.pop("speedup"), r.pop("speedup_range", None)
-            r["sooners"] = r.pop("speedups", None)
-            r["speedup"] = r["psnr_db"] = r["ssim"] = r["within_noise"] = None
 
 
 def latency_table(settings, args) -> dict:

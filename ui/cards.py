@@ -60,33 +60,28 @@ def result_lines(row: dict | None, is_reference: bool, versus: str = "", against
         return ["_no result yet_"]
     if row["status"] != "ok":
         return [f"**{row['status']}**: {row['message']}"]
-    if row.get("different_work"):
-        return different_work_lines(row)
-    speedup = row.get("speedup")
-    big = "reference" if is_reference else (ratio_words(speedup) if speedup else "no baseline")
-    lines = [f"## {big}" + (f" <small>than {versus}</small>" if versus and not is_reference else "")]
-    if versus and is_reference:
-        lines[0] = f"## reference <small>({versus})</small>"
+    other_work = row.get("different_work")
+    if other_work:  # fewer steps, another decoder: how soon its image came, never a speed-up nor a fidelity
+        lines = [f"## an image in {row['latency_s']:.1f} s"]
+        if row.get("sooner"):
+            lines.append(f"**{row['sooner']:.1f}× sooner than the baseline's image** (not a speed-up: other work)")
+    elif is_reference:
+        lines = ["## reference" + (f" <small>({versus})</small>" if versus else "")]
+    else:
+        speedup = row.get("speedup")
+        lines = [
+            f"## {ratio_words(speedup) if speedup else 'no baseline'}"
+            + (f" <small>than {versus}</small>" if versus else "")
+        ]
     figures = f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step"
     if row.get("psnr_db") is not None and row.get("ssim") is not None:
         figures += f" · PSNR {row['psnr_db']:.1f} dB · SSIM {row['ssim']:.3f}"
     lines.append(figures)
-    if against_page:
+    if other_work:
+        lines.append(f"_{plain(str(other_work))}. No PSNR/SSIM: a different model's image is not measured "
+                     "against the baseline's._")  # fmt: skip
+    elif against_page:
         lines.append(f"{ratio_words(against_page)} than this page's baseline (across machines)")
-    if row.get("message"):
-        lines.append(f"_{row['message']}_")
-    return lines
-
-
-def different_work_lines(row: dict) -> list[str]:
-    """A row that does other work (fewer steps, another decoder): how soon its image came, never a speed-up of the
-    same work nor a fidelity to the baseline's image."""
-    lines = [f"## an image in {row['latency_s']:.1f} s"]
-    if row.get("sooner"):
-        lines.append(f"**{row['sooner']:.1f}× sooner than the baseline's image** (not a speed-up: other work)")
-    lines.append(f"**{row['latency_s']:.2f} s** total · {row['s_per_step']:.3f} s/step")
-    lines.append(f"_{plain(str(row['different_work']))}. No PSNR/SSIM: a different model's image is not measured "
-                 "against the baseline's._")  # fmt: skip
     if row.get("message"):
         lines.append(f"_{row['message']}_")
     return lines
@@ -116,7 +111,7 @@ def checked_remote_row(row) -> dict | None:
     if row["status"] == "ok" and not all(isinstance(row.get(k), (int, float)) and row[k] > 0 for k in numbers):
         return None
     clean = {**row, "status": plain(row["status"]), "message": plain(str(row.get("message") or ""))}
-    for key in ("speedup", "psnr_db", "ssim"):
+    for key in ("speedup", "psnr_db", "ssim", "sooner"):
         if not isinstance(row.get(key), (int, float)):
             clean[key] = None
     return clean

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import platform
+from functools import cache
 from pathlib import Path
 
 from core.cpu import this_cpu
@@ -93,6 +94,7 @@ def example_figures(page: Page) -> dict | None:
     }  # fmt: skip
 
 
+@cache
 def machine_fingerprint() -> str:
     """A short hash that two instances on one machine share (its machine id and boot): a front page can say that
     a remote on its own machine disturbs its timings."""
