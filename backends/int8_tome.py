@@ -36,12 +36,12 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 
 from .base import LoadInfo
 from .child_process import run_in_child
+from .openvino_int8 import OVERFLOW_FIXES, calibrate_and_quantize, overflow_fix_for
 from .openvino_loading import compile_cached, default_precision, load_static_pipelines, ov_precision
 from .pipeline import run_pipeline
 from .token_merging import MERGE_FORMS, apply_token_merging, merge_form
 
 MODES = ("full", "hybrid")
-OVERFLOW_FIXES = ("enable", "first_layer_only", "disable")  # NNCF's OverflowFix values
 CALIBRATION_STRIDE = 4  # keep every 4th denoising step's UNet input: covers the trajectory with few samples
 EXPORT_CHECK_TOLERANCE = 1e-3  # max relative error of the exported ToMe UNet vs PyTorch, both in fp32
 BUILD_VERSION = 6  # bump when the build changes what it writes, so old cache entries are not reused
@@ -98,34 +98,17 @@ class Int8Recipe:
         return f"{unet}, {vae}, ToMe {self.tome_ratio:g} ({levels}, {self.tome_form}){fix.get(self.overflow_fix, '')}"
 
 
-def overflow_fix_for(cpu: Cpu, asked: str = "auto") -> str:
-    """NNCF's overflow fix for int8 IR that will run on `cpu`: what the operator `asked` for, or with "auto" the fix
-    where int8 products are summed without VNNI."""
-    if asked != "auto":
-        return asked
-    return "disable" if cpu.int8_vnni else "enable"
-
-
 def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe, prompts, steps: int) -> None:
     """Child-process body: ToMe -> export at `size` -> calibrate -> quantize -> save to `out_dir`."""
     import gc
     import logging
     import tempfile
 
-    import nncf
     import numpy as np
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
     from optimum.exporters.openvino import export_from_model
-    from optimum.intel import (
-        OVConfig,
-        OVPipelineQuantizationConfig,
-        OVQuantizationConfig,
-        OVQuantizer,
-        OVStableDiffusionPipeline,
-        OVWeightQuantizationConfig,
-    )
-    from optimum.intel.openvino.quantization import InferRequestWrapper, OVCalibrationDataset
+    from optimum.intel import OVStableDiffusionPipeline
 
     log = logging.getLogger(__name__)  # forwarded to the row's card by run_in_child
     pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
@@ -173,49 +156,27 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe
         ov_pipe.scheduler = DPMSolverMultistepScheduler.from_config(ov_pipe.scheduler.config)
         ov_pipe.set_progress_bar_config(disable=True)
 
-        # Every UNet input along each calibration prompt's trajectory, and the latents the VAE decodes at its end.
-        samples, decoder_samples = [], []
-        ov_pipe.unet.request = InferRequestWrapper(ov_pipe.unet.request, samples)
-        ov_pipe.vae_decoder.request = InferRequestWrapper(ov_pipe.vae_decoder.request, decoder_samples)
-        for i, prompt in enumerate(prompts):
-            log.info("calibration prompt %d/%d: %s", i + 1, len(prompts), prompt)
-            ov_pipe(
-                prompt,
-                num_inference_steps=steps,
-                height=size,
-                width=size,
-                output_type="np",
-                generator=torch.Generator("cpu").manual_seed(i),
-            )
-        ov_pipe.unet.request = ov_pipe.unet.request.request
-        ov_pipe.vae_decoder.request = ov_pipe.vae_decoder.request.request
-        ov_pipe.clear_requests()  # drop the compiled models: NNCF works on the IR, this halves the peak
-        gc.collect()
-        samples = samples[::CALIBRATION_STRIDE]
-        fix = recipe.overflow_fix
-        if recipe.mode == "full":
-            unet_config = OVQuantizationConfig(num_samples=len(samples), model_type="transformer", overflow_fix=fix)
-        else:
-            unet_config = OVWeightQuantizationConfig(bits=8, quant_method="hybrid", num_samples=len(samples))
-        configs, datasets = {"unet": unet_config}, {"unet": nncf.Dataset(samples)}
-        if recipe.vae:
-            configs["vae_decoder"] = OVQuantizationConfig(
-                num_samples=len(decoder_samples), model_type="transformer", overflow_fix=fix
-            )
-            datasets["vae_decoder"] = nncf.Dataset(decoder_samples)
-        log.info(
-            "quantizing %s on %d UNet and %d VAE decoder calibration samples",
-            " and ".join(configs),
-            len(samples),
-            len(decoder_samples) if recipe.vae else 0,
-        )
-        # Whatever has no config here (text encoder, VAE encoder, and the VAE decoder without `recipe.vae`) gets
-        # 8-bit weights only, as optimum-intel does for a full-quantized diffusion pipeline.
-        config = OVPipelineQuantizationConfig(configs, default_config=OVWeightQuantizationConfig(bits=8))
-        OVQuantizer(ov_pipe).quantize(
-            calibration_dataset=OVCalibrationDataset(datasets),
-            ov_config=OVConfig(quantization_config=config),
-            save_directory=out_dir,
+        def run_calibration():  # every UNet input along each prompt's trajectory, and the latents it ends on
+            for i, prompt in enumerate(prompts):
+                log.info("calibration prompt %d/%d: %s", i + 1, len(prompts), prompt)
+                ov_pipe(
+                    prompt,
+                    num_inference_steps=steps,
+                    height=size,
+                    width=size,
+                    output_type="np",
+                    generator=torch.Generator("cpu").manual_seed(i),
+                )
+
+        calibrate_and_quantize(
+            ov_pipe,
+            run_calibration,
+            out_dir,
+            full=recipe.mode == "full",
+            overflow_fix=recipe.overflow_fix,
+            vae_decoder=recipe.vae,
+            stride=CALIBRATION_STRIDE,
+            log=log,
         )
 
 

@@ -185,8 +185,8 @@ def test_an_image_prepared_as_one_kind_starts_as_another(built_as, started_as, c
 
 
 def test_the_int8_ir_is_chosen_by_the_cpu_it_will_run_on():
-    """Without VNNI the int8 IR is built with NNCF's overflow fix (7-bit weights), with VNNI without it; the choice
-    is in the IR's cache key, so an IR made for one never loads on the other."""
+    """Without VNNI the int8 IR (both int8 rows') is built with NNCF's overflow fix (7-bit weights), with VNNI
+    without it; the choice is in the IR's cache key, so an IR made for one never loads on the other."""
     from backends.int8_tome import Int8Recipe
     from core.request import LoadSettings
 
@@ -197,6 +197,11 @@ def test_the_int8_ir_is_chosen_by_the_cpu_it_will_run_on():
     assert len({r.slug() for r in recipes.values()}) == 2
     forced = LoadSettings(sizes=(128,), threads=2, cache_dir=Path("/nonexistent"), int8_overflow_fix="disable")
     assert Int8Recipe.from_settings(forced, kind_cpu("avx2")).overflow_fix == "disable"  # the operator's choice
+    # The few-step row's int8 UNet makes the same choice, and `harness.prepare --for-cpu-kinds` asks it the same way.
+    from backends.lcm_taesd import LcmTaesd
+
+    for kind in KINDS:
+        assert LcmTaesd.settings_for(settings, kind_cpu(kind)).int8_overflow_fix == recipes[kind].overflow_fix, kind
 
 
 def test_a_kind_is_presented_by_hiding_never_by_adding():

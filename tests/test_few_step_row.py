@@ -34,6 +34,14 @@ def test_the_row_loads_its_stand_ins_through_the_real_repositories_layout(compar
     unet = backend.pipes[TINY_SIZE].unet.model
     assert [tuple(i.get_partial_shape().to_shape())[0] for i in unet.inputs if i.get_any_name() == "sample"] == [1]
     assert backend.steps == 4
+    # The UNet in int8 (the int8 row's machinery: NNCF's FakeQuantize on its activations), calibrated as it runs: the
+    # IR on disk was saved from the calibration pipeline, one UNet batch (guidance off) at this size.
+    import openvino as ov
+
+    saved = ov.Core().read_model(ir / "unet" / "openvino_model.xml")
+    assert sum(op.get_type_name() == "FakeQuantize" for op in saved.get_ops()) > 0
+    assert saved.input("sample").get_partial_shape().to_shape()[0] == 1
+    assert "UNet int8" in comparison.rows.status[ROW].load.precision
 
 
 def test_it_starts_from_every_rows_noise_and_runs_its_own_few_steps_without_guidance(comparison, monkeypatch):
