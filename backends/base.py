@@ -48,8 +48,9 @@ class Backend(Protocol):
     # Optional: `traces_on_load = True` when `load` traces or rewrites PyTorch modules (ipex.optimize, torch.compile
     # with torch.fx): the harness then loads it under the row lock, since tracing patches torch for the process.
     # Optional: `different_work: ClassVar[str]` on a row that does other work than the reference row (fewer steps,
-    # another decoder): the words every figure of it carries instead of a speed-up or a fidelity (`{steps}` is
-    # replaced by the row's `steps` attribute). Its figures are its own line, never in a same-work claim.
+    # another decoder): the words every figure of it carries instead of a speed-up or a fidelity (`{field}` is
+    # replaced by that LoadSettings field, e.g. `{lcm_steps}`). Its figures are its own line, never in a same-work
+    # claim.
     # Optional: `variant_lists: ClassVar[dict[str, list[tuple[str, dict]]]]`, named lists of (label, LoadSettings
     # overrides) that `benchmark.py --variants` builds and times against the reference row.
 

@@ -121,7 +121,7 @@ class LcmTaesd:
     framework = "openvino"
     # Every figure of this row says so: its own line, never a speed-up or a fidelity of the same work.
     different_work = (
-        "distilled LCM-LoRA, {steps} steps, guidance off, TAESD tiny decoder: not the same work as the other rows"
+        "distilled LCM-LoRA, {lcm_steps} steps, guidance off, TAESD tiny decoder: not the same work as the other rows"
     )
 
     @classmethod

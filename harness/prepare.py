@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
             done[backend_id] = "nothing to build"
             continue
         start = time.perf_counter()
-        log = logging.getLogger(backend_id)
-        results = [backend.prepare(model, each, log.info) for each in _settings_for(backend, rows.settings, kinds)]
+        progress = _changes_only(logging.getLogger(backend_id).info)
+        results = [backend.prepare(model, each, progress) for each in _settings_for(backend, rows.settings, kinds)]
         hits = [hit for result in results for _dir, hit in result.values()]
         took = time.perf_counter() - start
         done[backend_id] = "cache hit" if all(hits) else f"built in {took:.0f} s"
@@ -60,6 +60,19 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     print(f"prepare: {model.model_id} at {model.revision}, sizes {sizes}, cache {settings.cache_dir}{also}")
     print(f"prepare: on {cpu.model}{played}: {cpu.isa_line()}")
     return done
+
+
+def _changes_only(log):
+    """A progress callback that logs a message once: a build in a child reports its latest line every second (for a
+    card's elapsed time), which in a build log would repeat the same line thousands of times."""
+    last = []
+
+    def progress(message: str) -> None:
+        if not last or message != last[-1]:
+            last[:] = [message]
+            log(message)
+
+    return progress
 
 
 def _settings_for(backend, settings, kinds: list[str]) -> list:

@@ -47,9 +47,11 @@ class ResultRow:
     backend: str
     status: str  # "ok", or why it did not run
     median_s: float | None  # None when it did not run (or the file did not record it)
-    speedup: float | None
+    speedup: float | None  # same work only
     precision: str  # what it computed in
     reason: str  # why it did not run ("" when it ran)
+    different_work: str = ""  # a row doing other work (fewer steps...): its words; it has `sooner`, never `speedup`
+    sooner: float | None = None  # such a row: how many times sooner than the reference its image came
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def latency_tables(directory: Path = RESULTS) -> list[LatencyTable]:
                     speedup=_number(row, "speedup"),
                     precision=_text(row, "precision", ""),
                     reason=_text(row, "reason", ""),
+                    different_work=_text(row, "different_work", ""),
+                    sooner=_number(row, "sooner"),
                 )
                 for row in report["rows"]
             )

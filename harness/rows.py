@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from backends import LoadInfo, backend_class, create_backend, is_reference
 from backends import backend_ids as registered_ids
@@ -141,8 +141,7 @@ class RowSet:
         """The words of a row that does other work than the reference row ("" for the same work): see
         `Backend.different_work`."""
         words = getattr(backend_class(backend_id), "different_work", "")
-        steps = getattr(self.backends.get(backend_id), "steps", self.settings.lcm_steps)
-        return words.format(steps=steps) if words else ""
+        return words.format(**{f.name: getattr(self.settings, f.name) for f in fields(self.settings)})
 
     def runs_here(self, backend_id: str) -> bool:
         """Whether this CPU runs the row (its `support`); a test's factory decides for the rows it makes."""

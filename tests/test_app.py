@@ -226,6 +226,13 @@ def test_other_cpus_tab_reads_every_committed_result():
     measured = table.dropna(subset=["speed-up"])
     assert chart["CPU kind · row"].is_unique and len(chart) == len(measured.groupby(["CPU kind", "row"]))
     assert all(r["command"] in ui.other_cpus.other_cpus_sources(tables) for r in reports)
+    # A row of other work (the few-step row) says so with how soon its image came, and is never a bar of speed-up.
+    other = [(r["backend"], r["sooner"]) for rep in reports for r in rep["rows"] if r.get("different_work")]
+    assert other, "the committed results hold a few-step row"
+    for backend, sooner in other:
+        lines = table[table["row"] == backend]
+        assert lines["speed-up"].isna().all() and backend not in " ".join(chart["CPU kind · row"])
+        assert any(r.startswith("other work") and f"{sooner:.1f}× sooner" in r for r in lines["recipe"]), lines
 
 
 def test_a_results_file_of_an_older_shape_never_stops_the_page(tmp_path, monkeypatch, comparison):

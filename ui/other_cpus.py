@@ -20,13 +20,17 @@ def other_cpus_table(tables: list[LatencyTable]) -> pd.DataFrame:
     for table in tables:
         for r in table.rows:
             ok = r.status == "ok"
+            recipe = r.precision if ok else f"{r.status}: {r.reason}"[:120]
+            if ok and r.different_work:  # its own line, never a speed-up (and so never in the chart)
+                soon = f", an image {r.sooner:.1f}× sooner than the baseline's" if r.sooner else ""
+                recipe = f"other work{soon} ({r.different_work}); {r.precision}"
             records.append(
                 {
                     "CPU kind": table.cpu_kind,
                     "row": r.backend,
                     "latency (s)": round(r.median_s, 1) if r.median_s is not None else None,
                     "speed-up": round(r.speedup, 2) if r.speedup else None,
-                    "recipe": r.precision if ok else f"{r.status}: {r.reason}"[:120],
+                    "recipe": recipe,
                     "date, commit": f"{table.date}, {table.commit}",
                 }
             )
@@ -53,6 +57,15 @@ def other_cpus_chart(table: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
 
 
+def ratio(row: dict) -> str:
+    """A remote example row's ratio as the page words it: a speed-up for the same work, "sooner" for other work."""
+    if isinstance(row.get("speedup"), (int, float)):
+        return f" ({row['speedup']:.1f}×)"
+    if isinstance(row.get("sooner"), (int, float)):
+        return f" (other work: an image {row['sooner']:.1f}× sooner)"
+    return ""
+
+
 def remotes_markdown(healths: dict) -> str:
     """The live remotes first: each one's CPU, model and rows as it answers now (`RemoteSet.healths`)."""
     lines = ["### Live remotes (other machines running this app; a comparison runs on them at the same time)"]
@@ -69,8 +82,7 @@ def remotes_markdown(healths: dict) -> str:
         example = health.get("example") if isinstance(health.get("example"), dict) else None
         if example and isinstance(example.get("rows"), list):
             figures = [
-                f"{plain(str(r.get('title')))} {r['latency_s']:.2f} s"
-                + (f" ({r['speedup']:.1f}×)" if isinstance(r.get("speedup"), (int, float)) else "")
+                f"{plain(str(r.get('title')))} {r['latency_s']:.2f} s" + ratio(r)
                 for r in example["rows"]
                 if isinstance(r, dict) and r.get("status") == "ok" and isinstance(r.get("latency_s"), (int, float))
             ]
