@@ -178,7 +178,7 @@ class LcmTaesd:
         return LoadInfo(
             disk_mb=sum(files_mb(ir_dir) for ir_dir in set(self.ir_dirs.values())),
             cache=cache,
-            precision=f"UNet int8 on {kernels}{' (7-bit weights)' if fix else ''}, rest OpenVINO {rest}; "
+            precision=f"UNet int8 on {kernels}{', 7-bit weights' if fix else ''}, rest OpenVINO {rest}; "
             f"{self.steps} LCM steps, TAESD",
             compute="int8",
         )
