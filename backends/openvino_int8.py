@@ -1,4 +1,4 @@
-"""What both int8 rows share (`int8-tome`, and `lcm-taesd`'s UNet): calibrate an exported OpenVINO Stable Diffusion
+"""What the int8 rows share (`int8-tome`; the few-step row's UNet): calibrate an exported OpenVINO Stable Diffusion
 pipeline on its own runs, then quantize it with optimum-intel's `OVQuantizer` (NNCF), and the one choice that depends
 on the CPU the IR will run on (NNCF's overflow fix: see `overflow_fix_for`)."""
 
