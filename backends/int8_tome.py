@@ -127,7 +127,9 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe
     )
     with torch.no_grad():  # tomesd's own code: the reference the exported graph (in `recipe.tome_form`) must match
         expected = pipe.unet(*probe, return_dict=False)[0].numpy()
-    with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as fp32_dir:
+    # Inside the build's own directory: if the build is killed, the cache sweeps that (its lease goes stale); a
+    # sibling in the cache root would stay behind, gigabytes each time.
+    with tempfile.TemporaryDirectory(dir=out_dir) as fp32_dir:
         log.info("exporting the ToMe pipeline to OpenVINO IR (%s-form merge)", recipe.tome_form)
         with torch.no_grad(), merge_form(recipe.tome_form):
             export_from_model(pipe, fp32_dir, task="text-to-image")

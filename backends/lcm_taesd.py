@@ -39,7 +39,9 @@ def build_ir(model_path: str, lora_dir: str, taesd_dir: str, out_dir: str, size:
     from optimum.intel import OVStableDiffusionPipeline
 
     log = logging.getLogger(__name__)  # forwarded to the row's card by run_in_child
-    with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as work:
+    # Inside the build's own directory: if the build is killed, the cache sweeps that (its lease goes stale); a
+    # sibling in the cache root would stay behind, gigabytes each time.
+    with tempfile.TemporaryDirectory(dir=out_dir) as work:
         fused, exported = Path(work) / "fused", Path(work) / "exported"
         pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
         pipe.load_lora_weights(lora_dir)  # diffusers' own LoRA loader (PEFT), then fused into the UNet's weights
