@@ -36,7 +36,13 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 
 from .base import LoadInfo
 from .child_process import run_in_child
-from .openvino_int8 import OVERFLOW_FIXES, calibrate_and_quantize, overflow_fix_for
+from .openvino_int8 import (
+    OVERFLOW_FIX_SLUGS,
+    OVERFLOW_FIXES,
+    calibrate_and_quantize,
+    int8_kernel_words,
+    overflow_fix_for,
+)
 from .openvino_loading import compile_cached, default_precision, load_static_pipelines, ov_precision
 from .pipeline import run_pipeline
 from .token_merging import MERGE_FORMS, apply_token_merging, merge_form
@@ -87,7 +93,7 @@ class Int8Recipe:
 
     def slug(self) -> str:
         levels = f"-md{self.tome_max_downsample}" if self.tome_max_downsample != 1 else ""
-        fix = {"enable": "-of", "first_layer_only": "-of1"}.get(self.overflow_fix, "")  # "disable": the old keys
+        fix = OVERFLOW_FIX_SLUGS[self.overflow_fix]
         return f"{self.mode}-tome{self.tome_ratio:g}{levels}-{self.tome_form}{'-vae8' if self.vae else ''}{fix}"
 
     def describe(self) -> str:
@@ -210,9 +216,7 @@ class Int8Tome:
 
     @classmethod
     def support(cls, cpu: Cpu) -> RowSupport:
-        # OpenVINO runs int8 on any x86-64 CPU; how fast depends on the kernels the instruction sets allow.
-        fix = "" if cpu.int8_vnni else " with 7-bit weights (NNCF's overflow fix)"
-        return RowSupport(True, f"int8 on {cpu.int8_kernels()}{fix}, rest {default_precision(cpu)}", compute="int8")
+        return RowSupport(True, f"{int8_kernel_words(cpu)}, rest {default_precision(cpu)}", compute="int8")
 
     @classmethod
     def settings_for(cls, settings: LoadSettings, cpu: Cpu) -> LoadSettings:

@@ -20,7 +20,7 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 from .base import LoadInfo
 from .child_process import run_in_child
 from .few_step_weights import lcm_lora, taesd
-from .openvino_int8 import calibrate_and_quantize, overflow_fix_for
+from .openvino_int8 import OVERFLOW_FIX_SLUGS, calibrate_and_quantize, int8_kernel_words, overflow_fix_for
 from .openvino_loading import compile_cached, default_precision, ov_precision, reshape_batch
 from .pipeline import run_pipeline
 
@@ -128,9 +128,7 @@ class LcmTaesd:
 
     @classmethod
     def support(cls, cpu: Cpu) -> RowSupport:
-        # OpenVINO runs int8 on any x86-64 CPU; how fast depends on the kernels the instruction sets allow.
-        fix = "" if cpu.int8_vnni else " with 7-bit weights (NNCF's overflow fix)"
-        what = f"UNet int8 on {cpu.int8_kernels()}{fix}, rest {default_precision(cpu)}; LCM-LoRA fused, TAESD"
+        what = f"UNet {int8_kernel_words(cpu)}, rest {default_precision(cpu)}; LCM-LoRA fused, TAESD"
         return RowSupport(True, what, compute="int8")
 
     @classmethod
@@ -151,7 +149,7 @@ class LcmTaesd:
             "prompts": prompts,
             "steps": settings.lcm_steps,
         }
-        fix = {"enable": "-of", "first_layer_only": "-of1"}.get(recipe["overflow_fix"], "")
+        fix = OVERFLOW_FIX_SLUGS[recipe["overflow_fix"]]
         calibration = f"cal{len(prompts)}x{settings.lcm_steps}-{text_digest(prompts)}"
         cache = BuildCache.ir(settings.cache_dir)
         args = (str(model.path), str(lora_dir), str(taesd_dir))

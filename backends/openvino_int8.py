@@ -9,6 +9,8 @@ from collections.abc import Callable
 from core.cpu import Cpu
 
 OVERFLOW_FIXES = ("enable", "first_layer_only", "disable")  # NNCF's OverflowFix values
+# How each fix shows in an int8 IR's cache key ("disable" adds nothing: the keys from before the fix existed).
+OVERFLOW_FIX_SLUGS = {"enable": "-of", "first_layer_only": "-of1", "disable": ""}
 
 
 def overflow_fix_for(cpu: Cpu, asked: str = "auto") -> str:
@@ -18,6 +20,13 @@ def overflow_fix_for(cpu: Cpu, asked: str = "auto") -> str:
     if asked != "auto":
         return asked
     return "disable" if cpu.int8_vnni else "enable"
+
+
+def int8_kernel_words(cpu: Cpu) -> str:
+    """What an int8 row says it runs on `cpu`: OpenVINO runs int8 on any x86-64 CPU, how fast depends on the kernels
+    its instruction sets allow, and without VNNI the weights are 7-bit (`overflow_fix_for`)."""
+    fix = " with 7-bit weights (NNCF's overflow fix)" if overflow_fix_for(cpu) == "enable" else ""
+    return f"int8 on {cpu.int8_kernels()}{fix}"
 
 
 def calibrate_and_quantize(

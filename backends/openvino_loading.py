@@ -134,11 +134,6 @@ def default_precision(cpu: Cpu) -> str:
     return "bf16" if cpu.native_bf16 else "f32"
 
 
-def compute_kind(ov_precision_name: str) -> str:
-    """OpenVINO's precision name ("bf16", "f32") as the peak model's ("bf16", "fp32")."""
-    return "bf16" if ov_precision_name == "bf16" else "fp32"
-
-
 def ov_precision(pipe) -> str:
     """The UNet's inference precision as OpenVINO reports it (bf16 on AMX Xeons, f32 elsewhere)."""
     try:

@@ -12,7 +12,7 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 
 from .base import LoadInfo
 from .child_process import run_in_child
-from .openvino_loading import compile_cached, compute_kind, default_precision, ov_precision
+from .openvino_loading import compile_cached, default_precision, ov_precision
 from .pipeline import run_pipeline
 
 
@@ -33,7 +33,7 @@ class OpenVinoStatic:
     @classmethod
     def support(cls, cpu: Cpu) -> RowSupport:
         precision = default_precision(cpu)  # OpenVINO's CPU plugin runs on any x86-64 CPU this project targets
-        return RowSupport(True, f"OpenVINO {precision} (its default on this CPU)", compute=compute_kind(precision))
+        return RowSupport(True, f"OpenVINO {precision} (its default on this CPU)", compute=_compute(precision))
 
     def prepare(self, model, settings: LoadSettings, progress: ProgressCallback) -> dict[int, tuple[Path, bool]]:
         """Export (or find in the cache) the OpenVINO IR, one for every size: size -> (IR directory, cache hit?)."""
@@ -56,8 +56,13 @@ class OpenVinoStatic:
             disk_mb=files_mb(self.ir_dirs[settings.sizes[0]]),
             cache=cache,
             precision=f"OpenVINO {precision}",
-            compute=compute_kind(precision),
+            compute=_compute(precision),
         )
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
         return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step, on_stage)
+
+
+def _compute(ov_precision_name: str) -> str:
+    """OpenVINO's precision name ("bf16", "f32") as the peak model's ("bf16", "fp32")."""
+    return "bf16" if ov_precision_name == "bf16" else "fp32"
