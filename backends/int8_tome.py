@@ -43,7 +43,7 @@ from .openvino_int8 import (
     int8_kernel_words,
     overflow_fix_for,
 )
-from .openvino_loading import compile_cached, default_precision, load_static_pipelines, ov_precision
+from .openvino_loading import cannot_play, compile_cached, default_precision, load_static_pipelines, ov_precision
 from .pipeline import run_pipeline
 from .token_merging import MERGE_FORMS, apply_token_merging, merge_form
 
@@ -216,6 +216,8 @@ class Int8Tome:
 
     @classmethod
     def support(cls, cpu: Cpu) -> RowSupport:
+        if cannot_play(cpu):  # a kind played on a machine above it (SBS_CPU_KIND) that OpenVINO cannot be held to
+            return RowSupport(False, "unavailable", reason=cannot_play(cpu))
         return RowSupport(True, f"{int8_kernel_words(cpu)}, rest {default_precision(cpu)}", compute="int8")
 
     @classmethod

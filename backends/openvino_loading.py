@@ -9,11 +9,29 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.build_cache import BuildCache
-from core.cpu import Cpu, this_cpu
+from core.cpu import AVX512_CORE, Cpu, this_cpu
 from core.probes import process_memory_mb
 from core.request import LoadSettings, ProgressCallback
 
 INSTALL_HINT = "pip install optimum-intel==2.2.0 openvino==2026.4.1 nncf==3.4.0"
+
+
+def cannot_play(cpu: Cpu) -> str:
+    """Why OpenVINO cannot run as the CPU kind this machine plays (SBS_CPU_KIND), "" when it can.
+
+    OpenVINO's CPU plugin takes ONEDNN_MAX_CPU_ISA for the oneDNN primitives it calls, but some of its own kernels
+    read cpuid: played as avx2 on machines with AVX-512 (an AMX Xeon and a Zen 4 EPYC), OpenVINO 2026.4 ran its MVN,
+    Interpolate, TopK and Reduce nodes in AVX-512 code (`jit_avx512_*`: the timings and the kernels would not be
+    AVX2's), and could not compile the int8 rows' FullyConnected layers with 8-bit weights at all ("could not
+    create a primitive descriptor for the inner product"). Only a build of OpenVINO without AVX-512
+    (ENABLE_AVX512F=OFF) can be held there. Playing a kind with AVX-512 below the machine's (avx512-vnni on AMX)
+    is held: those nodes use nothing above AVX-512. `tests/test_cpu_kinds.py` reads the kernels each kind ran."""
+    if cpu.presented_as and AVX512_CORE & cpu.hidden:
+        return (
+            f"OpenVINO cannot be held to {cpu.presented_as} on this machine, which has AVX-512: some of its own "
+            "kernels read the CPU's instruction sets themselves (the row runs on a real CPU of this kind)"
+        )
+    return ""
 
 
 def ov_runtime_config(threads: int, in_flight: int = 0) -> dict:

@@ -12,7 +12,7 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 
 from .base import LoadInfo
 from .child_process import run_in_child
-from .openvino_loading import compile_cached, default_precision, ov_precision
+from .openvino_loading import cannot_play, compile_cached, default_precision, ov_precision
 from .pipeline import run_pipeline
 
 
@@ -32,6 +32,8 @@ class OpenVinoStatic:
 
     @classmethod
     def support(cls, cpu: Cpu) -> RowSupport:
+        if cannot_play(cpu):  # a kind played on a machine above it (SBS_CPU_KIND) that OpenVINO cannot be held to
+            return RowSupport(False, "unavailable", reason=cannot_play(cpu))
         precision = default_precision(cpu)  # OpenVINO's CPU plugin runs on any x86-64 CPU this project targets
         return RowSupport(True, f"OpenVINO {precision} (its default on this CPU)", compute=_compute(precision))
 

@@ -36,6 +36,8 @@ from .base import LoadInfo
 from .baseline import load_diffusers_pipeline
 from .pipeline import run_pipeline
 
+OWN_INDUCTOR_CACHE = "SBS_OWN_TORCHINDUCTOR_CACHE_DIR"  # the TORCHINDUCTOR_CACHE_DIR this app set, not the operator
+
 
 class PyTorchBf16:
     id = "pytorch-bf16"
@@ -117,13 +119,19 @@ def use_inductor_cache(directory: Path) -> None:
     Inductor reads the variable at every use, but the first use in a process (e.g. importing IPEX, as the ipex-bf16
     row does before this one loads) sets it to its default under /tmp when unset: a value equal to that default is
     inductor's own, not the operator's, and is replaced. (Seen: with `setdefault`, the app's start, which loads the
-    IPEX row first, compiled into /tmp instead of using what the image had prepared.)"""
+    IPEX row first, compiled into /tmp instead of using what the image had prepared.) So is a value this app set
+    (`OWN_INDUCTOR_CACHE` says which), which a process started from it inherits: that process may run as another
+    CPU kind, whose code must not land in this one's directory (seen: a test process that had loaded the row sent
+    every played kind's start to its own kind's directory)."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory)
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current in (None, default_cache_dir(), os.environ.get(OWN_INDUCTOR_CACHE)):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.environ[OWN_INDUCTOR_CACHE] = str(directory)
 
 
 def _cache_misses(torch) -> int:
-    """Graphs inductor has had to compile (not found in its caches) so far in this process."""
-    return torch._dynamo.utils.counters["inductor"]["fxgraph_cache_miss"]
+    """Graphs inductor has had to compile so far in this process: not found in its caches, or compiled without them
+    (a bypassed graph is compiled again at every start)."""
+    counters = torch._dynamo.utils.counters["inductor"]
+    return counters["fxgraph_cache_miss"] + counters["fxgraph_cache_bypass"]

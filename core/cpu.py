@@ -84,6 +84,7 @@ class Cpu:
     mhz: float  # highest clock the kernel reports (max frequency, else the current one)
     mhz_source: str = "max"  # "max" (cpufreq) or "cpuinfo" (a VM without cpufreq: often the nominal clock)
     presented_as: str = ""  # a `KINDS` name when the project plays a lesser kind than the machine (SBS_CPU_KIND)
+    hidden: frozenset[str] = frozenset()  # the machine's flags a presented kind hides (engines may still use them)
 
     def has(self, *flags: str) -> bool:
         return all(f in self.flags for f in flags)
@@ -189,7 +190,7 @@ class Cpu:
         # Presenting the machine's own kind hides nothing any decision reads (at most minor flags such as Zen 4's
         # AVX-512-BITALG): it is then simply this machine, not a played kind.
         hides = {f for f in self.flags - flags if f in ISA}
-        return replace(self, flags=flags, presented_as=kind_name if hides else "")
+        return replace(self, flags=flags, presented_as=kind_name if hides else "", hidden=self.flags - flags)
 
     def slug(self) -> str:
         """A short file-name tag for this CPU kind, e.g. "amd-epyc-avx2" or "intel-xeon-amx"."""

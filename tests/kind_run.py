@@ -8,7 +8,7 @@ caller; this file is run as a script, in a process of its own, because the engin
 `prepare` is the Space image's build step. `start` is the app's start on the `tiny` stand-in with a comparison
 asked for through the page's handler in its first second (while the rows load), then the benchmark's table; it
 writes what a visitor and an operator would read (every row's status, card, figures and cache state, the System
-panel) and which kernels the engines ran (ATen's instruction set, OpenVINO's int8 primitives), then prints oneDNN's
+panel) and which kernels the engines ran (ATen's instruction set, every OpenVINO row's primitives), then prints oneDNN's
 own verbose line about the instruction set it dispatches to."""
 
 from __future__ import annotations
@@ -58,23 +58,22 @@ def start(cache_dir: str, out: Path, with_benchmark: bool = True) -> dict:
     _seed, message, title, _chart, figures, *rest = updates[-1]
     order = comparison.rows.order
     cards = dict(zip(order, rest[len(order) : 2 * len(order)], strict=True))
-    int8_kernels = []
-    int8 = comparison.rows.backends.get("int8-tome")
-    if int8 is not None:
-        compiled = int8.pipes[SIZE].unet.request
-        compiled = compiled if hasattr(compiled, "get_runtime_model") else compiled.get_compiled_model()
-        int8_kernels = sorted(
-            {op.get_rt_info()["primitiveType"].astype(str) for op in compiled.get_runtime_model().get_ops()}
-        )
+    # The kernels OpenVINO compiled for every component of every OpenVINO row that loaded (none above the kind)
+    openvino_kernels = {
+        backend_id: kernels_of(backend.pipes[SIZE])
+        for backend_id, backend in comparison.rows.backends.items()
+        if getattr(backend, "framework", "") == "openvino"
+    }
     report = {"rows": [], "system": {"cpu_kind": "", "played_as": "", "isa_summary": ""}}
     profile = {}
     if with_benchmark:
         flags = ["--model", "tiny", "--size", str(SIZE), "--steps", "2", "--cache-dir", cache_dir,
                  "--calibration-prompts", "2"]  # fmt: skip
         report = benchmark.main([*flags, "--passes", "1", "--json", str(out.with_suffix(".bench.json"))])
-        # The profile of the row every kind runs on OpenVINO: its kernels' names differ by kind
-        benchmark.main([*flags, "--profile", "openvino-static", "--json", str(out.with_suffix(".profile.json"))])
-        profile = json.loads(out.with_suffix(".profile.json").read_text())["unet_call"]
+        # The profile of the OpenVINO row, where it runs: its kernels' names differ by kind
+        if "openvino-static" in openvino_kernels:
+            benchmark.main([*flags, "--profile", "openvino-static", "--json", str(out.with_suffix(".profile.json"))])
+            profile = json.loads(out.with_suffix(".profile.json").read_text())["unet_call"]
     return {
         "cpu": str(this_cpu()),
         "slug": this_cpu().slug(),
@@ -86,11 +85,22 @@ def start(cache_dir: str, out: Path, with_benchmark: bool = True) -> dict:
         "health": ui.system.health(page),
         "system": ui.system.system_markdown(comparison),
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
-        "openvino_int8_unet_kernels": int8_kernels,
+        "openvino_kernels": openvino_kernels,
         "benchmark_rows": report["rows"],
         "profile_unet": {k: profile.get(k) for k in ("attention_share", "precision_share")},
         "benchmark_system": {k: report["system"][k] for k in ("cpu_kind", "played_as", "isa_summary")},
     }
+
+
+def kernels_of(pipe) -> dict[str, list[str]]:
+    """component -> the kernels (OpenVINO's primitive types, e.g. "jit_avx2_I8") its compiled model runs."""
+    kernels = {}
+    for name in ("text_encoder", "unet", "vae_decoder"):
+        compiled = getattr(pipe, name).request
+        compiled = compiled if hasattr(compiled, "get_runtime_model") else compiled.get_compiled_model()
+        ops = compiled.get_runtime_model().get_ops()
+        kernels[name] = sorted({op.get_rt_info()["primitiveType"].astype(str) for op in ops})
+    return kernels
 
 
 def onednn_isa_line() -> None:
