@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
+from backends import backend_ids
 from core.cpu import this_cpu
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,30 +160,43 @@ END = "<!-- end of generated {name} -->"
 
 
 def summary_table(reports: list[dict]) -> str:
-    """One column per CPU kind's latency file, one line per row: median seconds per image, the speed-up's median
-    and range over the paired rounds (or the single pass), and what the row computed in."""
-    reports = sorted(reports, key=lambda r: r["cpu_kind"])
-    header = "| row | " + " | ".join(f"{r['system']['cpu']} ({r['cpu_kind']}, {r['cores']} cores)" for r in reports)
-    lines = [header + " |", "|---|" + "---|" * len(reports)]
-    lines.append("| file, date, commit | " + " | ".join(
-        f"`{r['file']}`, {r['date']}, {r.get('commit', 'not recorded')}" for r in reports) + " |")  # fmt: skip
-    lines.append("| timed passes | " + " | ".join(
-        f"{r.get('rounds', r['passes'])} ({r.get('pairing', 'one pass per row, one after another')})"
-        for r in reports) + " |")  # fmt: skip
-    backends = list(dict.fromkeys(row["backend"] for r in reports for row in r["rows"]))
-    for backend_id in backends:
+    """One column per CPU kind, one line per row: median seconds per image, the speed-up's median and range over the
+    paired rounds (or the single pass), and what the row computed in. Where a kind has several latency files (a row
+    measured on its own later), each cell comes from the newest file in which the row ran (dated in the cell), and the
+    column's head names every file of the kind."""
+    kinds: dict[str, list[dict]] = {}
+    for report in sorted(reports, key=lambda r: (r["date"], r["file"]), reverse=True):  # newest first
+        kinds.setdefault(report["cpu_kind"], []).append(report)
+    columns = [kinds[kind] for kind in sorted(kinds)]
+    heads = [f"{files[0]['system']['cpu']} ({files[0]['cpu_kind']}, {files[0]['cores']} cores)" for files in columns]
+    sources = ["; ".join(f"`{r['file']}`, {r['date']}, {r.get('commit', 'not recorded')}" for r in files)
+               for files in columns]  # fmt: skip
+    passes = ["; ".join(f"{r.get('rounds', r['passes'])} ({r.get('pairing', 'one pass per row, one after another')})"
+                        for r in files) for files in columns]  # fmt: skip
+    lines = ["| row | " + " | ".join(heads) + " |", "|---|" + "---|" * len(columns)]
+    lines.append("| file, date, commit | " + " | ".join(sources) + " |")
+    lines.append("| timed passes | " + " | ".join(passes) + " |")
+    measured = {row["backend"] for r in reports for row in r["rows"]}
+    for backend_id in [b for b in backend_ids() if b in measured] + sorted(measured - set(backend_ids())):
         cells = []
-        for r in reports:
-            row = next((x for x in r["rows"] if x["backend"] == backend_id), None)
+        for files in columns:
+            row, report = _newest_row(files, backend_id)
+            dated = f" [{report['date']}]" if row is not None and len(files) > 1 else ""
             if row is None:
                 cells.append("not measured")
             elif row["status"] != "ok":
-                cells.append(f"{row['status']}: {row.get('reason', '')[:60]}")
+                cells.append(f"{row['status']}: {row.get('reason', '')[:60]}{dated}")
             else:
                 compute = f"; {row['compute']}" if row.get("compute") else ""
-                cells.append(f"{row['median_s']:.1f} s ({speedup_text(row)}{compute})")
+                cells.append(f"{row['median_s']:.1f} s ({speedup_text(row)}{compute}){dated}")
         lines.append(f"| {backend_id} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _newest_row(files: list[dict], backend_id: str) -> tuple[dict | None, dict | None]:
+    """A row's entry in the newest of `files` where it ran, else in the newest that names it: (row, file)."""
+    found = [(row, report) for report in files for row in report["rows"] if row["backend"] == backend_id]
+    return next((f for f in found if f[0]["status"] == "ok"), found[0] if found else (None, None))
 
 
 def generated_blocks(directory: Path) -> dict[str, str]:
