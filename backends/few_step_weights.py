@@ -14,6 +14,7 @@ from core.request import ProgressCallback
 LCM_LORA = "latent-consistency/lcm-lora-sdv1-5"  # openrail++ licence; 67 M parameters
 TAESD = "madebyollin/taesd"  # MIT licence; decoder 1.2 M parameters
 LORA_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' `save_lora_weights` writes, and the repository holds
+TAESD_FILES = ("config.json", "diffusion_pytorch_model.safetensors")  # what `AutoencoderTiny.from_pretrained` reads
 STANDIN_REVISION = "standin-v1"  # bump when a stand-in's shape changes
 # The UNet layers the LCM-LoRA adapts (its adapter config): attention projections, feed-forwards, resnet convs.
 LORA_TARGETS = (
@@ -28,7 +29,7 @@ def lcm_lora(model, cache_dir: Path, progress: ProgressCallback) -> tuple[Path, 
         key = cache_key(model.model_id, model.revision, f"lcm-lora-{STANDIN_REVISION}")
         path, _hit = BuildCache.standins(cache_dir).get_or_build(key, lambda out: _build_lora(model.path, out))
         return path, STANDIN_REVISION
-    return _from_hub(LCM_LORA, [LORA_FILE, "*.json", "*.md"], progress)
+    return _from_hub(LCM_LORA, (LORA_FILE,), progress)
 
 
 def taesd(model, cache_dir: Path, progress: ProgressCallback) -> tuple[Path, str]:
@@ -36,18 +37,26 @@ def taesd(model, cache_dir: Path, progress: ProgressCallback) -> tuple[Path, str
     if model.standin:
         path, _hit = BuildCache.standins(cache_dir).get_or_build(f"taesd-{STANDIN_REVISION}", _build_taesd)
         return path, STANDIN_REVISION
-    return _from_hub(TAESD, ["config.json", "diffusion_pytorch_model.safetensors", "*.md"], progress)
+    return _from_hub(TAESD, TAESD_FILES, progress)
 
 
-def _from_hub(repo_id: str, patterns: list[str], progress: ProgressCallback) -> tuple[Path, str]:
-    from huggingface_hub import snapshot_download
+def _from_hub(repo_id: str, files: tuple[str, ...], progress: ProgressCallback) -> tuple[Path, str]:
+    """The snapshot of `repo_id` holding `files`, from the Hugging Face cache or the Hub. With HF_HUB_OFFLINE=1 (a
+    booth without the network) the cache alone, and a clear error naming the repository and the files it lacks."""
+    from huggingface_hub import constants, snapshot_download
 
     progress(f"fetching {repo_id} (the Hugging Face cache)")
     try:
-        path = Path(snapshot_download(repo_id, allow_patterns=patterns))
+        path = Path(snapshot_download(repo_id, allow_patterns=[*files, "*.json", "*.md"]))
     except Exception as exc:  # offline, or the Hub refused: the row is unavailable with the reason
-        raise RuntimeError(f"{repo_id} could not be had from the Hugging Face Hub ({type(exc).__name__}); this row "
-                           "needs it") from exc  # fmt: skip
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"the Hub did not give it ({type(exc).__name__})"
+        raise RuntimeError(f"{repo_id} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}; this "
+                           f"row needs its {', '.join(files)}") from exc  # fmt: skip
+    # Offline, the Hub's client returns a cached snapshot without checking which files it holds.
+    missing = [f for f in files if not (path / f).is_file()]
+    if missing:
+        raise RuntimeError(f"{repo_id}'s snapshot in the Hugging Face cache ({path}) lacks {', '.join(missing)}; "
+                           "this row needs it (fetch it again with the Hub in reach)")  # fmt: skip
     return path, path.name  # a snapshot's directory is named by its commit
 
 

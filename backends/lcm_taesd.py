@@ -19,9 +19,9 @@ from core.request import GenerationRequest, LoadSettings, ProgressCallback, Stag
 
 from .base import LoadInfo
 from .child_process import run_in_child
-from .few_step_weights import lcm_lora, taesd
+from .few_step_weights import LORA_FILE, lcm_lora, taesd
 from .openvino_int8 import OVERFLOW_FIX_SLUGS, calibrate_and_quantize, int8_kernel_words, overflow_fix_for
-from .openvino_loading import compile_cached, default_precision, ov_precision, reshape_batch
+from .openvino_loading import cannot_play, compile_cached, default_precision, ov_precision, reshape_batch
 from .pipeline import run_pipeline
 
 STEPS_RANGE = (2, 8)  # the LCM-LoRA's useful range (its model card: 2-8 steps)
@@ -44,7 +44,9 @@ def build_ir(model_path: str, lora_dir: str, taesd_dir: str, out_dir: str, size:
     with tempfile.TemporaryDirectory(dir=out_dir) as work:
         fused, exported = Path(work) / "fused", Path(work) / "exported"
         pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
-        pipe.load_lora_weights(lora_dir)  # diffusers' own LoRA loader (PEFT), then fused into the UNet's weights
+        # diffusers' own LoRA loader (PEFT), then fused into the UNet's weights. The file named: without it diffusers
+        # asks the Hub which file to take, and refuses under HF_HUB_OFFLINE (a booth without the network).
+        pipe.load_lora_weights(lora_dir, weight_name=LORA_FILE)
         pipe.fuse_lora()
         pipe.unload_lora_weights()
         pipe.save_pretrained(fused)
@@ -128,6 +130,8 @@ class LcmTaesd:
 
     @classmethod
     def support(cls, cpu: Cpu) -> RowSupport:
+        if cannot_play(cpu):  # a kind played on a machine above it (SBS_CPU_KIND) that OpenVINO cannot be held to
+            return RowSupport(False, "unavailable", reason=cannot_play(cpu))
         what = f"UNet {int8_kernel_words(cpu)}, rest {default_precision(cpu)}; LCM-LoRA fused, TAESD"
         return RowSupport(True, what, compute="int8")
 
