@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 API_VERSION = 1  # `/health`'s "api": the /generate inputs and figures a front relies on; raised when they change
 VISITOR_HEADER = "X-SBS-Visitor"  # the front's visitor, for a remote's one-comparison-per-visitor rule
 CONNECT_TIMEOUT_S = 10.0  # connecting, logging in and `/health` each answer within this, or the remote is unreachable
+# The most a live remote's event stream stays quiet: Gradio sends a heartbeat on it every 15 s
+# (GRADIO_HEARTBEAT_INTERVAL) while a job waits in its queue or runs. A read timeout below that took a remote busy
+# with other visitors (or still starting) for one that had gone: its stream timed out after 10 s, and 225 s later the
+# job ended "lost".
+STREAM_READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,7 @@ class RemoteRun:
         headers = {VISITOR_HEADER: self.visitor}
         try:
             client = connect(self.remote.url, self.auth, self.token, headers, str(self.image_dir))
-            health = client.predict(api_name="/health")
+            health = ask_health(client)
         except AuthenticationError:
             return self._end("refused", "refused our credentials (SBS_REMOTE_AUTH / HF_TOKEN)")
         except Exception as exc:
@@ -186,7 +191,9 @@ class RemoteRun:
                 seen = len(outputs)
                 self._take(outputs[-1])
             elif place is not None and getattr(status.code, "name", "") == "IN_QUEUE":
-                self._update(state="queued", detail=f"waiting in its queue, place {place + 1}")
+                eta = getattr(status, "eta", None)
+                about = f", about {eta:.0f} s to go by its estimate" if eta else ""
+                self._update(state="queued", detail=f"busy: waiting in its queue, place {place + 1}{about}")
             time.sleep(0.2)
         try:
             final = job.result(timeout=5)
@@ -226,7 +233,9 @@ class RemoteRun:
 def connect(url: str, auth, token, headers, download_files):
     """Gradio's client for `url`: without a login first, and with `auth` when the remote asks for one (one setting
     serves open and closed remotes alike; a login to an open instance fails). The Hugging Face token goes to
-    Hugging Face Spaces only, never to another host."""
+    Hugging Face Spaces only, never to another host. Requests time out after CONNECT_TIMEOUT_S, except reads of the
+    job's event stream, which a busy remote keeps quiet between heartbeats (STREAM_READ_TIMEOUT_S)."""
+    import httpx
     from gradio_client import Client
     from gradio_client.exceptions import AuthenticationError
 
@@ -234,7 +243,8 @@ def connect(url: str, auth, token, headers, download_files):
 
     def client(login):
         return Client(
-            url, token=token, auth=login, headers=headers, httpx_kwargs={"timeout": CONNECT_TIMEOUT_S},
+            url, token=token, auth=login, headers=headers,
+            httpx_kwargs={"timeout": httpx.Timeout(CONNECT_TIMEOUT_S, read=STREAM_READ_TIMEOUT_S)},
             download_files=download_files, verbose=False, analytics_enabled=False,
         )  # fmt: skip
 
@@ -249,6 +259,11 @@ def connect(url: str, auth, token, headers, download_files):
         if str(exc).startswith("Could not login"):
             raise AuthenticationError(str(exc)) from None
         raise
+
+
+def ask_health(client) -> dict:
+    """The remote's `/health`, within CONNECT_TIMEOUT_S (the client's own reads may wait longer: see `connect`)."""
+    return client.submit(api_name="/health").result(timeout=CONNECT_TIMEOUT_S)
 
 
 def on_hugging_face(url: str) -> bool:
@@ -355,7 +370,7 @@ class RemoteSet:
         def ask(remote: Remote) -> None:
             try:
                 client = connect(remote.url, self.auth, self.token, None, False)
-                answers[remote.label] = client.predict(api_name="/health")
+                answers[remote.label] = ask_health(client)
             except Exception as exc:
                 answers[remote.label] = f"unreachable ({type(exc).__name__})"
 
