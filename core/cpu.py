@@ -237,7 +237,8 @@ def engine_caps(kind_name: str) -> dict[str, str]:
     CPU plugin's copies all read ONEDNN_MAX_CPU_ISA, once, at their first kernel) and ATen's own kernels. Inductor's
     generated C++ follows ATEN_CPU_CAPABILITY too (`pick_vec_isa`). OpenVINO's default precision may read the
     machine's own instruction sets: the OpenVINO rows ask for f32 where the kind has no native bf16
-    (`backends.openvino_loading`)."""
+    (`backends.openvino_loading`). Some of OpenVINO's own kernels read cpuid as well, which no cap reaches: below
+    AVX-512 on a machine with it the OpenVINO rows do not play the kind (`backends.openvino_loading.cannot_play`)."""
     kind = KINDS[kind_name]
     return {"ONEDNN_MAX_CPU_ISA": kind.onednn_isa, "ATEN_CPU_CAPABILITY": kind.aten_capability}
 
