@@ -65,8 +65,11 @@ def test_fidelity_to_baseline(comparison, backend_id):
 @pytest.mark.parametrize("backend_id", backend_ids())
 def test_stage_split_adds_up_to_the_latency(comparison, backend_id):
     """Text encoding, denoising and VAE decoding are each measured inside the timed call, and together they
-    are the row's latency: what lies outside them (the scheduler's set-up, input checks: 3-6 ms on `tiny`) is
-    small beside a request of the app's default 20 steps, even on `tiny`."""
+    are the row's latency: what lies outside them (the scheduler's set-up, input checks: 1-6 ms on `tiny`) is
+    small beside a request of the app's default 20 steps, even on `tiny`. The few-step row runs its own 4 steps
+    whatever the request says, so there the same milliseconds are a larger share (5.1-5.9 % of a 28 ms call on
+    the AMX Xeon, which a 5 % bound failed on once): it is held to 10 %, which a stage timer that missed its
+    stage still fails (its text encoding alone is 8 % of the call, its VAE decoding 22 %)."""
     from dataclasses import replace
 
     from harness.comparison import timed_generate
@@ -80,7 +83,8 @@ def test_stage_split_adds_up_to_the_latency(comparison, backend_id):
         assert timed.stages is not None and list(timed.stages) == ["text_encoding", "denoising", "vae_decoding"]
         assert all(seconds > 0 for seconds in timed.stages.values()), timed.stages
     gaps = [abs(sum(t.stages.values()) - t.latency_s) / t.latency_s for t in runs]
-    assert min(gaps) <= 0.05, [(t.stages, t.latency_s) for t in runs]
+    allowed = 0.10 if backend_id == "lcm-taesd" else 0.05
+    assert min(gaps) <= allowed, [(t.stages, t.latency_s) for t in runs]
     pipe = backend.pipe if hasattr(backend, "pipe") else backend.pipes[TINY_SIZE]
     assert "encode_prompt" not in vars(pipe) and "decode" not in vars(pipe.vae)  # the timers go after the call
     assert "postprocess" not in vars(pipe.image_processor)
