@@ -384,3 +384,25 @@ class RemoteSet:
 
 def _dir_name(remote: Remote) -> str:
     return hashlib.sha256(remote.label.encode()).hexdigest()[:12]
+
+
+class OtherMachines:
+    """Remote instances and cluster kinds together (`harness.cluster.ClusterSet`): the page shows one group each, in
+    this order, and calls them all for every comparison."""
+
+    def __init__(self, *sets):
+        self.sets = [s for s in sets if s is not None]
+
+    @property
+    def remotes(self) -> list[Remote]:
+        return [r for s in self.sets for r in s.remotes]
+
+    @property
+    def timeout_s(self) -> float:
+        return max(s.timeout_s for s in self.sets)
+
+    def start(self, inputs: list, expected: Expected, visitor_key: str) -> list:
+        return [run for s in self.sets for run in s.start(inputs, expected, visitor_key)]
+
+    def healths(self) -> dict[str, dict | str]:
+        return {label: answer for s in self.sets for label, answer in s.healths().items()}

@@ -54,6 +54,10 @@ class Settings:
     remote_auth: str = ""  # app only: "user:password" for remotes closed with --auth (HF_TOKEN goes to private Spaces)
     remote_timeout_s: float = 600.0  # app only: a remote's rows come within this, or its cards say it was too slow
     auth: str = ""  # app only: "user:password": the page and API only for callers who log in (a closed remote)
+    # app only: a Ray cluster's address (host:port) whose machines run the rows, one group per CPU kind
+    # (harness.cluster); "" = none, the one-process app
+    cluster: str = ""
+    cluster_kinds: str = ""  # app only, with --cluster: the kinds the page shows, comma-separated; "" = every kind
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:

@@ -3,8 +3,11 @@ here): the app's System panel and the benchmark's header."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+from functools import cache
+from pathlib import Path
 
 from backends import backend_class, backend_ids
 from core.cpu import machine_cpu, this_cpu
@@ -71,3 +74,17 @@ def system_info(threads: int | None = None, order: list[str] | None = None) -> d
         "python": platform.python_version(),
         "libraries": package_versions(LIBRARIES),
     }
+
+
+@cache
+def machine_fingerprint() -> str:
+    """A short hash that two instances on one machine share (its machine id and boot): a front page can say that
+    a remote on its own machine disturbs its timings."""
+    parts = []
+    for path in ("/etc/machine-id", "/proc/sys/kernel/random/boot_id"):
+        try:
+            parts.append(Path(path).read_text().strip())
+        except OSError:
+            pass
+    parts.append(platform.node())
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]

@@ -12,7 +12,7 @@ from harness.comparison import Comparison
 from harness.examples import make_showcase
 from harness.fair_share import FairShare
 from harness.page_images import PageImages
-from harness.remotes import RemoteSet
+from harness.remotes import OtherMachines, RemoteSet
 from harness.results import LatencyTable, latency_tables
 from harness.settings import Settings
 from harness.showcase import Showcase
@@ -32,7 +32,8 @@ class Page:
     timings: WaitEstimate  # the latest measured stages, for the wait estimate
     clients: ClientKeys  # who a request comes from (the proxies the operator trusts)
     tables: list[LatencyTable]  # the committed latency tables (results/), read once
-    remotes: RemoteSet | None = None  # the operator's other instances, run beside the local rows (none: None)
+    # the operator's other instances and cluster kinds (`OtherMachines`), run beside the local rows (none: None)
+    remotes: OtherMachines | None = None
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
 
 
@@ -41,6 +42,13 @@ def make_page(comparison: Comparison, showcase: Showcase | None = None, settings
         comparison.image_store = PageImages(Path(tempfile.mkdtemp(prefix="sbs-page-images-")))
     settings = settings or Settings()
     showcase = showcase or make_showcase(comparison)
-    remotes = RemoteSet.from_settings(settings) if settings.remotes else None
+    remotes = None
+    if settings.remotes or settings.cluster:
+        cluster = None
+        if settings.cluster:
+            from harness.cluster import ClusterSet  # cluster mode only: Ray is imported there, never by `make demo`
+
+            cluster = ClusterSet.from_settings(settings).connect()
+        remotes = OtherMachines(RemoteSet.from_settings(settings) if settings.remotes else None, cluster)
     clients = ClientKeys(settings.trusted_proxies)
     return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), remotes)

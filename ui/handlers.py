@@ -14,6 +14,7 @@ from core.request import GenerationRequest, latents_digest
 from harness.comparison import Comparison, RowResult
 from harness.examples import EXAMPLES, missing
 from harness.remotes import CONNECT_TIMEOUT_S, Expected
+from harness.system_info import machine_fingerprint
 from harness.validation import MAX_SEED, InvalidRequest
 
 from .cards import (
@@ -28,7 +29,6 @@ from .cards import (
 from .charts import latency_chart, slider_pair, stage_chart
 from .context import Page
 from .gradio_queue import visitor_key
-from .system import machine_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import platform
-from functools import cache
-from pathlib import Path
 
 from core.cpu import this_cpu
 from harness.comparison import Comparison
 from harness.examples import EXAMPLES
 from harness.remotes import API_VERSION
-from harness.system_info import system_info
+from harness.system_info import machine_fingerprint, system_info
 
 from .context import Page
 
@@ -92,17 +88,3 @@ def example_figures(page: Page) -> dict | None:
         "prompt": run.request.prompt, "steps": run.request.steps, "size": run.request.height, "finished": run.finished,
         "rows": [{k: r.get(k) for k in keys} for r in run.rows],
     }  # fmt: skip
-
-
-@cache
-def machine_fingerprint() -> str:
-    """A short hash that two instances on one machine share (its machine id and boot): a front page can say that
-    a remote on its own machine disturbs its timings."""
-    parts = []
-    for path in ("/etc/machine-id", "/proc/sys/kernel/random/boot_id"):
-        try:
-            parts.append(Path(path).read_text().strip())
-        except OSError:
-            pass
-    parts.append(platform.node())
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
