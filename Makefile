@@ -4,7 +4,9 @@ MODEL ?= stable-diffusion-v1-5/stable-diffusion-v1-5
 HOST ?= 127.0.0.1
 TRUSTED_PROXIES ?=
 
-.PHONY: setup setup-dev demo booth test lint benchmark benchmark-int8 image image-test clean-cache
+ADDRESS ?=
+
+.PHONY: setup setup-dev demo booth cluster-head cluster-worker cluster-stop test lint benchmark benchmark-int8 image image-test clean-cache
 
 setup:
 	bash scripts/install.sh
@@ -23,6 +25,18 @@ demo: setup
 booth: setup
 	PYTHON=$(PY) bash scripts/start.sh --model $(MODEL) --host 0.0.0.0 --public true \
 		--trusted-proxies "$(TRUSTED_PROXIES)"
+
+## cluster-head: several machines (README "A booth of several machines"): a Ray head with token authentication and
+## the one front (http://localhost:7860), which puts each CPU kind's rows on the workers of that kind
+cluster-head: setup
+	PYTHON=$(PY) bash scripts/cluster.sh head --model $(MODEL) --host $(HOST)
+
+## cluster-worker ADDRESS=host:port: this machine joins the head's cluster and serves the rows of its CPU kind
+cluster-worker: setup
+	PYTHON=$(PY) bash scripts/cluster.sh worker "$(ADDRESS)"
+
+cluster-stop:
+	PYTHON=$(PY) bash scripts/cluster.sh stop
 
 ## test: lint, then every test on the `tiny` stand-in (browser test included), in random order (pytest-randomly)
 test: setup-dev lint

@@ -390,8 +390,9 @@ class OtherMachines:
     """Remote instances and cluster kinds together (`harness.cluster.ClusterSet`): the page shows one group each, in
     this order, and calls them all for every comparison."""
 
-    def __init__(self, *sets):
-        self.sets = [s for s in sets if s is not None]
+    def __init__(self, remotes: RemoteSet | None = None, cluster=None):
+        self.cluster = cluster  # the `ClusterSet`, or None (no --cluster)
+        self.sets = [s for s in (remotes, cluster) if s is not None]
 
     @property
     def remotes(self) -> list[Remote]:

@@ -58,6 +58,7 @@ class Settings:
     # (harness.cluster); "" = none, the one-process app
     cluster: str = ""
     cluster_kinds: str = ""  # app only, with --cluster: the kinds the page shows, comma-separated; "" = every kind
+    cluster_visitors: int = 4  # app only, with --cluster: visitors' comparisons the front runs at once
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:

@@ -32,8 +32,9 @@ class WaitEstimate:
             total += stages["text_encoding"] + stages["vae_decoding"] + stages["denoising"] * steps / measured_steps
         return total, unknown
 
-    def text(self, comparison, size, steps) -> str:
-        """The line beside the button: about how long a run of every ready row takes at this size and steps."""
+    def text(self, comparison, size, steps, at_once: str = "") -> str:
+        """The line beside the button: about how long a run of every ready row takes at this size and steps.
+        `at_once`: how many visitors are served at once, in words (cluster mode); "" = one at a time."""
         try:
             side, steps = int(str(size).split("x")[0]), int(steps)
         except (TypeError, ValueError):
@@ -47,4 +48,5 @@ class WaitEstimate:
         text = f"About **{seconds:.0f} s** for every ready row at {side}x{side}, {steps} steps"
         if unknown:
             text += f" (plus {', '.join(comparison.rows.titles[b] for b in unknown)}, not measured yet)"
-        return text + ", from the latest run here. Requests run one at a time: your place in the queue shows below."
+        queue = at_once or "Requests run one at a time"
+        return text + f", from the latest run here. {queue}: your place in the queue shows below."

@@ -123,6 +123,9 @@ def remote_header(state, page_machine: str, page_noise: str) -> str:
     health = state.health or {}
     cpu = f" — {plain(str(health['cpu']))} ({plain(str(health.get('cpu_kind', '')))})" if health.get("cpu") else ""
     lines = [f"## {plain(state.remote.label)}{cpu}"]
+    if health.get("node"):  # a cluster kind: which of its machines ran this visitor's rows
+        lines.append(f"<small>ran on the machine at {plain(str(health.get('node_ip')))} (Ray node "
+                     f"{plain(str(health['node'])[:12])})</small>")  # fmt: skip
     done = sum(r.get("status") == "ok" for r in state.rows)
     words = {
         "connecting": "connecting…",

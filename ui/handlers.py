@@ -99,6 +99,10 @@ def remote_figures(state) -> dict:
         "cpu": health.get("cpu"),
         "cpu_kind": health.get("cpu_kind"),
         "machine": health.get("machine"),
+        # cluster rows: the kind the machine serves, its Ray node and address (None for a remote instance)
+        "kind": health.get("kind"),
+        "node": health.get("node"),
+        "node_ip": health.get("node_ip"),
         "latents_sha256": state.latents_sha256,
         "connect_s": state.connect_s,
         "call_s": (state.finished - state.started) if state.finished else None,

@@ -194,10 +194,13 @@ def build_demo(page: Page) -> gr.Blocks:
             inputs=inputs,
             outputs=outputs,
             api_name="generate",
-            concurrency_limit=1,  # one request at a time through the rows: fair timing
+            # One request at a time through the rows: fair timing. In cluster mode several visitors at once, each
+            # kind's share queued on its machines (one comparison per machine); the front's own rows still take
+            # turns row by row (the row lock), so no timed section overlaps another.
+            concurrency_limit=settings.cluster_visitors if settings.cluster else 1,
             show_progress_on=[message],  # one progress bar following the running row's steps
             validator=make_admit(page),  # one running or queued comparison per client
-        ).then(lambda sz, st: page.timings.text(comparison, sz, st), [size, steps], wait, api_name=False)
+        ).then(lambda sz, st: wait_line(page, sz, st), [size, steps], wait, api_name=False)
         compare_with.change(
             lambda kept, other: gr.ImageSlider(
                 slider_pair(kept, comparison.rows.reference, other),
@@ -214,7 +217,7 @@ def build_demo(page: Page) -> gr.Blocks:
         size_or_steps = [size.change, steps.change]
         gr.on(
             size_or_steps,
-            lambda sz, st: page.timings.text(comparison, sz, st),
+            lambda sz, st: wait_line(page, sz, st),
             [size, steps],
             wait,
             api_name=False,
@@ -223,7 +226,7 @@ def build_demo(page: Page) -> gr.Blocks:
         # One handler per page open and one per timer tick: every open tab calls them outside the row lock
         # (benchmarking/polling.py measures what twenty tabs cost a timed row; the README has its figures).
         demo.load(
-            lambda sz, st: [*show_example(page, 0), page.timings.text(comparison, sz, st), system_markdown(comparison)],
+            lambda sz, st: [*show_example(page, 0), wait_line(page, sz, st), system_markdown(comparison)],
             [size, steps],
             [*outputs, wait, system],
             api_name=False,
@@ -264,6 +267,20 @@ def build_demo(page: Page) -> gr.Blocks:
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     page.fair_share = FairShare(queue_holdings(demo, lambda request, username: visitor_key(page, request, username)))
     return demo
+
+
+def wait_line(page, size, steps) -> str:
+    """The estimate beside the button; in cluster mode with how many visitors the front and the cluster serve at
+    once (the machines counted now)."""
+    at_once = ""
+    cluster = page.remotes.cluster if page.remotes is not None else None
+    if cluster is not None:
+        machines = ", ".join(f"{d.serving} {k}" for k, d in cluster.deployers.items() if d.serving) or "none yet"
+        at_once = (
+            f"Up to {page.settings.cluster_visitors} visitors run at once, each kind's rows on one of its machines "
+            f"(serving now: {machines})"
+        )
+    return page.timings.text(page.comparison, size, steps, at_once)
 
 
 OTHER_WORK_HEADING = (
