@@ -32,10 +32,15 @@ case "${1:-}" in
     fi
     # No CPUs of its own for Ray's scheduling: the rows run on the workers, the front's own rows in the front.
     "$RAY" start --head --port "$RAY_PORT" "${node_ip[@]}" --num-cpus 0 --include-dashboard false --disable-usage-stats
-    trap '"$RAY" stop >/dev/null 2>&1 || true' EXIT
     echo "cluster.sh: the head is up; workers join with: make cluster-worker ADDRESS=${RAY_NODE_IP:-<this machine>}:$RAY_PORT"
-    # The front is the one process of cluster mode with a page (Gradio sessions live in one process).
-    PYTHON=$PYTHON bash scripts/start.sh --cluster "${RAY_NODE_IP:-127.0.0.1}:$RAY_PORT" "$@"
+    # The front is the one process of cluster mode with a page (Gradio sessions live in one process). Whatever ends
+    # this script (Ctrl-C, a container's SIGTERM, the front's own exit) ends the front and this machine's Ray too.
+    PYTHON=$PYTHON bash scripts/start.sh --cluster "${RAY_NODE_IP:-127.0.0.1}:$RAY_PORT" "$@" &
+    front=$!
+    trap 'kill -TERM "$front" 2>/dev/null; wait "$front" 2>/dev/null; "$RAY" stop >/dev/null 2>&1 || true' EXIT
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
+    wait "$front"
     ;;
   worker)
     address=${2:-}

@@ -41,13 +41,14 @@ def head(tmp_path):
     try:
         yield env, f"http://127.0.0.1:{port}/", f"127.0.0.1:{ray_port}", tmp_path / "head.log", process
     finally:
-        process.terminate()
+        process.terminate()  # the script alone, as a container's stop signal: it ends the front and Ray
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        script("stop", env=env)  # every Ray process of this machine: the head's and the worker's
-        log.close()
+            process.wait(timeout=60)
+        finally:
+            front_left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True).stdout
+            script("stop", env=env)  # the worker's Ray processes (and anything the head left)
+            log.close()
+        assert not front_left, "the front outlived the head's script"
 
 
 def generate(url: str) -> dict:
