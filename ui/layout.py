@@ -273,7 +273,7 @@ def wait_line(page, size, steps) -> str:
     """The estimate beside the button; in cluster mode with how many visitors the front and the cluster serve at
     once (the machines counted now)."""
     at_once = ""
-    cluster = page.remotes.cluster if page.remotes is not None else None
+    cluster = getattr(page.remotes, "cluster", None)  # a page made with a bare RemoteSet has none
     if cluster is not None:
         machines = ", ".join(f"{d.serving} {k}" for k, d in cluster.deployers.items() if d.serving) or "none yet"
         at_once = (
