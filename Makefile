@@ -6,7 +6,7 @@ TRUSTED_PROXIES ?=
 
 ADDRESS ?=
 
-.PHONY: setup setup-dev demo booth cluster-head cluster-worker cluster-stop test lint benchmark benchmark-int8 image image-test clean-cache
+.PHONY: setup setup-dev demo booth cluster-head cluster-worker cluster-stop test lint benchmark benchmark-int8 benchmark-cluster quality image image-test clean-cache
 
 setup:
 	bash scripts/install.sh
@@ -57,6 +57,18 @@ benchmark: setup
 benchmark-int8: setup
 	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 3 --calibration-prompts 2 \
 		--variants ablation,sweep
+
+## benchmark-cluster: cluster mode's visitors per hour with 1 and 2 machines (Ray nodes on this machine, the `tiny`
+## stand-in): proves routing and overlap, not speed (the nodes share this machine's cores)
+benchmark-cluster: setup
+	$(PY) -m benchmarking.cluster_visitors --visitors 6 --passes 3
+
+## quality: the quality report (every row and both int8 recipes on the shipped prompt set, judged against the
+## baseline by PSNR, SSIM and CLIP) on MODEL (default the real SD-1.5; needs the Hub or a local copy); QUALITY_PROMPTS=N
+## takes the first N prompts. Writes results/quality-*.json and its grid; the int8 row then runs the recipe it chose.
+QUALITY_PROMPTS ?= 0
+quality: setup
+	$(PY) benchmark.py --quality --strict true --quality-prompts $(QUALITY_PROMPTS) --model $(MODEL)
 
 ## image: the Space image with docker or podman (the model and its IR prepared inside: slow, needs the Hub)
 image:

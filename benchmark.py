@@ -3,6 +3,7 @@
     python benchmark.py --model sd15-standin --size 512 --steps 20 --passes 1
     python benchmark.py --model sd15-standin --size 512 --profile int8-tome   # kernels and precisions of one row
     python benchmark.py --model sd15-standin --size 512 --variants ablation,sweep  # the int8 row built 6 ways
+    python benchmark.py --quality --quality-prompts 8   # the quality report (make quality), on real weights
 
 By default the JSON goes to results/<model>-<size>px-<steps>steps-<cpu kind>-<cores>cores.json.
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from benchmarking.latency import latency_table
 from benchmarking.profile import profile_row
+from benchmarking.quality import add_arguments as add_quality_arguments
+from benchmarking.quality import quality_run
 from benchmarking.row_variants import row_variants
 from benchmarking.startup import startup
 from core.cpu import played_cpu
@@ -43,6 +46,7 @@ def parse_args(argv: list[str]):
     parser.add_argument(
         "--variants", metavar="LISTS", help="time the row that declares variant lists built several ways instead"
     )
+    add_quality_arguments(parser)
     parser.add_argument("--variant-name", default="default", help=argparse.SUPPRESS)  # set by --system-variants
     args = parser.parse_args(argv)
     args.argv = argv
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.startup:  # start-up uses the app's sizes; results/<model>-startup-<allocator>-<cpu kind>-<cores>cores.json
         return startup(settings, args)
     settings.sizes = str(args.size)
+    if args.quality:  # results/quality-<model>-<size>px-<steps>steps-<cpu kind>.json and its grid
+        return quality_run(settings, args)
     if args.variants:
         return row_variants(settings, args)
     if args.profile:

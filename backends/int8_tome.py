@@ -286,6 +286,8 @@ class Int8Tome:
         self.scheduler_config = settings.scheduler_config  # not the one the build or a prebuilt IR saved
         kernels = this_cpu().int8_kernels()  # OpenVINO picks its int8 kernels from the instruction sets
         precision = f"{what}, int8 on {kernels}; rest OpenVINO {ov_precision(first)}"
+        if settings.int8_mode_note and not settings.int8_source:
+            precision += f" ({settings.int8_mode_note})"
         return LoadInfo(disk_mb=disk_mb, cache=cache, precision=precision, compute="int8")
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):

@@ -50,7 +50,7 @@ def provenance(argv: list[str], program: str = "python benchmark.py") -> dict:
 def recipe(load_settings) -> dict:
     """The rows' build recipe (ToMe ratio and levels, merge form, int8 mode and VAE, calibration) as loaded."""
     fields = asdict(load_settings)
-    keep = ("tome_ratio", "tome_max_downsample", "tome_form", "int8_mode", "int8_vae", "int8_source",
+    keep = ("tome_ratio", "tome_max_downsample", "tome_form", "int8_mode", "int8_mode_note", "int8_vae", "int8_source",
             "calibration_prompts", "calibration_steps", "threads")  # fmt: skip
     return {k: fields[k] for k in keep}
 
@@ -201,6 +201,7 @@ def _newest_row(files: list[dict], backend_id: str) -> tuple[dict | None, dict |
 
 def generated_blocks(directory: Path) -> dict[str, str]:
     """Every generated table of results/README.md, by name, from the files in `directory`."""
+    from harness.quality_reports import quality_table
     from harness.results import read_results
 
     reports = read_results(directory)
@@ -223,6 +224,10 @@ def generated_blocks(directory: Path) -> dict[str, str]:
         blocks["image starts"] = image_starts_table(starts)
     for name, report in _files(directory, "*-startup-*.json"):
         blocks[f"start-up of {name}"] = _source(name, report) + startup_table(report).lstrip("\n")
+    for name, report in _files(directory, "quality-*.json"):
+        blocks[f"quality of {name}"] = (
+            f"**Made on {report['made_on']}.**\n\n" + _source(name, report) + quality_table(report)
+        )
     return blocks
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 import torch
 
 from backends import backend_ids
+from core.cpu import this_cpu
 from core.request import LoadSettings
 
 from .comparison import Comparison
 from .model_sources import DEFAULT_MODEL, resolve_model
+from .quality_reports import measured_int8_mode
 from .rows import RowSet
 from .validation import Limits
 
@@ -29,7 +31,9 @@ class Settings:
     cache_dir: str = str(Path.home() / ".cache" / "sd-side-by-side")  # stand-ins and exported IR
     threads: int = 0  # intra-op threads for every row; 0 = the CPUs this process may use
     tome_ratio: float = LoadSettings.tome_ratio
-    int8_mode: str = LoadSettings.int8_mode
+    # the int8 row's recipe: "full", "hybrid", or "measured": what the newest quality run on this model's real
+    # weights chose on this CPU kind (harness.quality_reports), "full" where none has
+    int8_mode: str = "measured"
     tome_max_downsample: int = LoadSettings.tome_max_downsample
     int8_vae: bool = LoadSettings.int8_vae
     int8_overflow_fix: str = LoadSettings.int8_overflow_fix  # "auto": 7-bit weights only where the CPU lacks VNNI
@@ -100,6 +104,8 @@ class Settings:
         shared = {f.name: getattr(self, f.name) for f in fields(LoadSettings) if hasattr(self, f.name)}
         shared.update(sizes=sizes, threads=self.thread_count(), cache_dir=Path(self.cache_dir))
         shared["int8_source"] = self.int8_source or None
+        if self.int8_mode == "measured":
+            shared["int8_mode"], shared["int8_mode_note"] = measured_int8_mode(self.model, this_cpu().slug())
         return LoadSettings(**shared)
 
     def limits(self, sizes: tuple[int, ...]) -> Limits:

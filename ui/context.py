@@ -12,6 +12,7 @@ from harness.comparison import Comparison
 from harness.examples import make_showcase
 from harness.fair_share import FairShare
 from harness.page_images import PageImages
+from harness.quality_reports import latest_quality_report
 from harness.remotes import OtherMachines, RemoteSet
 from harness.results import LatencyTable, latency_tables
 from harness.settings import Settings
@@ -35,6 +36,7 @@ class Page:
     # the operator's other instances and cluster kinds (`OtherMachines`), run beside the local rows (none: None)
     remotes: OtherMachines | None = None
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
+    quality: dict | None = None  # the newest quality report (results/quality-*.json), read once; None: there is none
 
 
 def make_page(comparison: Comparison, showcase: Showcase | None = None, settings: Settings | None = None) -> Page:
@@ -51,4 +53,5 @@ def make_page(comparison: Comparison, showcase: Showcase | None = None, settings
             cluster = ClusterSet.from_settings(settings).connect()
         remotes = OtherMachines(RemoteSet.from_settings(settings) if settings.remotes else None, cluster)
     clients = ClientKeys(settings.trusted_proxies)
-    return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), remotes)
+    quality = latest_quality_report(settings.model)
+    return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), remotes, quality=quality)

@@ -28,6 +28,7 @@ from .handlers import (
     tick_interval,
 )
 from .other_cpus import other_cpus_chart, other_cpus_sources, other_cpus_table, remotes_markdown
+from .quality import quality_grid, quality_markdown
 from .system import health, system_markdown
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,16 @@ def build_demo(page: Page) -> gr.Blocks:
             gr.Dataframe(table, wrap=True, interactive=False)
             with gr.Accordion("Where each figure comes from", open=False):
                 gr.Markdown(other_cpus_sources(tables))
+        with gr.Tab("Quality report"):
+            gr.Markdown(quality_markdown(page.quality), elem_classes=["quality-report"])
+            grid = quality_grid(page.quality)
+            if grid is not None:
+                gr.Image(
+                    grid,
+                    label="Every image of the run: one line per prompt, one column per row",
+                    format="png",
+                    elem_classes=["quality-grid"],
+                )
         with gr.Accordion("System: what is this running on?", open=False):
             system = gr.Markdown(system_markdown(comparison))
         kept_images = gr.State({})
