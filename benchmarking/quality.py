@@ -29,7 +29,7 @@ from core.files import write_json
 from core.naming import model_slug
 from core.request import initial_latents
 from harness.comparison import Comparison, fidelity, timed_generate
-from harness.model_sources import resolve_model
+from harness.model_sources import ModelUnavailable, resolve_model
 from harness.quality_reports import quality_table
 from harness.results import RESULTS
 from harness.rows import RowSet
@@ -158,15 +158,28 @@ def quality_run(settings, args, factory=None) -> dict:
     prompts = prompt_set.prompts[: args.quality_prompts] if args.quality_prompts else prompt_set.prompts
     size = args.size
     torch.set_num_threads(settings.thread_count())
-    model = resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict)
+    try:
+        model = resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict)
+    except ModelUnavailable as exc:
+        raise SystemExit(
+            f"quality run: {exc}. It needs the model's weights: run it where the Hub is reachable, or pass --model "
+            "DIR (a local copy); --model tiny runs the machinery on the random-weight stand-in"
+        ) from exc
+    try:
+        judge = ClipJudge.for_model(
+            model.model_id if model.standin else None, Path(settings.cache_dir), args.quality_judge
+        )
+    except RuntimeError as exc:  # the judge's repository out of reach: said before any row runs
+        raise SystemExit(f"quality run: {exc}") from exc
     load_settings = settings.load_settings((size,))
     # The safety checker's blanking would replace a row's picture by black: the run judges what the rows computed.
     rows = RowSet(model, settings.backend_ids(), load_settings, factory=factory)
     comparison = Comparison(rows, False, settings.limits((size,)), None, False)
     rows.load_all()
-    if rows.reference is None or rows.reference not in rows.backends:
-        raise SystemExit(f"the quality run needs the baseline row: {rows.status['baseline'].describe()}")
-    judge = ClipJudge.for_model(model.model_id if model.standin else None, Path(settings.cache_dir), args.quality_judge)
+    if rows.reference is None:
+        raise SystemExit("quality run: every figure is against the baseline row: keep it in --backends")
+    if rows.reference not in rows.backends:
+        raise SystemExit(f"quality run: the baseline row did not load: {rows.status[rows.reference].describe()}")
 
     # The int8 row with every other recipe, one RowSet each, loaded after the page's rows and run right after them.
     shipped_mode = load_settings.int8_mode

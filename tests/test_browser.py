@@ -109,3 +109,20 @@ def test_visitor_sees_a_clear_error_for_bad_input(page):
     page.get_by_label("Prompt", exact=True).fill("   ")
     page.get_by_role("button", name="Generate on every row").click()
     page.get_by_text("prompt is empty").first.wait_for(timeout=30_000)
+
+
+def test_the_quality_tab_shows_the_newest_report_and_what_it_was_made_on(page, app_page):
+    """The quality report the repository holds (results/quality-*.json: the tiny stand-in's, made by `make quality`'s
+    code) in its own tab: what it was made on first, the table, the grid."""
+    report = app_page.quality
+    assert report is not None, "results/ should hold the stand-in's quality report"
+    page.goto(page.url)
+    page.get_by_role("tab", name="Quality report").click()
+    tab = page.locator(".quality-report")
+    tab.get_by_text("RANDOM-WEIGHT STAND-IN").first.wait_for(timeout=30_000)
+    body = tab.inner_text()
+    assert "CLIP image similarity" in body and "int8 recipe chosen" in body
+    assert all(r["label"] in body for r in report["rows"])
+    page.locator(".quality-grid img").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "page-quality-tab-1400px.png"), full_page=True)
+    page.get_by_role("tab", name="Compare").click()
