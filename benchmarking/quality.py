@@ -213,6 +213,9 @@ def quality_run(settings, args, factory=None) -> dict:
             with extra.lock:
                 timed = timed_generate(extra.backends[INT8_ROW], request, latents)
             images[labels[f"{INT8_ROW}:{mode}"]] = (timed.image, timed.latency_s, "")
+        if labels[rows.reference] not in images:  # its error is in the log; no row of this prompt can be judged
+            log.warning("[quality] %s: the baseline row failed, so this prompt judges no row", item.id)
+            continue
         # Judged after every row has run: nothing of the judge's runs inside a timed section.
         baseline_image = images[labels[rows.reference]][0]
         order = list(images)
@@ -252,6 +255,8 @@ def quality_run(settings, args, factory=None) -> dict:
     unavailable = [{"backend": b, "status": rows.status[b].describe()} for b in rows.order if b not in rows.backends]
 
     gate = QualityGate(args.quality_max_clip_drop, args.quality_min_similarity, args.quality_min_ssim)
+    if not baseline_scores:
+        raise SystemExit("quality run: the baseline row failed on every prompt (the log says why): nothing to judge")
     baseline_clip = statistics.median(baseline_scores)
     recipes = {r["recipe"]: r for r in report_rows if r["backend"] == INT8_ROW and r["status"] == "ok"}
     cpu = this_cpu()

@@ -126,7 +126,11 @@ def test_the_recipe_choice_follows_the_measurement(honest, tmp_path, cache_dir):
     moved = broken["int8_choice"]
     assert moved["verdicts"][choice["mode"]]["passes"] is False
     assert "SSIM" in moved["verdicts"][choice["mode"]]["why"]
-    assert moved["mode"] != choice["mode"] and moved["met_gate"]
+    others = [m for m in passing if m != choice["mode"]]
+    if others:  # another recipe kept the picture: the choice moves to it
+        assert moved["mode"] in others and moved["met_gate"], moved
+    else:  # (e.g. hybrid int8 without VNNI, which takes no overflow fix): no recipe is in the gate, and it says so
+        assert not moved["met_gate"] and "no recipe met" in moved["reason"], moved
 
 
 def test_no_recipe_in_the_gate_keeps_the_closest_picture_and_says_so():
