@@ -27,7 +27,7 @@ from harness.settings import Settings
 
 def parse_args(argv: list[str]):
     parser = Settings.parser(__doc__)
-    parser.add_argument("--size", type=int, default=512, help="square resolution")
+    parser.add_argument("--size", type=int, default=None, help="square size (512; --quality: the page default)")
     parser.add_argument("--passes", type=int, default=3, help="paired rounds: timed passes per row, after a warm-up")
     parser.add_argument(
         "--pairing", choices=("auto", "together", "beside"), default="auto",
@@ -60,9 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
     played_cpu()  # a kind the machine cannot present (SBS_CPU_KIND) stops here, with the reason
     if args.startup:  # start-up uses the app's sizes; results/<model>-startup-<allocator>-<cpu kind>-<cores>cores.json
         return startup(settings, args)
-    settings.sizes = str(args.size)
     if args.quality:  # results/quality-<model>-<size>px-<steps>steps-<cpu kind>.json and its grid
+        args.size = args.size or settings.size_list()[0]  # the page's default size: 512, 128 for tiny
         return quality_run(settings, args)
+    args.size = args.size or 512
+    settings.sizes = str(args.size)
     if args.variants:
         return row_variants(settings, args)
     if args.profile:

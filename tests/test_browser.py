@@ -118,7 +118,7 @@ def test_the_quality_tab_shows_the_newest_report_and_what_it_was_made_on(page, a
     assert report is not None, "results/ should hold the stand-in's quality report"
     page.goto(page.url)
     page.get_by_role("tab", name="Quality report").click()
-    tab = page.locator(".quality-report")
+    tab = page.locator(".prose.quality-report")
     tab.get_by_text("RANDOM-WEIGHT STAND-IN").first.wait_for(timeout=30_000)
     body = tab.inner_text()
     assert "CLIP image similarity" in body and "int8 recipe chosen" in body
