@@ -48,8 +48,8 @@ ENV SBS_JEMALLOC=1 \
 # it: $SBS_CACHE_DIR/huggingface, which follows SBS_CACHE_DIR into a bucket unless HF_HOME is set.
 RUN if [ -n "$PREPARE_MODEL" ]; then \
       bash -c 'source scripts/runtime-env.sh && exec python -m harness.prepare --strict true --for-cpu-kinds "$0"' \
-        "$PREPARE_CPU_KINDS"; fi
-RUN if [ -n "$PREPARE_MODEL" ] && [ "$QUALITY_PROMPTS" -gt 0 ]; then \
+        "$PREPARE_CPU_KINDS"; fi \
+    && if [ -n "$PREPARE_MODEL" ] && [ "$QUALITY_PROMPTS" -gt 0 ]; then \
       bash -c 'source scripts/runtime-env.sh && exec python benchmark.py --quality --strict true --quality-prompts "$0"' \
         "$QUALITY_PROMPTS"; fi
 
