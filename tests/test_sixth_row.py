@@ -70,7 +70,7 @@ def test_the_row_runs_through_the_comparison_and_the_page(registered, cache_dir)
     demo = ui.layout.build_demo(page)  # the page has a column for it: its image and its card
     components = list(demo.blocks.values())
     title = comparison.rows.titles[ROW_ID]
-    images = [c.label for c in components if isinstance(c, gr.Image)]
+    images = [c.label for c in components if isinstance(c, gr.Image) and "row-image" in (c.elem_classes or [])]
     assert images == [comparison.rows.titles["baseline"], title]
     assert any(isinstance(c, gr.Markdown) and f"### {title}" in (c.value or "") for c in components)
     assert title == "PyTorch fp32, sliced attention"
