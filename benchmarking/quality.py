@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends.int8_tome import MODES
 from core.assets import ASSETS
 from core.cpu import this_cpu
 from core.files import write_json
@@ -152,8 +153,6 @@ def quality_run(settings, args, factory=None) -> dict:
     the grid beside it). `factory` makes the rows (default: the registry's), as `RowSet` takes it."""
     import torch
 
-    from backends.int8_tome import MODES
-
     prompt_set = load_prompt_set()
     prompts = prompt_set.prompts[: args.quality_prompts] if args.quality_prompts else prompt_set.prompts
     size = args.size
@@ -204,15 +203,17 @@ def quality_run(settings, args, factory=None) -> dict:
     for n, item in enumerate(prompts, 1):
         log.info("[quality %d/%d] %s: %s (seed %d)", n, len(prompts), item.id, item.prompt, item.seed)
         request = comparison.validate(prompt=item.prompt, seed=item.seed, steps=settings.steps, height=size, width=size)
-        images: dict[str, tuple[np.ndarray, float, str]] = {}  # label -> (image, latency, different work)
+        # label -> (image, latency, different work, (PSNR, SSIM) when the comparison already measured them)
+        images: dict[str, tuple[np.ndarray, float, str, tuple | None]] = {}
         for result in comparison.run(request, backend_ids=columns):
             if result.status == "ok":
-                images[labels[result.backend]] = (result.image, result.latency_s, result.different_work)
+                measured = None if result.psnr_db is None else (result.psnr_db, result.ssim)
+                images[labels[result.backend]] = (result.image, result.latency_s, result.different_work, measured)
         latents = initial_latents(request.seed, request.height, request.width)
         for mode, extra in other_recipes.items():
             with extra.lock:
                 timed = timed_generate(extra.backends[INT8_ROW], request, latents)
-            images[labels[f"{INT8_ROW}:{mode}"]] = (timed.image, timed.latency_s, "")
+            images[labels[f"{INT8_ROW}:{mode}"]] = (timed.image, timed.latency_s, "", None)
         if labels[rows.reference] not in images:  # its error is in the log; no row of this prompt can be judged
             log.warning("[quality] %s: the baseline row failed, so this prompt judges no row", item.id)
             continue
@@ -221,14 +222,14 @@ def quality_run(settings, args, factory=None) -> dict:
         order = list(images)
         embeddings = dict(zip(order, judge.image_embeddings([images[label][0] for label in order]), strict=True))
         text = judge.text_embeddings([item.prompt])[0]
-        for label, (image, latency, different_work) in images.items():
+        for label, (image, latency, different_work, measured) in images.items():
             entry = {
                 "prompt": item.id,
                 "latency_s": round(latency, 4),
                 "clip_score": judge.clip_score(embeddings[label], text),
             }
             if not different_work and label != labels[rows.reference]:
-                entry["psnr_db"], entry["ssim"] = fidelity(image, baseline_image)
+                entry["psnr_db"], entry["ssim"] = measured or fidelity(image, baseline_image)
                 entry["clip_image_similarity"] = judge.similarity(embeddings[label], embeddings[labels[rows.reference]])
             per_row[label].append(entry)
             thumbnails[(item.id, label)] = _thumbnail(image)

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from backends.int8_tome import MODES
 from core.naming import model_slug
 
 from .results import RESULTS
@@ -55,7 +56,7 @@ def measured_int8_mode(model: str, cpu_slug: str, directory: Path = RESULTS) -> 
             and model_slug(str(report.get("model", ""))) == model_slug(model)
             and report.get("cpu_kind") == cpu_slug
             and isinstance(choice, dict)
-            and choice.get("mode") in ("full", "hybrid")
+            and choice.get("mode") in MODES
         ):
             met = "" if choice.get("met_gate", True) else ", none met the quality gate"
             return choice["mode"], f"recipe {choice['mode']}: chosen by the quality run of {report.get('date')}{met}"
