@@ -10,7 +10,7 @@ import logging
 import time
 
 from core.cpu import played_cpu
-from harness.examples import compute_examples
+from harness.records.examples import compute_examples
 from harness.settings import Settings, build_comparison
 from ui.context import make_page
 from ui.gradio_queue import visitors_waiting

@@ -61,7 +61,7 @@ class Backend(Protocol):
         ...
 
     def load(self, model: Any, settings: LoadSettings, progress: ProgressCallback) -> LoadInfo:
-        """Build the pipeline(s) for every size in `settings.sizes` from `model` (a `harness.model_sources.
+        """Build the pipeline(s) for every size in `settings.sizes` from `model` (a `harness.models.model_sources.
         ModelSource`: `model_id`, `revision`, local `path`) and report what it cost. No warm-up here: the harness
         warms every row up the same way. Raise on failure: the caller marks the row unavailable with the
         exception's message."""

@@ -110,11 +110,9 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe
     import logging
     import tempfile
 
-    import numpy as np
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
     from optimum.exporters.openvino import export_from_model
-    from optimum.intel import OVStableDiffusionPipeline
 
     log = logging.getLogger(__name__)  # forwarded to the row's card by run_in_child
     pipe = StableDiffusionPipeline.from_pretrained(model_path, safety_checker=None, requires_safety_checker=False)
@@ -141,26 +139,7 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe
             export_from_model(pipe, fp32_dir, task="text-to-image")
         del pipe
         gc.collect()
-        unet_config = Path(fp32_dir) / "unet" / "config.json"
-        unet_config.write_text(
-            unet_config.read_text().replace(f'"sample_size": {latent + 1}', f'"sample_size": {latent}')
-        )
-        # fp32 explicitly: OpenVINO would pick bf16 on CPUs with native bf16, and both the export check (an fp32
-        # comparison) and the calibration statistics must not depend on the CPU the build runs on.
-        ov_pipe = OVStableDiffusionPipeline.from_pretrained(
-            fp32_dir, compile=False, ov_config={"INFERENCE_PRECISION_HINT": "f32"}
-        )
-        ov_pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
-        ov_pipe.compile()
-        log.info("checking the exported UNet against PyTorch (both fp32)")
-        # The exported ToMe UNet must compute what the PyTorch one does at this size.
-        got = ov_pipe.unet.request([p.numpy() for p in probe])[0]
-        error = float(np.abs(got - expected).max() / (np.abs(expected).max() + 1e-6))
-        if error > EXPORT_CHECK_TOLERANCE:
-            raise RuntimeError(
-                f"exported ToMe UNet differs from PyTorch by {error:.2e} (relative, fp32; limit "
-                f"{EXPORT_CHECK_TOLERANCE:g}) at {size}x{size}"
-            )
+        ov_pipe = exported_and_checked(Path(fp32_dir), size, probe, expected, log)
         ov_pipe.scheduler = DPMSolverMultistepScheduler.from_config(ov_pipe.scheduler.config)
         ov_pipe.set_progress_bar_config(disable=True)
 
@@ -186,6 +165,32 @@ def build_int8_tome(model_path: str, out_dir: str, size: int, recipe: Int8Recipe
             stride=CALIBRATION_STRIDE,
             log=log,
         )
+
+
+def exported_and_checked(fp32_dir: Path, size: int, probe, expected, log):
+    """The exported pipeline in fp32, static at `size`, once its ToMe UNet computes what the PyTorch one did on
+    `probe` (`expected`). fp32 explicitly: OpenVINO would pick bf16 on CPUs with native bf16, and both this check and
+    the calibration statistics must not depend on the CPU the build runs on."""
+    import numpy as np
+    from optimum.intel import OVStableDiffusionPipeline
+
+    latent = size // 8
+    unet_config = fp32_dir / "unet" / "config.json"  # the traced size put back (see build_int8_tome)
+    unet_config.write_text(unet_config.read_text().replace(f'"sample_size": {latent + 1}', f'"sample_size": {latent}'))
+    ov_pipe = OVStableDiffusionPipeline.from_pretrained(
+        fp32_dir, compile=False, ov_config={"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    ov_pipe.reshape(batch_size=1, height=size, width=size, num_images_per_prompt=1)
+    ov_pipe.compile()
+    log.info("checking the exported UNet against PyTorch (both fp32)")
+    got = ov_pipe.unet.request([p.numpy() for p in probe])[0]
+    error = float(np.abs(got - expected).max() / (np.abs(expected).max() + 1e-6))
+    if error > EXPORT_CHECK_TOLERANCE:
+        raise RuntimeError(
+            f"exported ToMe UNet differs from PyTorch by {error:.2e} (relative, fp32; limit "
+            f"{EXPORT_CHECK_TOLERANCE:g}) at {size}x{size}"
+        )
+    return ov_pipe
 
 
 def static_size(ir_dir: Path) -> int | None:

@@ -20,7 +20,7 @@ import time
 
 from core.cpu import this_cpu
 from core.files import write_json
-from harness.results import RESULTS
+from harness.records.results import RESULTS
 
 from .report import attention_table, provenance
 

@@ -110,7 +110,7 @@ def judge_standin_path(name: str, cache_dir: Path) -> Path:
         import torch
         from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-        from harness.clip_tokenizer import make_clip_tokenizer
+        from harness.models.clip_tokenizer import make_clip_tokenizer
 
         log.info("building the quality judge's %r stand-in (once)", name)
         tokenizer = make_clip_tokenizer()

@@ -1,10 +1,11 @@
 """Visitors served per hour by cluster mode with 1 and with 2 machines of this CPU's kind (`make benchmark-cluster`).
 
 A real local Ray cluster on this one machine (`ray.cluster_utils.Cluster`, token authentication), each "machine" a
-Ray node advertising this CPU's kind, the rows the `tiny` stand-in's baseline, the front `harness.cluster.ClusterSet`
-as the page uses it. For each machine count: one warm-up comparison per machine, then `visitors` comparisons sent at
-once, timed from the first start to the last finish; a few passes. On one 2-core machine this proves routing and
-overlap (two visitors' rows really run at once on two nodes), not speed: the "machines" share the same cores.
+Ray node advertising this CPU's kind, the rows the `tiny` stand-in's baseline, the front
+`harness.machines.cluster.ClusterSet` as the page uses it. For each machine count: one warm-up comparison per
+machine, then `visitors` comparisons sent at once, timed from the first start to the last finish; a few passes. On
+one 2-core machine this proves routing and overlap (two visitors' rows really run at once on two nodes), not speed:
+the "machines" share the same cores.
 
     python -m benchmarking.cluster_visitors [--visitors 6] [--passes 3] [--out results/...json]
 """
@@ -20,7 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from core.assets import REPO as ROOT
+
 SETTINGS = {"model": "tiny", "backends": "baseline", "sizes": "128", "safety_checker": False}
 CAVEAT = (
     "Every 'machine' is a Ray node on the same 2-core machine: this proves that a second machine takes a second "
@@ -33,10 +35,10 @@ def served_per_hour(machines: int, visitors: int, passes: int, steps: int) -> di
     from ray.cluster_utils import Cluster
 
     from core.cpu import this_cpu
-    from core.request import latents_digest
-    from harness.cluster import ClusterSet, kind_resource
-    from harness.model_sources import resolve_model
-    from harness.remotes import Expected
+    from core.request import GenerationRequest, latents_digest
+    from harness.machines.cluster import ClusterSet, kind_resource
+    from harness.machines.runs import Expected
+    from harness.models.model_sources import resolve_model
     from harness.settings import Settings
 
     kind = this_cpu().kind()
@@ -54,11 +56,10 @@ def served_per_hour(machines: int, visitors: int, passes: int, steps: int) -> di
             raise SystemExit(f"cluster_visitors: {machines} machine(s) did not all get a replica within 300 s")
 
         def run_all(seeds: list[int]) -> tuple[float, list]:
-            inputs = ["a lighthouse at dusk", "", 0, False, steps, 7.5, "128x128", "dpm++", None]
             started = time.monotonic()
             runs = [
-                front.start([*inputs[:2], s, *inputs[3:]], Expected(model.model_id, model.revision,
-                            latents_digest(s, 128, 128)), f"visitor-{s}")[0]
+                front.start(GenerationRequest("a lighthouse at dusk", seed=s, steps=steps, height=128, width=128),
+                            Expected(model.model_id, model.revision, latents_digest(s, 128, 128)), f"visitor-{s}")[0]
                 for s in seeds
             ]  # fmt: skip
             while not all(r.state().done for r in runs):
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     cores = len(os.sched_getaffinity(0))
     results = [served_per_hour(n, args.visitors, args.passes, args.steps) for n in (1, 2)]
     report = {
-        "mode": "cluster-visitors",  # not a latency table (harness.results skips files with a mode)
+        "mode": "cluster-visitors",  # not a latency table (harness.records.results skips files with a mode)
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "cpu": cpu.model,
         "cpu_kind": cpu.slug(),

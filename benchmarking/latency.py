@@ -12,10 +12,10 @@ from core.files import write_json
 from core.images import to_uint8
 from core.probes import process_memory_mb
 from core.request import initial_latents
-from harness.comparison import against_reference, timed_generate
-from harness.results import results_path
+from harness.compare.comparison import against_reference, timed_generate
+from harness.records.results import results_path
+from harness.records.system_info import system_info
 from harness.settings import build_comparison
-from harness.system_info import system_info
 
 from .flops import count_flops, image_flops
 from .report import bar_chart, markdown_table, provenance, recipe
@@ -93,7 +93,10 @@ def compare_with_reference(rows: list[dict], images: dict) -> None:
 
 def latency_table(settings, args) -> dict:
     """Load the rows, time them in paired rounds (`benchmarking.rounds`) and compare each with the reference row
-    beside it; returns the report (also written as JSON)."""
+    beside it; returns the report (also written as JSON).
+
+    1. the model and the request, 2. the paired rounds, 3. each row's figures, 4. the report, written with its
+    images and chart, 5. the table printed."""
     comparison = build_comparison(settings)
     rows_set = comparison.rows
     rows_set.resolve()  # the model (a download, the first time), before anything is timed
@@ -119,35 +122,11 @@ def latency_table(settings, args) -> dict:
     pairs = run_rounds(rows_set, request, args.passes, pairing, after_row)
     rows, images = [], {}
     for backend_id in rows_set.order:
-        status = rows_set.status[backend_id]
         if backend_id not in pairs:
-            rows.append({"backend": backend_id, "status": "unavailable", "reason": status.detail})
+            rows.append({"backend": backend_id, "status": "unavailable", "reason": rows_set.status[backend_id].detail})
             continue
-        runs = pairs[backend_id].runs
-        images[backend_id] = runs[-1].image
-        row = row_figures(backend_id, status, runs)
-        peak, peak_label = cpu.peak_flops(status.load.compute, cores)
-        row.update(
-            reference=backend_id == rows_set.reference,
-            load_s=status.load.seconds,
-            ram_added_mb=status.load.ram_added_mb,
-            peak_rss_gb=process_memory_mb()["peak"] / 1024,  # the process's running peak so far
-            disk_mb=status.load.disk_mb,
-            tflops=work / row["median_s"] / 1e12,  # the reference's work: ToMe rows report an effective rate
-            peak_share=work / row["median_s"] / peak,
-            peak_unit=peak_label.split(":")[0],
-            peak_model=peak_label,
-        )
-        row["different_work"] = rows_set.different_work(backend_id)
-        if row["different_work"]:  # not the reference's work: no FLOP rate from it
-            row["tflops"] = row["peak_share"] = None
-        if rows_set.reference in pairs:
-            row.update(speedup_figures(pairs[backend_id]))
-        if backend_id in throughputs:
-            row["throughput_images_per_min"] = throughputs[backend_id]["images_per_min"]
-            row["throughput_streams"] = throughputs[backend_id]["streams"]
-            row["latency_images_per_min"] = 60 / row["median_s"]
-        rows.append(row)
+        images[backend_id] = pairs[backend_id].runs[-1].image
+        rows.append(measured_row(rows_set, backend_id, pairs, work, cores, throughputs.get(backend_id)))
     compare_with_reference(rows, images)
     info = system_info(cores, rows_set.order)
     report = {
@@ -171,25 +150,65 @@ def latency_table(settings, args) -> dict:
     }
     if args.system_variants:
         report["system_variants"] = system_variants(args.argv, args, rows_set.order)
-    json_path = args.json
-    write_json(json_path, report)
+    write_report(report, images, args, f"{rows_set.model.model_id} {args.size}x{args.size}, {request.steps} steps, "
+                 f"{cpu.model}: s/image")  # fmt: skip
+    print_report(report, args, f"{cpu.model} ({cpu.isa_line()})")
+    return report
+
+
+def measured_row(rows_set, backend_id: str, pairs: dict, work: float, cores: int, throughput_run) -> dict:
+    """A timed row's figures: latencies, load, memory, FLOP rate against the CPU's peak, the speed-up over its
+    paired rounds with the reference, and OpenVINO's throughput mode where it was measured."""
+    status = rows_set.status[backend_id]
+    row = row_figures(backend_id, status, pairs[backend_id].runs)
+    peak, peak_label = this_cpu().peak_flops(status.load.compute, cores)
+    row.update(
+        reference=backend_id == rows_set.reference,
+        load_s=status.load.seconds,
+        ram_added_mb=status.load.ram_added_mb,
+        peak_rss_gb=process_memory_mb()["peak"] / 1024,  # the process's running peak so far
+        disk_mb=status.load.disk_mb,
+        tflops=work / row["median_s"] / 1e12,  # the reference's work: ToMe rows report an effective rate
+        peak_share=work / row["median_s"] / peak,
+        peak_unit=peak_label.split(":")[0],
+        peak_model=peak_label,
+    )
+    row["different_work"] = rows_set.different_work(backend_id)
+    if row["different_work"]:  # not the reference's work: no FLOP rate from it
+        row["tflops"] = row["peak_share"] = None
+    if rows_set.reference in pairs:
+        row.update(speedup_figures(pairs[backend_id]))
+    if throughput_run is not None:
+        row["throughput_images_per_min"] = throughput_run["images_per_min"]
+        row["throughput_streams"] = throughput_run["streams"]
+        row["latency_images_per_min"] = 60 / row["median_s"]
+    return row
+
+
+def write_report(report: dict, images: dict, args, chart_title: str) -> None:
+    """The JSON, the rows' images (with --save-images) and the latency chart (when the reference ran)."""
+    write_json(args.json, report)
+    report["json"] = str(args.json)
     if args.save_images:
         from PIL import Image
 
         args.save_images.mkdir(parents=True, exist_ok=True)
         for backend_id, image in images.items():
             Image.fromarray(to_uint8(image)).save(args.save_images / f"{backend_id}.png")
-    if any(r.get("reference") and r["status"] == "ok" for r in rows):
-        title = f"{rows_set.model.model_id} {args.size}x{args.size}, {request.steps} steps, {cpu.model}: s/image"
-        bar_chart(rows, args.chart or json_path.with_suffix(".png"), title)
+    if any(r.get("reference") and r["status"] == "ok" for r in report["rows"]):
+        bar_chart(report["rows"], args.chart or args.json.with_suffix(".png"), chart_title)
+
+
+def print_report(report: dict, args, cpu_words: str) -> None:
+    """The run's one line, its table, OpenVINO's throughput mode and the system variants."""
+    info = report["system"]
     print(
-        f"\n{rows_set.model.model_id}, {args.size}x{args.size}, {request.steps} steps, {args.passes} paired rounds "
-        f"({pairing}); "
-        f"{cpu.model} ({cpu.isa_line()}), {cores} threads, allocator {info['allocator']}, "
-        f"OpenMP {', '.join(info['openmp'])}; variant: {args.variant_name}; JSON: {json_path}\n"
+        f"\n{report['model']}, {args.size}x{args.size}, {report['steps']} steps, {args.passes} paired rounds "
+        f"({report['pairing']}); {cpu_words}, {report['cores']} threads, allocator {info['allocator']}, "
+        f"OpenMP {', '.join(info['openmp'])}; variant: {args.variant_name}; JSON: {args.json}\n"
     )
-    print(markdown_table(rows))
-    for r in rows:
+    print(markdown_table(report["rows"]))
+    for r in report["rows"]:
         if "throughput_images_per_min" in r:
             print(
                 f"\n{r['backend']}: {r['throughput_images_per_min']:.2f} images/min with {args.throughput} in flight "
@@ -201,5 +220,3 @@ def latency_table(settings, args) -> dict:
             print(f"\nvariant {v['variant']}:\n" + markdown_table(v["rows"]))
         else:
             print(f"\nvariant {v['variant']}: {v['status']} ({v['reason']})")
-    report["json"] = str(json_path)
-    return report

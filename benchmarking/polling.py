@@ -82,6 +82,7 @@ def open_tabs(url: str, loads: list, ticks: list, tabs: int, stop, posts) -> Non
 
 
 def main(argv=None) -> dict:
+    """1. the page served on the settings' model, 2. the paired rounds with 0 and N tabs, 3. the report."""
     import ui.context
     import ui.layout
     from benchmarking.report import provenance
@@ -95,55 +96,17 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     settings = Settings.from_env().updated(args)
     played_cpu()
-    from gradio_client import Client
-
     comparison = build_comparison(settings)
     comparison.load_all()
     page = ui.context.make_page(comparison, settings=settings)
     demo = ui.layout.build_demo(page)
     ui.layout.launch(page, demo, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{settings.port}/"
-    loads, ticks = page_handlers(demo)
-    client = Client(url, verbose=False)
-    spawn = multiprocessing.get_context("spawn")
-    size = f"{comparison.rows.settings.sizes[0]}x{comparison.rows.settings.sizes[0]}"
-    latencies: dict[int, dict[str, list[float]]] = {0: {}, args.tabs: {}}
-    posts = []
     try:
-        client.predict("warm", "", 1, False, settings.steps, 7.5, size, "dpm++", api_name="/generate")  # burn in
-        for round_index in range(args.rounds):
-            order = (0, args.tabs) if round_index % 2 == 0 else (args.tabs, 0)
-            for tabs in order:
-                stop, counts = spawn.Event(), spawn.Queue()
-                tabs_process = spawn.Process(target=open_tabs, args=(url, loads, ticks, tabs, stop, counts))
-                tabs_process.start()
-                time.sleep(2 * TICK_S)  # the tabs process started, every tab loaded and ticking (none: the same wait)
-                out = client.predict("a lighthouse at dusk", "", 5, False, settings.steps, 7.5, size, "dpm++",
-                                     api_name="/generate")  # fmt: skip
-                stop.set()
-                counted = counts.get(timeout=120)
-                tabs_process.join()
-                posts += counted
-                if tabs and min(counted) < len(loads) + len(ticks):
-                    raise RuntimeError("a simulated tab stopped posting (see its error above)")
-                for row in out[4]["rows"]:
-                    if row["status"] == "ok":
-                        latencies[tabs].setdefault(row["backend"], []).append(row["latency_s"])
+        latencies, posts, ticks = timed_rounds(demo, page, settings, args)
     finally:
         demo.close()
-    rows = {}
-    for backend_id, quiet in latencies[0].items():
-        busy = latencies[args.tabs].get(backend_id, [])
-        rows[backend_id] = {
-            "quiet_s": [round(x, 4) for x in quiet],
-            "polled_s": [round(x, 4) for x in busy],
-            "quiet_median_s": round(statistics.median(quiet), 4),
-            "polled_median_s": round(statistics.median(busy), 4),
-            "difference": round(statistics.median(busy) / statistics.median(quiet) - 1, 4),
-            "quiet_spread": round((max(quiet) - min(quiet)) / statistics.median(quiet), 4),
-            "within_spread": min(quiet) <= statistics.median(busy) <= max(quiet)
-            or min(busy) <= statistics.median(quiet) <= max(busy),
-        }
+    rows = {backend_id: spread_with_tabs(quiet, latencies[args.tabs].get(backend_id, []))
+            for backend_id, quiet in latencies[0].items()}  # fmt: skip
     report = {
         **provenance(sys.argv[1:] if argv is None else argv, program="python -m benchmarking.polling"),
         "mode": "polling",
@@ -152,7 +115,7 @@ def main(argv=None) -> dict:
         "steps": settings.steps,
         "tabs": args.tabs,
         "rounds": args.rounds,
-        "handlers_per_tick": len(ticks),
+        "handlers_per_tick": ticks,
         "posts_per_tab": statistics.median(posts) if posts else 0,
         "rows": rows,
     }
@@ -166,6 +129,55 @@ def main(argv=None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return report
+
+
+def timed_rounds(demo, page, settings, args) -> tuple[dict, list, int]:
+    """A burn-in comparison, then `args.rounds` paired rounds, each a comparison with no tab open and one with
+    `args.tabs` (in alternating order): each row's latencies by tab count, the posts each tab made, and the
+    handlers a tab calls per tick."""
+    from gradio_client import Client
+
+    url = f"http://127.0.0.1:{settings.port}/"
+    loads, ticks = page_handlers(demo)
+    client = Client(url, verbose=False)
+    spawn = multiprocessing.get_context("spawn")
+    size = f"{page.comparison.rows.settings.sizes[0]}x{page.comparison.rows.settings.sizes[0]}"
+    latencies: dict[int, dict[str, list[float]]] = {0: {}, args.tabs: {}}
+    posts = []
+    client.predict("warm", "", 1, False, settings.steps, 7.5, size, "dpm++", None, api_name="/generate")  # burn in
+    for round_index in range(args.rounds):
+        order = (0, args.tabs) if round_index % 2 == 0 else (args.tabs, 0)
+        for tabs in order:
+            stop, counts = spawn.Event(), spawn.Queue()
+            tabs_process = spawn.Process(target=open_tabs, args=(url, loads, ticks, tabs, stop, counts))
+            tabs_process.start()
+            time.sleep(2 * TICK_S)  # the tabs process started, every tab loaded and ticking (none: the same wait)
+            out = client.predict("a lighthouse at dusk", "", 5, False, settings.steps, 7.5, size, "dpm++", None,
+                                 api_name="/generate")  # fmt: skip
+            stop.set()
+            counted = counts.get(timeout=120)
+            tabs_process.join()
+            posts += counted
+            if tabs and min(counted) < len(loads) + len(ticks):
+                raise RuntimeError("a simulated tab stopped posting (see its error above)")
+            for row in page.outputs.read(out)["figures"]["rows"]:
+                if row["status"] == "ok":
+                    latencies[tabs].setdefault(row["backend"], []).append(row["latency_s"])
+    return latencies, posts, len(ticks)
+
+
+def spread_with_tabs(quiet: list[float], busy: list[float]) -> dict:
+    """A row's latencies with no tab and with tabs open, and whether their difference is within the spread."""
+    return {
+        "quiet_s": [round(x, 4) for x in quiet],
+        "polled_s": [round(x, 4) for x in busy],
+        "quiet_median_s": round(statistics.median(quiet), 4),
+        "polled_median_s": round(statistics.median(busy), 4),
+        "difference": round(statistics.median(busy) / statistics.median(quiet) - 1, 4),
+        "quiet_spread": round((max(quiet) - min(quiet)) / statistics.median(quiet), 4),
+        "within_spread": min(quiet) <= statistics.median(busy) <= max(quiet)
+        or min(busy) <= statistics.median(quiet) <= max(busy),
+    }
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from core.cpu import this_cpu
 from core.files import write_json
 from core.naming import model_slug
 from core.request import initial_latents
-from harness.results import RESULTS
+from harness.records.results import RESULTS
 from harness.settings import build_comparison
 
 from .report import provenance

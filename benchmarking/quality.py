@@ -7,7 +7,7 @@ to the baseline image (the same picture?) and CLIP score against the prompt (`be
 row is another model and is judged by its CLIP score only. The int8 row is built with every recipe of
 `backends.int8_tome.MODES` ("full" static int8, optimum-intel's "hybrid"); each is timed (rows never overlap, the
 same prompts, seeds and latents) and judged, and the report names the fastest that passes `QualityGate`: that is
-the recipe the app runs for this model on this CPU kind (`harness.quality_reports`).
+the recipe the app runs for this model on this CPU kind (`harness.records.quality_reports`).
 
 Writes results/quality-<model>-<size>px-<steps>steps-<cpu kind>.json and a grid (prompt x row) beside it. On a
 random-weight stand-in the same code runs end to end and every file says, first, that its figures mean nothing."""
@@ -29,11 +29,11 @@ from core.cpu import this_cpu
 from core.files import write_json
 from core.naming import model_slug
 from core.request import initial_latents
-from harness.comparison import Comparison, fidelity, timed_generate
-from harness.model_sources import ModelUnavailable, resolve_model
-from harness.quality_reports import quality_table
-from harness.results import RESULTS
-from harness.rows import RowSet
+from harness.compare.comparison import Comparison, fidelity, timed_generate
+from harness.compare.rows import RowSet
+from harness.models.model_sources import ModelUnavailable, resolve_model
+from harness.records.quality_reports import quality_table
+from harness.records.results import RESULTS
 
 from .clip_judge import CLIP_JUDGE, ClipJudge
 from .report import provenance
@@ -83,7 +83,7 @@ class QualityGate:
     same prompt and seed. Two learned measures carry the judgement, because PSNR and SSIM punish harmless drift of a
     diffusion trajectory (a wave moved a little reads as failed pixels) as much as real damage; a low SSIM floor
     catches only wreckage: 8-bit post-training quantization's known failure (NNCF's SD post; the saturated sums of
-    int8 without VNNI, issue 25) is noise and washed-out pictures, not drift."""
+    int8 without VNNI) is noise and washed-out pictures, not drift."""
 
     # The row must still draw the prompt: its median CLIP score may fall at most this many points (0-100 scale)
     # below the baseline's. A point is small beside the gap between a matching and a mismatched prompt (several
@@ -150,13 +150,61 @@ def model_words(model) -> str:
 
 def quality_run(settings, args, factory=None) -> dict:
     """Run the prompt set through every row and the int8 recipes; returns the report (also written as JSON, with
-    the grid beside it). `factory` makes the rows (default: the registry's), as `RowSet` takes it."""
+    the grid beside it). `factory` makes the rows (default: the registry's), as `RowSet` takes it.
+
+    1. the model and the judge, 2. the page's rows, 3. the int8 row's other recipes, 4. every prompt through all of
+    them, judged, 5. each row's figures over the prompts, 6. the report, written with its grid."""
     import torch
 
     prompt_set = load_prompt_set()
     prompts = prompt_set.prompts[: args.quality_prompts] if args.quality_prompts else prompt_set.prompts
     size = args.size
     torch.set_num_threads(settings.thread_count())
+    model, judge = model_and_judge(settings, args)
+    load_settings = settings.load_settings((size,))
+    rows, comparison = load_rows(model, settings, load_settings, size, factory)
+    other_recipes = load_other_recipes(model, rows, load_settings, size, factory)
+    columns = [b for b in rows.order if b in rows.backends]
+    labels = {b: (f"{b} [{load_settings.int8_mode}]" if b == INT8_ROW else b) for b in columns}
+    labels.update({f"{INT8_ROW}:{m}": f"{INT8_ROW} [{m}]" for m in other_recipes})
+    per_row: dict[str, list[dict]] = {label: [] for label in labels.values()}
+    thumbnails: dict[tuple[str, str], np.ndarray] = {}
+    baseline_scores = []
+    for n, item in enumerate(prompts, 1):
+        log.info("[quality %d/%d] %s: %s (seed %d)", n, len(prompts), item.id, item.prompt, item.seed)
+        request = comparison.validate(prompt=item.prompt, seed=item.seed, steps=settings.steps, height=size, width=size)
+        images = run_prompt(comparison, other_recipes, request, columns, labels)
+        if labels[rows.reference] not in images:  # its error is in the log; no row of this prompt can be judged
+            log.warning("[quality] %s: the baseline row failed, so this prompt judges no row", item.id)
+            continue
+        for label, entry in judge_prompt(judge, item, images, labels[rows.reference]).items():
+            per_row[label].append(entry)
+            thumbnails[(item.id, label)] = _thumbnail(images[label][0])
+        baseline_scores.append(per_row[labels[rows.reference]][-1]["clip_score"])
+    if not baseline_scores:
+        raise SystemExit("quality run: the baseline row failed on every prompt (the log says why): nothing to judge")
+    report_rows = row_figures(rows, columns + [f"{INT8_ROW}:{m}" for m in other_recipes], labels, per_row,
+                              len(prompts), load_settings.int8_mode)  # fmt: skip
+    gate = QualityGate(args.quality_max_clip_drop, args.quality_min_similarity, args.quality_min_ssim)
+    report = quality_report(settings, args, model, judge, gate, prompt_set, len(prompts), request, report_rows)
+    report["baseline_clip_score"] = round(statistics.median(baseline_scores), 4)
+    recipes = {r["recipe"]: r for r in report_rows if r["backend"] == INT8_ROW and r["status"] == "ok"}
+    report["int8_choice"] = choose_int8_recipe(recipes, statistics.median(baseline_scores), gate) if recipes else None
+    report["unavailable"] = [{"backend": b, "status": rows.status[b].describe()} for b in rows.order
+                             if b not in rows.backends]  # fmt: skip
+    json_path = args.json or quality_path(model.model_id, size, settings.steps, report["cpu_kind"])
+    write_json(json_path, report)
+    grid_path = json_path.with_suffix(".png")
+    grid(prompts, list(labels.values()), thumbnails, grid_path, report["made_on"])
+    report["json"], report["grid"] = str(json_path), str(grid_path)
+    print(f"\n{report['made_on']}\n")
+    print(quality_table(report))
+    print(f"\nJSON: {json_path}\ngrid: {grid_path}")
+    return report
+
+
+def model_and_judge(settings, args):
+    """The model and the CLIP judge, or a SystemExit saying what to do instead, before any row loads."""
     try:
         model = resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict)
     except ModelUnavailable as exc:
@@ -168,10 +216,14 @@ def quality_run(settings, args, factory=None) -> dict:
         judge = ClipJudge.for_model(
             model.model_id if model.standin else None, Path(settings.cache_dir), args.quality_judge
         )
-    except RuntimeError as exc:  # the judge's repository out of reach: said before any row runs
+    except RuntimeError as exc:  # the judge's repository out of reach
         raise SystemExit(f"quality run: {exc}") from exc
-    load_settings = settings.load_settings((size,))
-    # The safety checker's blanking would replace a row's picture by black: the run judges what the rows computed.
+    return model, judge
+
+
+def load_rows(model, settings, load_settings, size: int, factory):
+    """The page's rows, loaded, in a comparison without the safety checker (its blanking would replace a row's
+    picture by black: the run judges what the rows computed)."""
     rows = RowSet(model, settings.backend_ids(), load_settings, factory=factory)
     comparison = Comparison(rows, False, settings.limits((size,)), None, False)
     rows.load_all()
@@ -179,72 +231,73 @@ def quality_run(settings, args, factory=None) -> dict:
         raise SystemExit("quality run: every figure is against the baseline row: keep it in --backends")
     if rows.reference not in rows.backends:
         raise SystemExit(f"quality run: the baseline row did not load: {rows.status[rows.reference].describe()}")
+    return rows, comparison
 
-    # The int8 row with every other recipe, one RowSet each, loaded after the page's rows and run right after them.
-    shipped_mode = load_settings.int8_mode
-    other_recipes: dict[str, RowSet] = {}
-    if INT8_ROW in rows.backends:
-        for mode in (m for m in MODES if m != shipped_mode):
-            extra = RowSet(model, [INT8_ROW], replace(load_settings, int8_mode=mode), factory=factory)
-            extra.load_row(INT8_ROW)
-            if extra.status[INT8_ROW].state != "ready":
-                log.warning("int8 recipe %s unavailable: %s", mode, extra.status[INT8_ROW].describe())
-                continue
-            with extra.lock:
-                extra.warm_up(INT8_ROW, size)
-            other_recipes[mode] = extra
 
-    columns = [b for b in rows.order if b in rows.backends]
-    labels = {b: (f"{b} [{shipped_mode}]" if b == INT8_ROW else b) for b in columns}
-    labels.update({f"{INT8_ROW}:{m}": f"{INT8_ROW} [{m}]" for m in other_recipes})
-    per_row: dict[str, list[dict]] = {label: [] for label in labels.values()}
-    thumbnails: dict[tuple[str, str], np.ndarray] = {}
-    baseline_scores = []
-    for n, item in enumerate(prompts, 1):
-        log.info("[quality %d/%d] %s: %s (seed %d)", n, len(prompts), item.id, item.prompt, item.seed)
-        request = comparison.validate(prompt=item.prompt, seed=item.seed, steps=settings.steps, height=size, width=size)
-        # label -> (image, latency, different work, (PSNR, SSIM) when the comparison already measured them)
-        images: dict[str, tuple[np.ndarray, float, str, tuple | None]] = {}
-        for result in comparison.run(request, backend_ids=columns):
-            if result.status == "ok":
-                measured = None if result.psnr_db is None else (result.psnr_db, result.ssim)
-                images[labels[result.backend]] = (result.image, result.latency_s, result.different_work, measured)
-        latents = initial_latents(request.seed, request.height, request.width)
-        for mode, extra in other_recipes.items():
-            with extra.lock:
-                timed = timed_generate(extra.backends[INT8_ROW], request, latents)
-            images[labels[f"{INT8_ROW}:{mode}"]] = (timed.image, timed.latency_s, "", None)
-        if labels[rows.reference] not in images:  # its error is in the log; no row of this prompt can be judged
-            log.warning("[quality] %s: the baseline row failed, so this prompt judges no row", item.id)
+def load_other_recipes(model, rows, load_settings, size: int, factory) -> dict:
+    """The int8 row with every recipe but the page's, one RowSet each, loaded after the page's rows and warm."""
+    other_recipes = {}
+    if INT8_ROW not in rows.backends:
+        return other_recipes
+    for mode in (m for m in MODES if m != load_settings.int8_mode):
+        extra = RowSet(model, [INT8_ROW], replace(load_settings, int8_mode=mode), factory=factory)
+        extra.load_row(INT8_ROW)
+        if extra.status[INT8_ROW].state != "ready":
+            log.warning("int8 recipe %s unavailable: %s", mode, extra.status[INT8_ROW].describe())
             continue
-        # Judged after every row has run: nothing of the judge's runs inside a timed section.
-        baseline_image = images[labels[rows.reference]][0]
-        order = list(images)
-        embeddings = dict(zip(order, judge.image_embeddings([images[label][0] for label in order]), strict=True))
-        text = judge.text_embeddings([item.prompt])[0]
-        for label, (image, latency, different_work, measured) in images.items():
-            entry = {
-                "prompt": item.id,
-                "latency_s": round(latency, 4),
-                "clip_score": judge.clip_score(embeddings[label], text),
-            }
-            if not different_work and label != labels[rows.reference]:
-                entry["psnr_db"], entry["ssim"] = measured or fidelity(image, baseline_image)
-                entry["clip_image_similarity"] = judge.similarity(embeddings[label], embeddings[labels[rows.reference]])
-            per_row[label].append(entry)
-            thumbnails[(item.id, label)] = _thumbnail(image)
-        baseline_scores.append(per_row[labels[rows.reference]][-1]["clip_score"])
+        with extra.lock:
+            extra.warm_up(INT8_ROW, size)
+        other_recipes[mode] = extra
+    return other_recipes
 
+
+def run_prompt(comparison, other_recipes: dict, request, columns: list[str], labels: dict) -> dict:
+    """One prompt through the page's rows, then the int8 row's other recipes right after them: label -> (image,
+    latency, different work, (PSNR, SSIM) where the comparison already measured them)."""
+    images = {}
+    for result in comparison.run(request, backend_ids=columns):
+        if result.status == "ok":
+            measured = None if result.psnr_db is None else (result.psnr_db, result.ssim)
+            images[labels[result.backend]] = (result.image, result.latency_s, result.different_work, measured)
+    latents = initial_latents(request.seed, request.height, request.width)
+    for mode, extra in other_recipes.items():
+        with extra.lock:
+            timed = timed_generate(extra.backends[INT8_ROW], request, latents)
+        images[labels[f"{INT8_ROW}:{mode}"]] = (timed.image, timed.latency_s, "", None)
+    return images
+
+
+def judge_prompt(judge, item, images: dict, reference: str) -> dict[str, dict]:
+    """Each image's figures for one prompt, judged after every row has run (nothing of the judge's inside a timed
+    section): CLIP score; for the same work, PSNR, SSIM and CLIP similarity to the baseline's image."""
+    order = list(images)
+    embeddings = dict(zip(order, judge.image_embeddings([images[label][0] for label in order]), strict=True))
+    text = judge.text_embeddings([item.prompt])[0]
+    entries = {}
+    for label, (image, latency, different_work, measured) in images.items():
+        entry = {
+            "prompt": item.id,
+            "latency_s": round(latency, 4),
+            "clip_score": judge.clip_score(embeddings[label], text),
+        }
+        if not different_work and label != reference:
+            entry["psnr_db"], entry["ssim"] = measured or fidelity(image, images[reference][0])
+            entry["clip_image_similarity"] = judge.similarity(embeddings[label], embeddings[reference])
+        entries[label] = entry
+    return entries
+
+
+def row_figures(rows, columns: list[str], labels: dict, per_row: dict, n_prompts: int, shipped_mode: str) -> list:
+    """Each column's figures over the prompts (median and range of each measure), with its prompts' entries."""
     report_rows = []
-    for backend in columns + [f"{INT8_ROW}:{m}" for m in other_recipes]:
-        label = labels[backend]
-        entries = per_row[label]
+    for backend in columns:
+        entries = per_row[labels[backend]]
         row_id = backend.split(":")[0]
         row = {
             "backend": row_id,
-            "label": label,
+            "label": labels[backend],
             "recipe": (backend.split(":")[1] if ":" in backend else shipped_mode) if row_id == INT8_ROW else "",
-            "status": "ok" if len(entries) == len(prompts) else "incomplete",
+            "status": "ok" if len(entries) == n_prompts else "incomplete",
             "different_work": rows.different_work(row_id),
             "prompts": entries,
         }
@@ -253,15 +306,13 @@ def quality_run(settings, args, factory=None) -> dict:
             if values:
                 row[measure] = spread(values)
         report_rows.append(row)
-    unavailable = [{"backend": b, "status": rows.status[b].describe()} for b in rows.order if b not in rows.backends]
+    return report_rows
 
-    gate = QualityGate(args.quality_max_clip_drop, args.quality_min_similarity, args.quality_min_ssim)
-    if not baseline_scores:
-        raise SystemExit("quality run: the baseline row failed on every prompt (the log says why): nothing to judge")
-    baseline_clip = statistics.median(baseline_scores)
-    recipes = {r["recipe"]: r for r in report_rows if r["backend"] == INT8_ROW and r["status"] == "ok"}
+
+def quality_report(settings, args, model, judge, gate, prompt_set, n_prompts: int, request, report_rows) -> dict:
+    """The report's record: on what it was made first, then how, the gate, and every row's figures."""
     cpu = this_cpu()
-    report = {
+    return {
         "made_on": model_words(model),
         **provenance(args.argv),
         "mode": "quality",
@@ -271,7 +322,7 @@ def quality_run(settings, args, factory=None) -> dict:
         "cpu_kind": cpu.slug(),
         "isa": cpu.isa_line(),
         "cores": settings.thread_count(),
-        "size": size,
+        "size": args.size,
         "steps": settings.steps,
         "guidance_scale": request.guidance_scale,
         "scheduler": request.scheduler,
@@ -280,7 +331,7 @@ def quality_run(settings, args, factory=None) -> dict:
             "name": prompt_set.name,
             "version": prompt_set.version,
             "digest": prompt_set.digest,
-            "prompts": len(prompts),
+            "prompts": n_prompts,
             "of": len(prompt_set.prompts),
         },
         "judge": {"id": judge.name, "standin": judge.standin},
@@ -289,20 +340,11 @@ def quality_run(settings, args, factory=None) -> dict:
             "min_clip_image_similarity": gate.min_clip_image_similarity,
             "min_ssim": gate.min_ssim,
         },
-        "baseline_clip_score": round(baseline_clip, 4),
-        "int8_choice": choose_int8_recipe(recipes, baseline_clip, gate) if recipes else None,
+        "baseline_clip_score": None,
+        "int8_choice": None,
         "rows": report_rows,
-        "unavailable": unavailable,
+        "unavailable": [],
     }
-    json_path = args.json or quality_path(model.model_id, size, settings.steps, cpu.slug())
-    write_json(json_path, report)
-    grid_path = json_path.with_suffix(".png")
-    grid(prompts, list(labels.values()), thumbnails, grid_path, report["made_on"])
-    report["json"], report["grid"] = str(json_path), str(grid_path)
-    print(f"\n{report['made_on']}\n")
-    print(quality_table(report))
-    print(f"\nJSON: {json_path}\ngrid: {grid_path}")
-    return report
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The benchmark's reports: the Markdown tables it prints and the PNG chart it writes (where the JSON goes:
-`harness.results`)."""
+`harness.records.results`)."""
 
 from __future__ import annotations
 
@@ -201,8 +201,8 @@ def _newest_row(files: list[dict], backend_id: str) -> tuple[dict | None, dict |
 
 def generated_blocks(directory: Path) -> dict[str, str]:
     """Every generated table of results/README.md, by name, from the files in `directory`."""
-    from harness.quality_reports import quality_table
-    from harness.results import read_results
+    from harness.records.quality_reports import quality_table
+    from harness.records.results import read_results
 
     reports = read_results(directory)
     for report in reports:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from core.probes import component_weights_mb
 from core.request import initial_latents
-from harness.comparison import Timed, timed_generate
+from harness.compare.comparison import Timed, timed_generate
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from backends import backend_class, backend_ids, is_reference
 from core.cpu import this_cpu
 from core.files import write_json
 from core.request import LoadSettings, initial_latents
-from harness.comparison import against_reference, timed_generate
-from harness.results import results_path
-from harness.rows import RowSet
+from harness.compare.comparison import against_reference, timed_generate
+from harness.compare.rows import RowSet
+from harness.records.results import results_path
 from harness.settings import build_comparison
 
 from .latency import row_figures
@@ -73,7 +73,10 @@ def mark_noise(rows: list[dict]) -> None:
 
 
 def row_variants(settings, args) -> dict:
-    """The reference row once, then every variant of `args.variants`; returns the report (also written as JSON)."""
+    """The reference row once, then every variant of `args.variants`; returns the report (also written as JSON).
+
+    Paired as the latency table's `beside` rounds: the reference stays loaded, each variant is loaded in turn and
+    each of its rounds times the reference and then it, so every speed-up divides figures taken minutes apart."""
     backend_id = row_with_variants()
     variants = variant_list(backend_id, args.variants)
     comparison = build_comparison(settings)
@@ -87,30 +90,10 @@ def row_variants(settings, args) -> dict:
     latency_path = results_path(model.model_id, args.size, request.steps, cpu.slug(), cores)
     lists = args.variants.replace(",", "-")
     json_path = args.json or latency_path.with_name(f"{backend_id}-variants-{lists}-{latency_path.name}")
-
     latents = initial_latents(request.seed, request.height, request.width)
-
-    def load(row_id: str, row_settings) -> RowSet:
-        rows = RowSet(model, [row_id], row_settings)
-        rows.load_row(row_id)
-        status = rows.status[row_id]
-        if status.state != "ready":
-            raise RuntimeError(f"{row_id} could not load: {status.detail}")
-        with rows.lock:  # the app's warm-up (one step), as the latency table's rounds do
-            rows.warm_up(row_id, request.height)
-        return rows
-
-    def timer(rows: RowSet, row_id: str):
-        return lambda: timed_generate(rows.backends[row_id], request, latents)
-
-    # Paired as the latency table's `beside` rounds: the reference stays loaded, each variant is loaded in turn and
-    # each of its rounds times the reference and then it, so every speed-up divides figures taken minutes apart.
-    reference_rows = load(reference_id, load_settings)
-    time_reference = timer(reference_rows, reference_id)
-    reference_runs = [time_reference()]  # the reference's own figure, beside nothing; the variants add theirs
-    reference = row_figures(reference_id, reference_rows.status[reference_id], reference_runs)
-    reference["speedup"] = 1.0
-    rows = [reference]
+    reference_rows = load_warm(model, reference_id, load_settings, request.height)
+    reference = Reference(reference_id, reference_rows, timer(reference_rows, reference_id, request, latents))
+    rows = [reference.figures]
     report = {
         **provenance(args.argv),
         "recipe": build_recipe(load_settings),
@@ -131,25 +114,8 @@ def row_variants(settings, args) -> dict:
     write_json(json_path, report)
     for label, recipe in variants:
         log.info("[%s variant] %s: %s", backend_id, label, recipe)
-        try:
-            variant_rows = load(backend_id, replace(load_settings, **recipe))
-        except Exception as exc:  # one variant that cannot build is reported, the others still run
-            log.exception("variant %s failed", label)
-            rows.append({"backend": label, "status": "error", "reason": str(exc)[:300], "settings": recipe})
-            write_json(json_path, report)
-            continue
-        pairs = time_beside(time_reference, timer(variant_rows, backend_id), args.passes, label)
-        row = row_figures(label, variant_rows.status[backend_id], pairs.runs) | speedup_figures(pairs)
-        row.update(settings=recipe, shipped=recipe == shipped_recipe(backend_id))
-        del variant_rows  # its compiled models, before the next variant loads
-        gc.collect()
-        reference_runs += pairs.references
-        reference.update(row_figures(reference_id, reference_rows.status[reference_id], reference_runs))
-        row["speedup"] = statistics.median(row["speedups"])
-        _speedup, row["psnr_db"], row["ssim"] = against_reference(
-            row["median_s"], pairs.runs[-1].image, reference["median_s"], reference_runs[-1].image
-        )
-        rows.append(row)
+        rows.append(measure_variant(model, backend_id, label, recipe, load_settings, request, latents, reference,
+                                    args.passes))  # fmt: skip
         mark_noise(rows)
         write_json(json_path, report)
     report["complete"] = True
@@ -162,6 +128,58 @@ def row_variants(settings, args) -> dict:
     print(variants_table(rows))
     report["json"] = str(json_path)
     return report
+
+
+def load_warm(model, row_id: str, row_settings, height: int) -> RowSet:
+    """One row loaded and warmed up (the app's warm-up: one step), or a RuntimeError saying why it did not load."""
+    rows = RowSet(model, [row_id], row_settings)
+    rows.load_row(row_id)
+    status = rows.status[row_id]
+    if status.state != "ready":
+        raise RuntimeError(f"{row_id} could not load: {status.detail}")
+    with rows.lock:
+        rows.warm_up(row_id, height)
+    return rows
+
+
+def timer(rows: RowSet, row_id: str, request, latents):
+    """One timed generation of the row, as the app times it."""
+    return lambda: timed_generate(rows.backends[row_id], request, latents)
+
+
+class Reference:
+    """The reference row, loaded once: its timer, and its figures over every round timed so far."""
+
+    def __init__(self, backend_id: str, rows: RowSet, time_it):
+        self.backend_id, self.rows, self.time_it = backend_id, rows, time_it
+        self.runs = [time_it()]  # its own figure, beside nothing; the variants' rounds add theirs
+        self.figures = row_figures(backend_id, rows.status[backend_id], self.runs)
+        self.figures["speedup"] = 1.0
+
+    def add(self, runs) -> None:
+        self.runs += runs
+        self.figures.update(row_figures(self.backend_id, self.rows.status[self.backend_id], self.runs))
+
+
+def measure_variant(model, backend_id, label, recipe, load_settings, request, latents, reference, passes) -> dict:
+    """One variant built and timed in rounds beside the reference: its figures, or why it could not build (one
+    variant that cannot build is reported, the others still run)."""
+    try:
+        variant_rows = load_warm(model, backend_id, replace(load_settings, **recipe), request.height)
+    except Exception as exc:
+        log.exception("variant %s failed", label)
+        return {"backend": label, "status": "error", "reason": str(exc)[:300], "settings": recipe}
+    pairs = time_beside(reference.time_it, timer(variant_rows, backend_id, request, latents), passes, label)
+    row = row_figures(label, variant_rows.status[backend_id], pairs.runs) | speedup_figures(pairs)
+    row.update(settings=recipe, shipped=recipe == shipped_recipe(backend_id))
+    del variant_rows  # its compiled models, before the next variant loads
+    gc.collect()
+    reference.add(pairs.references)
+    row["speedup"] = statistics.median(row["speedups"])
+    _speedup, row["psnr_db"], row["ssim"] = against_reference(
+        row["median_s"], pairs.runs[-1].image, reference.figures["median_s"], reference.runs[-1].image
+    )
+    return row
 
 
 def tradeoff_chart(rows: list[dict], path, title: str) -> None:

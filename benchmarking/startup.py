@@ -10,9 +10,9 @@ from core.cpu import this_cpu
 from core.files import write_json
 from core.naming import model_slug
 from core.probes import process_memory_mb
-from harness.results import RESULTS
+from harness.records.results import RESULTS
+from harness.records.system_info import system_info
 from harness.settings import build_comparison
-from harness.system_info import system_info
 
 from .report import provenance, recipe, startup_table
 

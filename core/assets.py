@@ -1,11 +1,13 @@
-"""Files the project ships in `assets/`."""
+"""Files the project ships: `assets/` and the committed `results/`."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+REPO = Path(__file__).resolve().parent.parent  # the checkout (or the image's /app)
+ASSETS = REPO / "assets"
+RESULTS = REPO / "results"  # the committed benchmark and quality results
 CALIBRATION_PROMPTS = ASSETS / "calibration_prompts.txt"
 
 

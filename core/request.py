@@ -21,7 +21,7 @@ SCHEDULERS = {  # GenerationRequest.scheduler -> (diffusers class name, label sh
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One visitor request; validated by `harness.validation.validate_request` before any row sees it."""
+    """One visitor request; validated by `harness.compare.validation.validate_request` before any row sees it."""
 
     prompt: str
     negative_prompt: str = ""
@@ -43,7 +43,7 @@ class LoadSettings:
     cache_dir: Path  # exported / quantized IR lives here
     tome_ratio: float = 0.5  # Token Merging ratio of the int8-tome row
     int8_mode: str = "full"  # "full" (int8 activations + weights) or "hybrid" (quality-first)
-    int8_mode_note: str = ""  # how the recipe was chosen (harness.quality_reports), shown on the int8 card
+    int8_mode_note: str = ""  # how the recipe was chosen (harness.records.quality_reports), shown on the int8 card
     tome_max_downsample: int = 1  # Token Merging in blocks up to this many times below full resolution (1: top)
     tome_form: str = "gather"  # how the exported UNet merges: "gather" (optimized kernels) or tomesd's "scatter"
     int8_vae: bool = True  # int8-tome's VAE decoder in 8 bits too (else weight-only 8-bit, computing in bf16/fp32)

@@ -13,8 +13,7 @@ import time
 
 from backends import create_backend
 from core.cpu import KINDS, kind_cpu, played_cpu, this_cpu
-
-from .settings import Settings, build_comparison
+from harness.settings import Settings, build_comparison
 
 
 def main(argv: list[str] | None = None) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -14,12 +14,17 @@ import torch
 from backends import backend_ids
 from core.cpu import this_cpu
 from core.request import LoadSettings
+from harness.compare.comparison import Comparison
+from harness.compare.rows import RowSet
+from harness.compare.validation import Limits
+from harness.models.model_sources import DEFAULT_MODEL, resolve_model
+from harness.records.quality_reports import measured_int8_mode
 
-from .comparison import Comparison
-from .model_sources import DEFAULT_MODEL, resolve_model
-from .quality_reports import measured_int8_mode
-from .rows import RowSet
-from .validation import Limits
+
+def own(default):
+    """Marks a setting of this instance alone (its address, login and other machines; its cache and threads): a
+    cluster's replicas do not take it from the front (`Settings.replica_settings`)."""
+    return field(default=default, metadata={"own": True})
 
 
 @dataclass
@@ -28,11 +33,11 @@ class Settings:
     backends: str = ",".join(backend_ids())  # comma-separated row ids, shown in this order
     sizes: str = ""  # comma-separated square sizes; "" = 512 for real models and sd15-standin, 128 for tiny
     strict: bool = False  # error instead of falling back to "tiny" when the model cannot be loaded
-    cache_dir: str = str(Path.home() / ".cache" / "sd-side-by-side")  # stand-ins and exported IR
-    threads: int = 0  # intra-op threads for every row; 0 = the CPUs this process may use
+    cache_dir: str = own(str(Path.home() / ".cache" / "sd-side-by-side"))  # stand-ins and exported IR
+    threads: int = own(0)  # intra-op threads for every row; 0 = the CPUs this process may use
     tome_ratio: float = LoadSettings.tome_ratio
     # the int8 row's recipe: "full", "hybrid", or "measured": what the newest quality run on this model's real
-    # weights chose on this CPU kind (harness.quality_reports), "full" where none has
+    # weights chose on this CPU kind (harness.records.quality_reports), "full" where none has
     int8_mode: str = "measured"
     tome_max_downsample: int = LoadSettings.tome_max_downsample
     int8_vae: bool = LoadSettings.int8_vae
@@ -46,23 +51,25 @@ class Settings:
     public: bool = False  # app only: a public instance (the Space image sets it): strict model, caps, short errors
     max_steps: int = 30  # app only, in public mode: the most steps a visitor may ask for
     max_size: int = 512  # app only, in public mode: the largest image side a visitor may ask for
-    host: str = "127.0.0.1"  # app only: the address to listen on (0.0.0.0: every interface, e.g. a booth's Wi-Fi)
-    port: int = 7860  # app only
-    queue_size: int = 16  # app only: visitors beyond this are told the queue is full
+    host: str = own("127.0.0.1")  # app only: the address to listen on (0.0.0.0: every interface, e.g. a booth's Wi-Fi)
+    port: int = own(7860)  # app only
+    queue_size: int = own(16)  # app only: visitors beyond this are told the queue is full
     # app only: the proxies in front whose X-Forwarded-For is believed: addresses/networks, or a hop count ("1" on a
-    # Space); "" = none (harness.client_keys)
-    trusted_proxies: str = ""
+    # Space); "" = none (harness.visitors.client_keys)
+    trusted_proxies: str = own("")
     # app only: other instances of this app whose rows the page shows beside its own, run at the same time:
-    # "Label=URL" entries separated by ";" (harness.remotes); only the operator names them
-    remotes: str = ""
-    remote_auth: str = ""  # app only: "user:password" for remotes closed with --auth (HF_TOKEN goes to private Spaces)
-    remote_timeout_s: float = 600.0  # app only: a remote's rows come within this, or its cards say it was too slow
-    auth: str = ""  # app only: "user:password": the page and API only for callers who log in (a closed remote)
+    # "Label=URL" entries separated by ";" (harness.machines.remotes); only the operator names them
+    remotes: str = own("")
+    remote_auth: str = own(
+        ""
+    )  # app only: "user:password" for remotes closed with --auth (HF_TOKEN goes to private Spaces)
+    remote_timeout_s: float = own(600.0)  # app only: a remote's rows come within this, or its cards say it was too slow
+    auth: str = own("")  # app only: "user:password": the page and API only for callers who log in (a closed remote)
     # app only: a Ray cluster's address (host:port) whose machines run the rows, one group per CPU kind
-    # (harness.cluster); "" = none, the one-process app
-    cluster: str = ""
-    cluster_kinds: str = ""  # app only, with --cluster: the kinds the page shows, comma-separated; "" = every kind
-    cluster_visitors: int = 4  # app only, with --cluster: visitors' comparisons the front runs at once
+    # (harness.machines.cluster); "" = none, the one-process app
+    cluster: str = own("")
+    cluster_kinds: str = own("")  # app only, with --cluster: the kinds the page shows, comma-separated; "" = every kind
+    cluster_visitors: int = own(4)  # app only, with --cluster: visitors' comparisons the front runs at once
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:
@@ -90,6 +97,10 @@ class Settings:
     def updated(self, args: argparse.Namespace) -> Settings:
         overrides = {k: v for k, v in vars(args).items() if v is not None and hasattr(self, k)}
         return Settings(**{**self.__dict__, **overrides})
+
+    def replica_settings(self) -> dict:
+        """What a cluster's replicas take from the front: every setting but this instance's own."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("own")}
 
     def backend_ids(self) -> list[str]:
         return [b.strip() for b in self.backends.split(",") if b.strip()]

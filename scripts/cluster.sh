@@ -17,7 +17,7 @@ RAY_TOKEN_FILE=${RAY_TOKEN_FILE:-$PWD/.ray-token}
 # shellcheck source=scripts/runtime-env.sh
 source scripts/runtime-env.sh
 # Every Ray process reads these: the token is required of each process that talks to the cluster (workers, the
-# front, the replicas), and the replicas import this repository's code (harness.cluster, the rows).
+# front, the replicas), and the replicas import this repository's code (harness.machines.cluster, the rows).
 export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$RAY_TOKEN_FILE" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export RAY_USAGE_STATS_ENABLED=0  # no usage report from a booth's machines
 node_ip=()

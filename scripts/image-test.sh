@@ -197,7 +197,7 @@ if sys.argv[7]:  # SBS_IMAGE_TEST_RESULTS: this start's figures as a results fil
     from benchmarking.report import provenance
     from core.files import write_json
     from core.naming import model_slug
-    from harness.results import RESULTS
+    from harness.records.results import RESULTS
 
     with open(f"/proc/{pid}/status") as status:
         rss_mb = next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))

@@ -14,12 +14,12 @@ from backends import backend_class, backend_ids
 from backends.base import LoadInfo
 from core.cpu import this_cpu
 from core.request import LoadSettings
-from harness.comparison import Comparison
-from harness.examples import compute_example
-from harness.model_sources import resolve_model
-from harness.rows import RowSet
+from harness.compare.comparison import Comparison
+from harness.compare.rows import RowSet
+from harness.models.model_sources import resolve_model
+from harness.records.examples import compute_example
+from harness.records.showcase import Showcase
 from harness.settings import Settings, build_comparison
-from harness.showcase import Showcase
 
 TINY_SIZE = 128
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

@@ -10,7 +10,7 @@ import sys
 import time
 
 import core  # noqa: F401  (first, as in app.py: a played kind caps the engines before torch is imported)
-from harness import rows
+from harness.compare import rows
 
 DELAY = float(os.environ["SBS_TEST_LOAD_DELAY"])
 

@@ -17,6 +17,7 @@ import ui.handlers
 import ui.layout
 import ui.other_cpus
 import ui.system
+import ui.views
 from backends import backend_class, backend_ids
 from core.cpu import this_cpu
 
@@ -130,47 +131,46 @@ def test_the_status_timer_never_touches_the_result_cards(tiny_model, cache_dir):
     assert len(states) == 1 and len(filling) == 1 and cards <= set(filling[0]["outputs"])
     assert ui.handlers.example_ready(page, None) is None  # a page awaiting nothing
     n = len(filling[0]["outputs"])
-    assert all(isinstance(u, type(gr.skip())) for u in ui.handlers.fill_when_ready(page, None, n))
+    skips = ui.handlers.fill_when_ready(page, None)
+    assert len(skips) == n and all(isinstance(u, type(gr.skip())) for u in skips)
 
 
 def test_the_examples_are_computed_kept_and_shown_on_opening_and_after_a_restart(tiny_model, cache_dir, tmp_path):
     from PIL import Image
 
-    from harness.examples import compute_example
-    from harness.showcase import Showcase
+    from harness.records.examples import compute_example
+    from harness.records.showcase import Showcase
 
     delays = {"baseline": {"delay": 0.4}, **{b: {"delay": 0.05} for b in backend_ids() if b != "baseline"}}
     comparison = fake_comparison(tiny_model, cache_dir, **delays)
     page = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
-    opened_early = ui.handlers.show_example(page, 0)
+    opened_early = ui.views.show_example(page, 0)
     assert opened_early[1].startswith("_Example 1 is computed") and opened_early[-1] == 0  # nothing yet
-    n = len(opened_early)
-    assert all(isinstance(u, type(gr.skip())) for u in ui.handlers.fill_when_ready(page, 0, n))
+    skips = ui.handlers.fill_when_ready(page, 0)
+    assert len(skips) == len(opened_early) and all(isinstance(u, type(gr.skip())) for u in skips)
     compute_example(comparison, page.showcase, 0)
     assert ui.handlers.example_ready(page, 0) == 0  # the early page's timer now says so, and the page shows it
-    filled = ui.handlers.fill_when_ready(page, 0, n)
+    filled = ui.handlers.fill_when_ready(page, 0)
     assert "Built-in example 1" in filled[1] and filled[-1] is None
-    assert all(isinstance(u, type(gr.skip())) for u in ui.handlers.fill_when_ready(page, None, n))
+    assert all(isinstance(u, type(gr.skip())) for u in ui.handlers.fill_when_ready(page, None))
     calls = {b: fake.calls for b, fake in comparison.fakes.items()}
-    seed, label, title, _chart, figures, *rest = ui.handlers.show_example(page, 0)
+    seed, label, title, _chart, figures, *rest = ui.views.show_example(page, 0)
     images, cards = rest[: len(backend_ids())], rest[len(backend_ids()) : 2 * len(backend_ids())]
     assert seed == ui.handlers.EXAMPLES[0][2] and "test machine" in label and ui.handlers.EXAMPLES[0][0] in label
     assert "faster than baseline" in title
     assert all(Image.open(image).size == (TINY_SIZE, TINY_SIZE) for image in images)  # PNG files, written once
     assert all(" s** total" in card for card in cards) and len(figures["rows"]) == len(backend_ids())
-    assert ui.handlers.show_example(page, 1)[1].startswith(
-        "_Example 2 is computed"
-    )  # the others: when no visitor waits
+    assert ui.views.show_example(page, 1)[1].startswith("_Example 2 is computed")  # the others: when no visitor waits
     restarted = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))  # a new process
     compute_example(comparison, restarted.showcase, 0)  # finds the stored example: runs nothing
     assert {b: fake.calls for b, fake in comparison.fakes.items()} == calls
-    again = ui.handlers.show_example(restarted, 0)
+    again = ui.views.show_example(restarted, 0)
     assert again[4] == figures and again[5 : 5 + len(images)] == images
     assert Showcase(tmp_path / "showcase", "another CPU").example(comparison.rows.model, 0) is None
 
 
 def test_a_visitors_comparison_is_never_kept_and_sets_the_wait_estimate(tiny_model, cache_dir, tmp_path):
-    from harness.showcase import Showcase
+    from harness.records.showcase import Showcase
 
     comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 0.2} for b in backend_ids()})
     page = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
@@ -211,7 +211,7 @@ def test_a_row_slower_than_the_baseline_is_called_slower():
 
 
 def test_other_cpus_tab_reads_every_committed_result():
-    from harness.results import NOT_RECORDED, latency_tables, read_results
+    from harness.records.results import NOT_RECORDED, latency_tables, read_results
 
     reports = read_results()
     tables = latency_tables()
@@ -240,7 +240,7 @@ def test_a_results_file_of_an_older_shape_never_stops_the_page(tmp_path, monkeyp
     today's shape, or with odd types: the page is built and shows what the file has."""
     import json
 
-    from harness import results
+    from harness.records import results
 
     (tmp_path / "old.json").write_text(
         json.dumps({"cpu_kind": "older-xeon", "rows": [{"backend": "baseline", "status": "ok"},
@@ -323,8 +323,8 @@ def test_the_page_is_served_while_the_model_downloads_and_shows_its_progress(tin
     from gradio_client import Client
 
     from core.request import LoadSettings
-    from harness.comparison import Comparison
-    from harness.rows import RowSet
+    from harness.compare.comparison import Comparison
+    from harness.compare.rows import RowSet
 
     release = threading.Event()
 
@@ -359,7 +359,7 @@ def test_the_page_is_served_while_the_model_downloads_and_shows_its_progress(tin
 def test_download_progress_counts_the_bytes_arriving_in_the_hub_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from harness.model_sources import _reporting_download_size
+    from harness.models.model_sources import _reporting_download_size
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     blobs = tmp_path / "models--org--model" / "blobs"
@@ -374,7 +374,7 @@ def test_download_progress_counts_the_bytes_arriving_in_the_hub_cache(tmp_path, 
 def test_a_row_this_cpu_cannot_run_shows_its_committed_figure_from_cpus_that_ran_it(tmp_path, comparison):
     import json
 
-    from harness.results import latency_tables
+    from harness.records.results import latency_tables
 
     def write(name, kind, date, median):
         rows = [{"backend": "ipex-bf16", "status": "ok", "median_s": median, "speedup": 3.7}]

@@ -13,7 +13,7 @@ from conftest import TINY_SIZE, fake_comparison, make_comparison, ready_or_skip
 from backends import backend_class, backend_ids
 from core.cpu import this_cpu
 from core.request import GenerationRequest, initial_latents
-from harness.comparison import fidelity
+from harness.compare.comparison import fidelity
 
 REQUEST = GenerationRequest("sailing ship in storm by Rembrandt", seed=42, steps=8, height=TINY_SIZE, width=TINY_SIZE)
 
@@ -72,7 +72,7 @@ def test_stage_split_adds_up_to_the_latency(comparison, backend_id):
     stage still fails (its text encoding alone is 8 % of the call, its VAE decoding 22 %)."""
     from dataclasses import replace
 
-    from harness.comparison import timed_generate
+    from harness.compare.comparison import timed_generate
 
     ready_or_skip(comparison, backend_id)
     backend = comparison.rows.backends[backend_id]
@@ -225,7 +225,7 @@ def test_long_prompt_is_truncated_and_reported(comparison):
 
 def test_unknown_backend_id_is_named(comparison):
     from backends import create_backend
-    from harness.validation import InvalidRequest
+    from harness.compare.validation import InvalidRequest
 
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         create_backend("nope")
@@ -356,8 +356,8 @@ import hashlib, json, sys
 from pathlib import Path
 import torch._dynamo.utils
 from core.request import GenerationRequest, LoadSettings, initial_latents
-from harness.model_sources import resolve_model
-from harness.rows import RowSet
+from harness.models.model_sources import resolve_model
+from harness.compare.rows import RowSet
 
 rows_ids = sys.argv[3].split(",")
 rows = RowSet(resolve_model("tiny", Path(sys.argv[1])), rows_ids, LoadSettings((128,), 2, Path(sys.argv[2])))

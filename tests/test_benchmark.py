@@ -60,7 +60,7 @@ def test_benchmark_on_tiny_measures_every_row_this_cpu_can_run(tmp_path, cache_d
 
 
 def fake_rows(monkeypatch, delays: dict[str, float]):
-    monkeypatch.setattr("harness.rows.create_backend", lambda b: FakeBackend(b, delay=delays[b]))
+    monkeypatch.setattr("harness.compare.rows.create_backend", lambda b: FakeBackend(b, delay=delays[b]))
 
 
 def test_benchmark_speedup_comes_from_the_measured_latencies(tmp_path, cache_dir, monkeypatch):
@@ -122,7 +122,7 @@ def test_flop_count_matches_the_published_sd15_figure(tmp_path):
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from harness.standins import standin_configs
+    from harness.models.standins import standin_configs
 
     unet_kw, vae_kw, *_ = standin_configs("sd15-standin")
     with torch.device("meta"):  # configs only: no weights are allocated
@@ -211,7 +211,7 @@ def test_variants_are_timed_in_paired_rounds_beside_the_baseline(tmp_path, cache
         assert rows[3]["precision"] == rows[2]["precision"] and "overflow fix" in rows[3]["precision"]
     assert out.with_suffix(".png").exists() and report["complete"]
     assert "| + VAE decoder int8 |" in capsys.readouterr().out
-    from harness.results import read_results
+    from harness.records.results import read_results
 
     assert read_results(tmp_path) == []  # not a latency table: the page's other-CPU tab leaves it out
 
@@ -220,7 +220,7 @@ def test_the_results_readmes_tables_are_generated_from_the_files():
     """Every table of results/README.md that a results file holds is the file's, as
     `python -m benchmarking.report results/` writes it: a table typed by hand, or a file changed without it, fails."""
     from benchmarking.report import BEGIN, generated_blocks, regenerate
-    from harness.results import RESULTS
+    from harness.records.results import RESULTS
 
     readme = (RESULTS / "README.md").read_text()
     blocks = generated_blocks(RESULTS)

@@ -16,7 +16,7 @@ from backends import backend_class
 from core.build_cache import BuildCache
 from core.cpu import this_cpu
 from core.request import LoadSettings
-from harness.model_sources import ModelUnavailable, resolve_model
+from harness.models.model_sources import ModelUnavailable, resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -242,7 +242,7 @@ def test_loading_logs_each_rows_cache_state(tiny_model, cache_dir, caplog):
 
     from conftest import fake_comparison
 
-    with caplog.at_level(logging.INFO, logger="harness.rows"):
+    with caplog.at_level(logging.INFO, logger="harness.compare.rows"):
         fake_comparison(tiny_model, cache_dir, backends=["baseline"])
     assert "[baseline] loaded in" in caplog.text and "cache: n/a (nothing to build)" in caplog.text
 
@@ -290,9 +290,9 @@ READ_ONLY_LOAD = """
 import sys
 from pathlib import Path
 from core.request import LoadSettings
-from harness.comparison import Comparison
-from harness.model_sources import resolve_model
-from harness.rows import RowSet
+from harness.compare.comparison import Comparison
+from harness.models.model_sources import resolve_model
+from harness.compare.rows import RowSet
 
 model = resolve_model(sys.argv[1], Path(sys.argv[2]))
 rows = RowSet(model, ["baseline", "openvino-static"], LoadSettings((128,), 2, Path(sys.argv[2])))

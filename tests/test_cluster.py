@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from core.cpu import KINDS, this_cpu
-from core.request import latents_digest
-from harness.cluster import NO_MACHINE_S, ClusterSet, kind_resource
-from harness.model_sources import resolve_model
-from harness.remotes import Expected
+from core.request import GenerationRequest, latents_digest
+from harness.machines.cluster import NO_MACHINE_S, ClusterSet, kind_resource
+from harness.machines.runs import Expected
+from harness.models.model_sources import resolve_model
 from harness.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +31,8 @@ TOKEN = "0123456789abcdef" * 4
 SETTINGS = {"model": "tiny", "backends": "baseline", "sizes": "128,384", "safety_checker": False}
 
 
-def inputs(seed: int, steps: int = 30, side: int = 128) -> list:
-    return ["a lighthouse at dusk", "", seed, False, steps, 7.5, f"{side}x{side}", "dpm++", None]
+def inputs(seed: int, steps: int = 30, side: int = 128) -> GenerationRequest:
+    return GenerationRequest("a lighthouse at dusk", "", seed, steps, 7.5, side, side, "dpm++")
 
 
 def node_env(kind: str) -> dict:
@@ -205,7 +205,7 @@ def test_the_cluster_refuses_a_client_without_the_token(cluster):
 
 
 def test_cluster_mode_without_ray_says_how_to_install_it(monkeypatch):
-    from harness import cluster
+    from harness.machines import cluster
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(SystemExit, match="make setup"):
@@ -213,6 +213,6 @@ def test_cluster_mode_without_ray_says_how_to_install_it(monkeypatch):
 
 
 def test_the_one_process_app_never_imports_ray():
-    probe = "import sys, app, benchmark, ui.layout, harness.cluster; print('ray' in sys.modules)"
+    probe = "import sys, app, benchmark, ui.layout, harness.machines.cluster; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]

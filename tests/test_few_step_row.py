@@ -13,7 +13,7 @@ import ui.cards
 import ui.charts
 from backends.few_step_weights import LCM_LORA, LORA_FILE, lcm_lora, taesd
 from core.request import GenerationRequest, initial_latents
-from harness.model_sources import ModelSource
+from harness.models.model_sources import ModelSource
 
 REQUEST = GenerationRequest("sailing ship in storm by Rembrandt", seed=42, steps=8, height=TINY_SIZE, width=TINY_SIZE)
 ROW = "lcm-taesd"

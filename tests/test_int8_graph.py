@@ -81,7 +81,7 @@ def test_hybrid_mode_quantizes_fewer_activations(unet_ir, tiny_model, tmp_path, 
     import openvino as ov
 
     from core.request import GenerationRequest, LoadSettings, initial_latents
-    from harness.comparison import fidelity
+    from harness.compare.comparison import fidelity
 
     settings = LoadSettings(
         sizes=(TINY_SIZE,), threads=2, cache_dir=tmp_path, calibration_prompts=2, int8_mode="hybrid"

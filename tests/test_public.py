@@ -192,7 +192,7 @@ def test_a_visitor_pressing_generate_the_moment_a_fresh_page_opens_gets_every_ro
     (ipex.optimize included) while a visitor presses Generate at once; the request times nothing until every row
     this CPU runs is loaded and warm (the progress says what it waits for), then gets each row's image and clean
     figures, and a headline drawn from them."""
-    from harness import rows as harness_rows
+    from harness.compare import rows as harness_rows
 
     create_backend = harness_rows.create_backend
 
@@ -352,7 +352,7 @@ def test_a_client_no_proxy_is_trusted_for_cannot_become_another_visitor_by_heade
 def test_the_visitor_key_behind_a_hop_count_and_for_ipv6():
     from starlette.requests import Request
 
-    from harness.client_keys import ClientKeys, network_key
+    from harness.visitors.client_keys import ClientKeys, network_key
 
     def request(peer: str, *forwarded: str) -> Request:
         headers = [(b"x-forwarded-for", line.encode()) for line in forwarded]
@@ -406,7 +406,7 @@ def test_in_public_mode_load_and_warm_up_failures_reach_strangers_as_a_short_lin
 def test_the_operator_is_told_when_every_request_comes_from_one_address(caplog):
     from starlette.requests import Request
 
-    from harness.client_keys import ONE_ADDRESS_WARNING_AFTER, ClientKeys
+    from harness.visitors.client_keys import ONE_ADDRESS_WARNING_AFTER, ClientKeys
 
     keys = ClientKeys("")
     with caplog.at_level(logging.WARNING):

@@ -15,7 +15,7 @@ import benchmark
 from backends import backend_class, backend_ids, create_backend
 from benchmarking.quality import QualityGate, choose_int8_recipe, load_prompt_set
 from core.cpu import this_cpu
-from harness.quality_reports import latest_quality_report, measured_int8_mode, read_quality_reports
+from harness.records.quality_reports import latest_quality_report, measured_int8_mode, read_quality_reports
 from ui.quality import NO_REPORT, quality_grid, quality_markdown
 
 PROMPTS = 2

@@ -26,7 +26,7 @@ def test_download_selects_the_component_weights_only(monkeypatch, tmp_path):
     import diffusers.pipelines.pipeline_utils as pipeline_utils
     import huggingface_hub
 
-    from harness import model_sources
+    from harness.models import model_sources
 
     repo, sha = SD15["repository"], "1d0c4ebf6ff58a5caecab40fa1406526bca4b5b9"
     snapshot = tmp_path / "snapshots" / sha

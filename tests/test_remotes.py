@@ -20,10 +20,12 @@ from conftest import TINY_SIZE, free_port
 import ui.context
 import ui.handlers
 import ui.layout
-from harness.examples import compute_example
-from harness.remotes import Expected, Remote, RemoteRun
+from core.request import GenerationRequest
+from harness.machines.remotes import Remote, RemoteRun
+from harness.machines.runs import Expected
+from harness.records.examples import compute_example
+from harness.records.showcase import Showcase
 from harness.settings import Settings
-from harness.showcase import Showcase
 
 ROOT = Path(__file__).parent.parent
 SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
@@ -180,8 +182,8 @@ def test_a_remote_killed_mid_run_and_a_wrong_password_leave_the_rest_finishing(c
         remotes = f"Doomed={doomed.url};Rack A={instances['closed'].url}"
         page = front_page(comparison, tmp_path, remotes, "operator:wrong-password", timeout_s=120)
         runs: list[RemoteRun] = []
-        start = page.remotes.start
-        page.remotes.start = lambda *a, **k: runs.extend(start(*a, **k)) or runs
+        start = page.machines.start
+        page.machines.start = lambda *a, **k: runs.extend(start(*a, **k)) or runs
 
         def kill_when_running():
             deadline = time.monotonic() + 120
@@ -216,7 +218,8 @@ def test_a_remote_busy_with_another_visitor_is_queued_then_done_never_lost(cache
     under a 10 s timeout it was "lost", as seen with remotes busy computing their examples.)"""
     from gradio_client import Client
 
-    from harness.remotes import CONNECT_TIMEOUT_S, VISITOR_HEADER
+    from harness.api import VISITOR_HEADER
+    from harness.machines.remotes import CONNECT_TIMEOUT_S
 
     # The other visitor's comparison at 512x512 with the most steps the remote takes: tiny's baseline runs about 1 s a
     # step there on one thread, so about a minute with nothing in it for a call waiting in the queue.
@@ -230,9 +233,9 @@ def test_a_remote_busy_with_another_visitor_is_queued_then_done_never_lost(cache
         while getattr(busy.status().code, "name", "") not in ("PROCESSING", "ITERATING", "PROGRESS"):
             assert time.monotonic() < deadline and not busy.done(), busy.status()
             time.sleep(0.1)
-        inputs = ["a lighthouse at dusk", "", 5, False, 4, 7.5, SIZE, "dpm++", None]
+        request = GenerationRequest("a lighthouse at dusk", "", 5, 4, 7.5, TINY_SIZE, TINY_SIZE, "dpm++")
         expected = Expected(health["model"], health["revision"], "")
-        run = RemoteRun(Remote("Busy", remote.url), inputs, expected, "visitor", auth=AUTH, timeout_s=600).start()
+        run = RemoteRun(Remote("Busy", remote.url), request, expected, "visitor", auth=AUTH, timeout_s=600).start()
         seen: list[tuple[float, str, str]] = []
         while True:  # every state, the last one too: a short run's "running" can fall between two polls (seen on
             state = run.state()  # the Zen 4 EPYC: queued, then done), and it left the queue when it was done
@@ -265,10 +268,10 @@ def test_each_visitor_of_a_front_keeps_a_place_of_their_own_on_a_closed_remote_a
     closed = instances["closed"]
     health = closed.health(AUTH)
     expected = Expected(health["model"], health["revision"], "")
-    inputs = ["a lighthouse at dusk", "", 5, False, 20, 7.5, SIZE, "dpm++", None]
+    request = GenerationRequest("a lighthouse at dusk", "", 5, 20, 7.5, TINY_SIZE, TINY_SIZE, "dpm++")
 
     def both(visitors, remote, auth, expected):
-        runs = [RemoteRun(remote, inputs, expected, v, auth=auth, timeout_s=300).start() for v in visitors]
+        runs = [RemoteRun(remote, request, expected, v, auth=auth, timeout_s=300).start() for v in visitors]
         for run in runs:
             run.join(400)
         return [run.state() for run in runs]
@@ -375,7 +378,7 @@ def test_remote_groups_in_chromium_on_a_desktop_and_a_phone(comparison, instance
 
 
 def test_the_operators_remote_settings_are_checked_and_the_hub_token_goes_to_hugging_face_only():
-    from harness.remotes import credentials, on_hugging_face, parse_remotes
+    from harness.machines.remotes import credentials, on_hugging_face, parse_remotes
 
     assert parse_remotes("Xeon 6 (AMX)=https://a.hf.space/; Rack=http://10.0.0.5:7860/") == [
         Remote("Xeon 6 (AMX)", "https://a.hf.space/"),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.validation import MAX_PROMPT_CHARS, MAX_SEED, InvalidRequest, Limits, validate_request
+from harness.compare.validation import MAX_PROMPT_CHARS, MAX_SEED, InvalidRequest, Limits, validate_request
 
 LIMITS = Limits(sizes=(128, 512))
 GOOD = dict(prompt="cartoon bird", negative_prompt="", seed=42, steps=20, guidance_scale=7.5, height=512, width=512)

@@ -16,7 +16,7 @@ from conftest import TINY_SIZE, fake_comparison, make_comparison
 
 from core.build_cache import BuildCache
 from core.request import GenerationRequest, LoadSettings
-from harness.model_sources import ModelSource
+from harness.models.model_sources import ModelSource
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,8 +92,9 @@ def test_one_flagged_row_blanks_every_row_and_fidelity_is_measured_before(tiny_m
 
     import ui.context
     import ui.handlers
-    from harness.examples import compute_example
-    from harness.showcase import Showcase
+    import ui.views
+    from harness.records.examples import compute_example
+    from harness.records.showcase import Showcase
 
     comparison = fake_comparison(tiny_model, cache_dir)
     second = comparison.rows.order[1]
@@ -125,9 +126,9 @@ def test_killing_the_app_during_an_export_leaves_no_trusted_entry(tiny_model, tm
     script = (
         "from pathlib import Path\n"
         "from core.request import LoadSettings\n"
-        "from harness.comparison import Comparison\n"
-        "from harness.rows import RowSet\n"
-        "from harness.model_sources import ModelSource\n"
+        "from harness.compare.comparison import Comparison\n"
+        "from harness.compare.rows import RowSet\n"
+        "from harness.models.model_sources import ModelSource\n"
         "if __name__ == '__main__':\n"
         f"    m = ModelSource('tiny', 'tiny', Path({str(tiny_model.path)!r}), {tiny_model.revision!r}, True)\n"
         f"    s = LoadSettings(({TINY_SIZE},), 2, Path({str(tmp_path)!r}))\n"
@@ -157,9 +158,9 @@ def test_a_half_written_results_file_and_a_foreign_run_json_are_skipped(tiny_mod
 
     import ui.context
     import ui.handlers
-    from harness.examples import compute_example
-    from harness.results import RESULTS, read_results
-    from harness.showcase import Showcase
+    from harness.records.examples import compute_example
+    from harness.records.results import RESULTS, read_results
+    from harness.records.showcase import Showcase
 
     results = tmp_path / "results"
     shutil.copytree(RESULTS, results)
@@ -177,7 +178,7 @@ def test_a_half_written_results_file_and_a_foreign_run_json_are_skipped(tiny_mod
     stored.write_text(json.dumps({"request": {"prompt": 3}, "rows": "not a list", "images": {}}))
     restarted = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"))
     with caplog.at_level(logging.WARNING):
-        opened = ui.handlers.show_example(restarted, 0)  # the page loads: the foreign file is not a comparison
+        opened = ui.views.show_example(restarted, 0)  # the page loads: the foreign file is not a comparison
     assert opened[1].startswith("_Example 1 is computed") and "ignoring the stored comparison" in caplog.text
     assert compute_example(comparison, restarted.showcase, 0) is not None  # computed again, then shown
-    assert "Built-in example 1" in ui.handlers.show_example(restarted, 0)[1]
+    assert "Built-in example 1" in ui.views.show_example(restarted, 0)[1]

@@ -20,7 +20,7 @@ from test_public import client, overlapping, serve
 import ui.cards
 import ui.context
 from backends import backend_ids
-from harness.examples import EXAMPLES
+from harness.records.examples import EXAMPLES
 from harness.settings import Settings
 
 SIZE = f"{TINY_SIZE}x{TINY_SIZE}"
@@ -169,7 +169,7 @@ def test_make_demo_opens_on_the_first_examples_images_from_the_default_cache_dir
 def test_a_page_opens_on_an_example_with_a_broken_row_marked(tiny_model, tmp_path, browser):
     """One row fails in every run: the first example is kept without it, its card says why, the page says what is
     missing, and the example is computed again (with a backoff) while that row is ready."""
-    from harness.examples import compute_examples, make_showcase
+    from harness.records.examples import compute_examples, make_showcase
 
     comparison = fake_comparison(tiny_model, tmp_path, **{"openvino-static": {"fail_on": set(range(1, 100))}})
     page = ui.context.make_page(comparison, make_showcase(comparison), settings=Settings())

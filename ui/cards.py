@@ -10,7 +10,7 @@ import re
 import gradio as gr
 
 from core.request import GenerationRequest
-from harness.comparison import Comparison
+from harness.compare.comparison import Comparison
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def remote_header(state, page_machine: str, page_noise: str) -> str:
     whether it ran on this page's machine or from other noise."""
     health = state.health or {}
     cpu = f" — {plain(str(health['cpu']))} ({plain(str(health.get('cpu_kind', '')))})" if health.get("cpu") else ""
-    lines = [f"## {plain(state.remote.label)}{cpu}"]
+    lines = [f"## {plain(state.label)}{cpu}"]
     if health.get("node"):  # a cluster kind: which of its machines ran this visitor's rows
         lines.append(f"<small>ran on the machine at {plain(str(health.get('node_ip')))} (Ray node "
                      f"{plain(str(health['node'])[:12])})</small>")  # fmt: skip

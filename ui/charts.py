@@ -13,7 +13,7 @@ from core.request import STAGES
 log = logging.getLogger(__name__)
 
 # Every view is drawn from the figures dicts of `RowResult.figures()`, so a request in progress and a
-# comparison read back from disk (`harness.showcase`) look the same.
+# comparison read back from disk (`harness.records.showcase`) look the same.
 
 
 STAGE_LABELS = dict(zip(STAGES, ("text encoding", "denoising (UNet steps)", "VAE decoding"), strict=True))

@@ -7,17 +7,19 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.client_keys import ClientKeys
-from harness.comparison import Comparison
-from harness.examples import make_showcase
-from harness.fair_share import FairShare
-from harness.page_images import PageImages
-from harness.quality_reports import latest_quality_report
-from harness.remotes import OtherMachines, RemoteSet
-from harness.results import LatencyTable, latency_tables
+from harness.api import GenerateOutputs
+from harness.compare.comparison import Comparison
+from harness.machines.remotes import RemoteSet
+from harness.machines.runs import MachineGroup, OtherMachines
+from harness.records.examples import make_showcase
+from harness.records.quality_reports import latest_quality_report
+from harness.records.results import LatencyTable, latency_tables
+from harness.records.showcase import Showcase
 from harness.settings import Settings
-from harness.showcase import Showcase
-from harness.wait_estimate import WaitEstimate
+from harness.visitors.client_keys import ClientKeys
+from harness.visitors.fair_share import FairShare
+from harness.visitors.page_images import PageImages
+from harness.visitors.wait_estimate import WaitEstimate
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,14 @@ class Page:
     timings: WaitEstimate  # the latest measured stages, for the wait estimate
     clients: ClientKeys  # who a request comes from (the proxies the operator trusts)
     tables: list[LatencyTable]  # the committed latency tables (results/), read once
-    # the operator's other instances and cluster kinds (`OtherMachines`), run beside the local rows (none: None)
-    remotes: OtherMachines | None = None
+    machines: MachineGroup | None = None  # the operator's other machines, run beside the local rows (none: None)
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
     quality: dict | None = None  # the newest quality report (results/quality-*.json), read once; None: there is none
+
+    @property
+    def outputs(self) -> GenerateOutputs:
+        """`/generate`'s outputs on this page: its rows, and its groups of other machines."""
+        return GenerateOutputs(len(self.comparison.rows.order), len(self.machines.labels()) if self.machines else 0)
 
 
 def make_page(comparison: Comparison, showcase: Showcase | None = None, settings: Settings | None = None) -> Page:
@@ -44,14 +50,19 @@ def make_page(comparison: Comparison, showcase: Showcase | None = None, settings
         comparison.image_store = PageImages(Path(tempfile.mkdtemp(prefix="sbs-page-images-")))
     settings = settings or Settings()
     showcase = showcase or make_showcase(comparison)
-    remotes = None
-    if settings.remotes or settings.cluster:
-        cluster = None
-        if settings.cluster:
-            from harness.cluster import ClusterSet  # cluster mode only: Ray is imported there, never by `make demo`
-
-            cluster = ClusterSet.from_settings(settings).connect()
-        remotes = OtherMachines(RemoteSet.from_settings(settings) if settings.remotes else None, cluster)
     clients = ClientKeys(settings.trusted_proxies)
     quality = latest_quality_report(settings.model)
-    return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), remotes, quality=quality)
+    return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), other_machines(settings),
+                quality=quality)  # fmt: skip
+
+
+def other_machines(settings: Settings) -> MachineGroup | None:
+    """The operator's remote instances, then the cluster's kinds; None when there are neither."""
+    groups: list[MachineGroup] = []
+    if settings.remotes:
+        groups.append(RemoteSet.from_settings(settings))
+    if settings.cluster:
+        from harness.machines.cluster import ClusterSet  # cluster mode only: `make demo` never imports Ray
+
+        groups.append(ClusterSet.from_settings(settings).connect())
+    return OtherMachines(groups) if groups else None

@@ -6,7 +6,7 @@ import logging
 
 import gradio as gr
 
-from harness.remotes import VISITOR_HEADER
+from harness.api import INPUT_NAMES, VISITOR_HEADER
 
 from .context import Page
 
@@ -60,7 +60,7 @@ def visitor_key(page: Page, request, username: str | None = None) -> str:
 
 def make_admit(page: Page):
     """Gradio's `validator` of the generate event: runs before the request is queued and refuses a second one from
-    the same client, naming its place."""
+    the same client, naming its place. Its parameters are `harness.api.GENERATE_INPUTS`, in order."""
 
     def admit(
         prompt, negative_prompt, seed, random_seed, steps, guidance, size, scheduler, compare_with=None,
@@ -72,6 +72,6 @@ def make_admit(page: Page):
             client = visitor_key(page, request)
             page.clients.observe(client, forwarded=bool(request.headers.get("x-forwarded-for")))
             refusal = page.fair_share.admit(client)
-        return [gr.validate(refusal is None, refusal or "")] + [gr.validate(True, "")] * 8
+        return [gr.validate(refusal is None, refusal or "")] + [gr.validate(True, "")] * (len(INPUT_NAMES) - 1)
 
     return admit

@@ -8,28 +8,21 @@ import os
 import gradio as gr
 
 from core.request import SCHEDULERS
-from harness.examples import EXAMPLES
-from harness.fair_share import FairShare
-from harness.remotes import credentials
-from harness.validation import GUIDANCE_RANGE, MAX_SEED, STEPS_RANGE
+from harness.api import INPUT_NAMES, size_label
+from harness.compare.validation import GUIDANCE_RANGE, MAX_PROMPT_CHARS, MAX_SEED, STEPS_RANGE
+from harness.machines.remotes import credentials
+from harness.records.examples import EXAMPLES
+from harness.visitors.fair_share import FairShare
 
 from .cards import card_markdown, model_banner, status_line, status_lines, text
 from .charts import LATENCY_COLORS, STAGE_COLORS, row_bars, slider_pair
 from .context import Page
 from .gradio_queue import make_admit, queue_holdings, visitor_key
-from .handlers import (
-    TICK_STARTING_S,
-    example_inputs,
-    example_ready,
-    fill_when_ready,
-    make_generate,
-    remote_view,
-    show_example,
-    tick_interval,
-)
+from .handlers import TICK_STARTING_S, example_inputs, example_ready, fill_when_ready, make_generate, tick_interval
 from .other_cpus import other_cpus_chart, other_cpus_sources, other_cpus_table, remotes_markdown
 from .quality import quality_grid, quality_markdown
 from .system import health, system_markdown
+from .views import machine_groups, show_example
 
 log = logging.getLogger(__name__)
 
@@ -59,238 +52,272 @@ CSS = """
 
 
 def build_demo(page: Page) -> gr.Blocks:
+    """The page: 1. the Compare tab (the controls, this machine's rows, the other machines' groups, the charts),
+    2. the tab of other CPUs, 3. the quality report, 4. the System panel; then its events, and its queue."""
     comparison, settings = page.comparison, page.settings
-    limits = comparison.limits
-    sizes = [f"{s}x{s}" for s in limits.offered()]
-    image_px = min(512, comparison.rows.settings.sizes[0])  # images at their real size, up to 512 px
     with gr.Blocks(title="Stable Diffusion side by side on Xeon", css=CSS, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# Stable Diffusion side by side on Xeon\nOne prompt, one seed, identical starting noise on every row; "
             "rows run one after another and each is timed the same way."
         )
-        banner = gr.Markdown(model_banner(comparison))
+        c = {"banner": gr.Markdown(model_banner(comparison))}
         with gr.Tab("Compare"):
+            c.update(controls(page))
             with gr.Row(elem_classes=["stack-on-phone"]):
-                with gr.Column(scale=3):
-                    prompt = gr.Textbox(
-                        label="Prompt", value=EXAMPLES[0][0], max_length=1000, placeholder="Type a prompt, press Enter"
-                    )
-                    negative = gr.Textbox(label="Negative prompt", max_length=1000)
-                with gr.Column(scale=2):
-                    with gr.Row():
-                        seed = gr.Number(label="Seed", value=EXAMPLES[0][2], precision=0, minimum=0, maximum=MAX_SEED)
-                        random_seed = gr.Checkbox(label="Random seed", value=False)
-                    # The slider spans every step count a row can run; a public instance's cap is said in its label
-                    # and enforced by validation, whose message names it (Gradio's own range check, at a lower
-                    # maximum, would refuse an API client with a bare "400 Bad Request").
-                    capped = limits.max_steps < STEPS_RANGE[1]
-                    steps = gr.Slider(
-                        *STEPS_RANGE,
-                        value=min(settings.steps, limits.max_steps),
-                        step=1,
-                        label=f"Steps (at most {limits.max_steps} here)" if capped else "Steps",
-                    )
-                    guidance = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
-                    with gr.Row():
-                        # allow_custom_value: validation, not Gradio's choice check, answers an API client that
-                        # asks for another size, naming what is offered.
-                        size = gr.Dropdown(
-                            sizes, value=sizes[0], label="Resolution (compiled sizes)", allow_custom_value=True
-                        )
-                        scheduler = gr.Dropdown(
-                            [(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler"
-                        )
-            with gr.Row(elem_classes=["stack-on-phone"]):
-                button = gr.Button("Generate on every row", variant="primary", scale=1)
-                wait = text()
-            example = gr.Radio(
+                c["button"] = gr.Button("Generate on every row", variant="primary", scale=1)
+                c["wait"] = text()
+            c["example"] = gr.Radio(
                 [(f"{i + 1}. {p}", i) for i, (p, _n, _s) in enumerate(EXAMPLES)],
                 value=0,
                 label="Built-in examples, computed on this machine (choose one to see it)",
             )
-            message = text()
-            title = text(elem_classes=["phone-first"])
-            by_row = {}  # backend id -> (image, card, status line), put in the rows' order below
-            rows = comparison.rows
-            same = [b for b in rows.order if not rows.different_work(b)]
-            other = [b for b in rows.order if rows.different_work(b)]
-            # The rows of the same work side by side; a row of other work (fewer steps, another decoder) in a group
-            # of its own below them, headed as such.
-            for group in (same, other):
-                if not group:
-                    continue
-                if group is other:
-                    text(OTHER_WORK_HEADING, elem_classes=["other-work-header", "phone-second"])
-                with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second"]):
-                    for backend_id in group:
-                        with gr.Column(min_width=min(image_px, 320)):
-                            here = rows.runs_here(backend_id)  # no empty frame for a row not here
-                            image = row_image(rows.titles[backend_id], image_px, here)
-                            card = text(
-                                card_markdown(comparison, backend_id, tables=page.tables), elem_classes=["row-card"]
-                            )
-                            status = text(status_line(comparison, backend_id), elem_classes=["row-status"])
-                            by_row[backend_id] = (image, card, status)
-            images, cards, statuses = ([by_row[b][i] for b in rows.order] for i in range(3))
-            # One group per remote, apart from this machine's rows (on a phone too): heading, then its rows.
-            remote_outputs = []
-            labels = [r.label for r in page.remotes.remotes] if page.remotes else []
-            for label, initial in zip(labels, chunks(remote_view(page), page), strict=True):
-                remote_outputs.append(text(initial[0], elem_classes=["remote-header", "phone-second"]))
-                group_images, group_cards = [], []
-                with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second", "remote-rows"]):
-                    for i, backend_id in enumerate(comparison.rows.order):
-                        with gr.Column(min_width=min(image_px, 320)):
-                            group_images.append(row_image(f"{label}: {backend_id}", image_px, True))
-                            card = initial[1 + len(comparison.rows.order) + i]
-                            group_cards.append(text(card, elem_classes=["row-card"]))
-                remote_outputs += [*group_images, *group_cards]
-            with gr.Row(elem_classes=["stack-on-phone"]):
-                with gr.Column():
-                    slider = gr.ImageSlider(
-                        label="Baseline ◀ ▶ row", type="filepath", max_height=image_px, elem_classes=["compare-slider"]
-                    )
-                    compare_with = gr.Radio(label="Compare the baseline with", choices=[])
-                with gr.Column():
-                    chart = row_bars("latency (s)", "kind", "Latency (lower is better)", LATENCY_COLORS)
-                    stage_bars = row_bars(
-                        "seconds", "stage", "Where the time goes (measured in each timed run)", STAGE_COLORS
-                    )
-            with gr.Accordion("Figures (also returned by the /generate API)", open=False):
-                figures = gr.JSON(show_label=False)
-        with gr.Tab("Same comparison on other CPUs") as other_cpus_tab:
-            if page.remotes is not None:
-                live = text("_The live remotes answer when this tab opens._")
-                other_cpus_tab.select(lambda: remotes_markdown(page.remotes.healths()), None, live, api_name=False)
-            tables = page.tables
-            table = other_cpus_table(tables)
-            gr.Markdown(
-                "The committed benchmark results (`results/*.json`, made by `benchmark.py`): one group per CPU "
-                "kind, each with its date and command. Only measured files are shown."
-            )
-            gr.BarPlot(
-                other_cpus_chart(table) if len(table) else None,
-                x="CPU kind · row",
-                y="speed-up",
-                color="CPU kind",
-                title="Speed-up over the same run's PyTorch fp32 baseline",
-                x_label_angle=-30,
-                sort=None,
-            )
-            gr.Dataframe(table, wrap=True, interactive=False)
-            with gr.Accordion("Where each figure comes from", open=False):
-                gr.Markdown(other_cpus_sources(tables))
-        with gr.Tab("Quality report"):
-            gr.Markdown(quality_markdown(page.quality), elem_classes=["quality-report"])
-            grid = quality_grid(page.quality)
-            if grid is not None:
-                gr.Image(
-                    grid,
-                    label="Every image of the run: one line per prompt, one column per row",
-                    format="png",
-                    elem_classes=["quality-grid"],
-                )
+            c["message"] = text()
+            c["headline"] = text(elem_classes=["phone-first"])
+            rows = rows_here(page)
+            groups = machine_group_components(page)
+            c.update(comparison_charts(page))
+        other_cpus_tab(page)
+        quality_tab(page)
         with gr.Accordion("System: what is this running on?", open=False):
-            system = gr.Markdown(system_markdown(comparison))
-        kept_images = gr.State({})
-
-        awaiting = gr.State(None)  # the example this page waits for (its index), until it is computed
-        outputs = [seed, message, title, chart, figures, *images, *cards, stage_bars, slider, compare_with, kept_images]
-        outputs.append(awaiting)
-        outputs += remote_outputs  # after every output of this machine's: a remote's /generate reads those by place
-        inputs = [prompt, negative, seed, random_seed, steps, guidance, size, scheduler, compare_with]
-        gr.on(
-            [button.click, prompt.submit],
-            make_generate(page),
-            inputs=inputs,
-            outputs=outputs,
-            api_name="generate",
-            # One request at a time through the rows: fair timing. In cluster mode several visitors at once, each
-            # kind's share queued on its machines (one comparison per machine); the front's own rows still take
-            # turns row by row (the row lock), so no timed section overlaps another.
-            concurrency_limit=settings.cluster_visitors if settings.cluster else 1,
-            show_progress_on=[message],  # one progress bar following the running row's steps
-            validator=make_admit(page),  # one running or queued comparison per client
-        ).then(lambda sz, st: wait_line(page, sz, st), [size, steps], wait, api_name=False)
-        compare_with.change(
-            lambda kept, other: gr.ImageSlider(
-                slider_pair(kept, comparison.rows.reference, other),
-                label=f"Baseline ◀ ▶ {comparison.rows.titles.get(other, other or '')}",
-            ),
-            [kept_images, compare_with],
-            slider,
-            api_name=False,
-            queue=False,
-        )
-        example.input(lambda i: show_example(page, i), example, outputs, api_name=False, queue=False).then(
-            example_inputs, example, [prompt, negative, seed], api_name=False, queue=False
-        )
-        size_or_steps = [size.change, steps.change]
-        gr.on(
-            size_or_steps,
-            lambda sz, st: wait_line(page, sz, st),
-            [size, steps],
-            wait,
-            api_name=False,
-            queue=False,
-        )
-        # One handler per page open and one per timer tick: every open tab calls them outside the row lock
-        # (benchmarking/polling.py measures what twenty tabs cost a timed row; the README has its figures).
-        demo.load(
-            lambda sz, st: [*show_example(page, 0), wait_line(page, sz, st), system_markdown(comparison)],
-            [size, steps],
-            [*outputs, wait, system],
-            api_name=False,
-            queue=False,
-        )
-        # The timer's one handler returns plain values only (no component updates, which Gradio makes costly).
-        # The awaited example's index once it exists: its change fills the page (a State's change event does not
-        # fire for a value a handler set, Gradio 6.31; a component in the DOM, visually hidden, does).
-        ready = gr.Number(None, visible="hidden", precision=0, interactive=False)
-        timer = gr.Timer(TICK_STARTING_S)
-        timer.tick(
-            lambda waiting: [
-                *status_lines(comparison),
-                model_banner(comparison),
-                example_ready(page, waiting),
-                tick_interval(comparison),
-            ],
-            inputs=awaiting,
-            outputs=[*statuses, banner, ready, timer],
-            api_name=False,
-            queue=False,
-            show_progress="hidden",
-        )
-        ready.change(
-            lambda index: fill_when_ready(page, index, len(outputs)),
-            ready,
-            outputs,
-            api_name=False,
-            queue=False,
-            show_progress="hidden",
-        )
-
-        def health_api() -> dict:
-            """Readiness of every row (ready, warm, each row's status and cache state, the model)."""
-            return health(page)
-
-        gr.api(health_api, api_name="health", queue=False)
+            c["system"] = gr.Markdown(system_markdown(comparison))
+        c["kept_images"] = gr.State({})
+        c["awaiting"] = gr.State(None)  # the example this page waits for (its index), until it is computed
+        outputs = page.outputs.assemble(c, rows["images"], rows["cards"], groups)
+        wire_comparison(page, c, outputs)
+        wire_status(page, demo, c, rows["statuses"], outputs)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     page.fair_share = FairShare(queue_holdings(demo, lambda request, username: visitor_key(page, request, username)))
     return demo
 
 
-def wait_line(page, size, steps) -> str:
-    """The estimate beside the button; in cluster mode with how many visitors the front and the cluster serve at
-    once (the machines counted now)."""
-    at_once = ""
-    cluster = getattr(page.remotes, "cluster", None)  # a page made with a bare RemoteSet has none
-    if cluster is not None:
-        machines = ", ".join(f"{d.serving} {k}" for k, d in cluster.deployers.items() if d.serving) or "none yet"
-        at_once = (
-            f"Up to {page.settings.cluster_visitors} visitors run at once, each kind's rows on one of its machines "
-            f"(serving now: {machines})"
+def controls(page: Page) -> dict:
+    """The request's controls, by their `/generate` input names (the slider's choice comes with the charts)."""
+    settings, limits = page.settings, page.comparison.limits
+    sizes = [size_label(s) for s in limits.offered()]
+    c = {}
+    with gr.Row(elem_classes=["stack-on-phone"]):
+        with gr.Column(scale=3):
+            c["prompt"] = gr.Textbox(
+                label="Prompt",
+                value=EXAMPLES[0][0],
+                max_length=MAX_PROMPT_CHARS,
+                placeholder="Type a prompt, press Enter",
+            )
+            c["negative_prompt"] = gr.Textbox(label="Negative prompt", max_length=MAX_PROMPT_CHARS)
+        with gr.Column(scale=2):
+            with gr.Row():
+                c["seed"] = gr.Number(label="Seed", value=EXAMPLES[0][2], precision=0, minimum=0, maximum=MAX_SEED)
+                c["random_seed"] = gr.Checkbox(label="Random seed", value=False)
+            # The slider spans every step count a row can run; a public instance's cap is said in its label and
+            # enforced by validation, whose message names it (Gradio's own range check would refuse an API client
+            # with a bare "400 Bad Request").
+            capped = limits.max_steps < STEPS_RANGE[1]
+            c["steps"] = gr.Slider(
+                *STEPS_RANGE,
+                value=min(settings.steps, limits.max_steps),
+                step=1,
+                label=f"Steps (at most {limits.max_steps} here)" if capped else "Steps",
+            )
+            c["guidance"] = gr.Slider(1.5, GUIDANCE_RANGE[1], value=7.5, step=0.5, label="Guidance")
+            with gr.Row():
+                # allow_custom_value: validation, not Gradio's choice check, answers an API client that asks for
+                # another size, naming what is offered.
+                c["size"] = gr.Dropdown(
+                    sizes, value=sizes[0], label="Resolution (compiled sizes)", allow_custom_value=True
+                )
+                c["scheduler"] = gr.Dropdown(
+                    [(label, key) for key, (_, label) in SCHEDULERS.items()], value="dpm++", label="Scheduler"
+                )
+    return c
+
+
+def rows_here(page: Page) -> dict[str, list]:
+    """This machine's rows, each an image, a card and a status line: the rows of the same work side by side, a row
+    of other work (fewer steps, another decoder) in a group of its own below them, headed as such. Returns the
+    images, cards and status lines in the rows' order."""
+    comparison, rows = page.comparison, page.comparison.rows
+    by_row = {}
+    same = [b for b in rows.order if not rows.different_work(b)]
+    other = [b for b in rows.order if rows.different_work(b)]
+    for group in (same, other):
+        if not group:
+            continue
+        if group is other:
+            text(OTHER_WORK_HEADING, elem_classes=["other-work-header", "phone-second"])
+        with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second"]):
+            for backend_id in group:
+                with gr.Column(min_width=min(image_px(page), 320)):
+                    image = row_image(rows.titles[backend_id], image_px(page), rows.runs_here(backend_id))
+                    card = text(card_markdown(comparison, backend_id, tables=page.tables), elem_classes=["row-card"])
+                    status = text(status_line(comparison, backend_id), elem_classes=["row-status"])
+                    by_row[backend_id] = (image, card, status)
+    images, cards, statuses = ([by_row[b][i] for b in rows.order] for i in range(3))
+    return {"images": images, "cards": cards, "statuses": statuses}
+
+
+def machine_group_components(page: Page) -> list[list]:
+    """One group per other machine, apart from this machine's rows (on a phone too): its heading, then one image and
+    one card per row."""
+    if page.machines is None:
+        return []
+    order = page.comparison.rows.order
+    groups = []
+    for label, initial in zip(page.machines.labels(), machine_groups(page), strict=True):
+        heading = text(initial[0], elem_classes=["remote-header", "phone-second"])
+        images, cards = [], []
+        with gr.Row(equal_height=False, elem_classes=["rows-on-phone", "phone-second", "remote-rows"]):
+            for i, backend_id in enumerate(order):
+                with gr.Column(min_width=min(image_px(page), 320)):
+                    images.append(row_image(f"{label}: {backend_id}", image_px(page), True))
+                    cards.append(text(initial[1 + len(order) + i], elem_classes=["row-card"]))
+        groups.append([heading, *images, *cards])
+    return groups
+
+
+def comparison_charts(page: Page) -> dict:
+    """The slider over the baseline and a chosen row, the latency and stage charts, and the figures JSON."""
+    c = {}
+    with gr.Row(elem_classes=["stack-on-phone"]):
+        with gr.Column():
+            c["slider"] = gr.ImageSlider(
+                label="Baseline ◀ ▶ row", type="filepath", max_height=image_px(page), elem_classes=["compare-slider"]
+            )
+            c["compare_with"] = gr.Radio(label="Compare the baseline with", choices=[])
+        with gr.Column():
+            c["latency_chart"] = row_bars("latency (s)", "kind", "Latency (lower is better)", LATENCY_COLORS)
+            c["stage_chart"] = row_bars(
+                "seconds", "stage", "Where the time goes (measured in each timed run)", STAGE_COLORS
+            )
+    with gr.Accordion("Figures (also returned by the /generate API)", open=False):
+        c["figures"] = gr.JSON(show_label=False)
+    return c
+
+
+def other_cpus_tab(page: Page) -> None:
+    """The committed results of every CPU kind, and the other machines' state when the tab opens."""
+    with gr.Tab("Same comparison on other CPUs") as tab:
+        if page.machines is not None:
+            live = text("_The live remotes answer when this tab opens._")
+            tab.select(lambda: remotes_markdown(page.machines.healths()), None, live, api_name=False)
+        table = other_cpus_table(page.tables)
+        gr.Markdown(
+            "The committed benchmark results (`results/*.json`, made by `benchmark.py`): one group per CPU "
+            "kind, each with its date and command. Only measured files are shown."
         )
+        gr.BarPlot(
+            other_cpus_chart(table) if len(table) else None,
+            x="CPU kind · row",
+            y="speed-up",
+            color="CPU kind",
+            title="Speed-up over the same run's PyTorch fp32 baseline",
+            x_label_angle=-30,
+            sort=None,
+        )
+        gr.Dataframe(table, wrap=True, interactive=False)
+        with gr.Accordion("Where each figure comes from", open=False):
+            gr.Markdown(other_cpus_sources(page.tables))
+
+
+def quality_tab(page: Page) -> None:
+    with gr.Tab("Quality report"):
+        gr.Markdown(quality_markdown(page.quality), elem_classes=["quality-report"])
+        grid = quality_grid(page.quality)
+        if grid is not None:
+            gr.Image(
+                grid,
+                label="Every image of the run: one line per prompt, one column per row",
+                format="png",
+                elem_classes=["quality-grid"],
+            )
+
+
+def wire_comparison(page: Page, c: dict, outputs: list) -> None:
+    """`/generate` (the button, Enter in the prompt), the slider's choice, the examples, the wait line."""
+    comparison, settings = page.comparison, page.settings
+    wait_inputs = [c["size"], c["steps"]]
+    gr.on(
+        [c["button"].click, c["prompt"].submit],
+        make_generate(page),
+        inputs=[c[name] for name in INPUT_NAMES],
+        outputs=outputs,
+        api_name="generate",
+        # One request at a time through the rows: fair timing. In cluster mode several visitors at once, each
+        # kind's share queued on its machines; the front's own rows still take turns row by row (the row lock).
+        concurrency_limit=settings.cluster_visitors if settings.cluster else 1,
+        show_progress_on=[c["message"]],  # one progress bar following the running row's steps
+        validator=make_admit(page),  # one running or queued comparison per client
+    ).then(lambda sz, st: wait_line(page, sz, st), wait_inputs, c["wait"], api_name=False)
+    c["compare_with"].change(
+        lambda kept, other: gr.ImageSlider(
+            slider_pair(kept, comparison.rows.reference, other),
+            label=f"Baseline ◀ ▶ {comparison.rows.titles.get(other, other or '')}",
+        ),
+        [c["kept_images"], c["compare_with"]],
+        c["slider"],
+        api_name=False,
+        queue=False,
+    )
+    c["example"].input(lambda i: show_example(page, i), c["example"], outputs, api_name=False, queue=False).then(
+        example_inputs, c["example"], [c["prompt"], c["negative_prompt"], c["seed"]], api_name=False, queue=False
+    )
+    gr.on(
+        [c["size"].change, c["steps"].change],
+        lambda sz, st: wait_line(page, sz, st),
+        wait_inputs,
+        c["wait"],
+        api_name=False,
+        queue=False,
+    )
+
+
+def wire_status(page: Page, demo: gr.Blocks, c: dict, statuses: list, outputs: list) -> None:
+    """What every open tab calls outside the row lock: once when it opens, then its status timer; and `/health`
+    (benchmarking/polling.py measures what twenty tabs cost a timed row)."""
+    comparison = page.comparison
+    demo.load(
+        lambda sz, st: [*show_example(page, 0), wait_line(page, sz, st), system_markdown(comparison)],
+        [c["size"], c["steps"]],
+        [*outputs, c["wait"], c["system"]],
+        api_name=False,
+        queue=False,
+    )
+    # The timer's one handler returns plain values only (component updates cost Gradio much more per tick). The
+    # awaited example's index goes to a hidden number once the example exists: its change fills the page (a State's
+    # change event does not fire for a value a handler set; a component in the page, visually hidden, does).
+    ready = gr.Number(None, visible="hidden", precision=0, interactive=False)
+    timer = gr.Timer(TICK_STARTING_S)
+    timer.tick(
+        lambda waiting: [
+            *status_lines(comparison),
+            model_banner(comparison),
+            example_ready(page, waiting),
+            tick_interval(comparison),
+        ],
+        inputs=c["awaiting"],
+        outputs=[*statuses, c["banner"], ready, timer],
+        api_name=False,
+        queue=False,
+        show_progress="hidden",
+    )
+    ready.change(
+        lambda index: fill_when_ready(page, index), ready, outputs, api_name=False, queue=False, show_progress="hidden"
+    )
+
+    def health_api() -> dict:
+        """Readiness of every row (ready, warm, each row's status and cache state, the model)."""
+        return health(page)
+
+    gr.api(health_api, api_name="health", queue=False)
+
+
+def image_px(page: Page) -> int:
+    """The rows' images at their real size, up to 512 px."""
+    return min(512, page.comparison.rows.settings.sizes[0])
+
+
+def wait_line(page: Page, size, steps) -> str:
+    """The estimate beside the button; with a cluster, how many visitors are served at once and on what."""
+    at_once = page.machines.serving_now() if page.machines is not None else ""
     return page.timings.text(page.comparison, size, steps, at_once)
 
 
@@ -306,12 +333,6 @@ def row_image(label: str, size: int, visible: bool) -> gr.Image:
         label=label, type="filepath", format="png", height=size, width=size, interactive=False, show_label=False,
         elem_classes=["row-image"], visible=visible,
     )  # fmt: skip
-
-
-def chunks(outputs: list, page: Page) -> list[list]:
-    """`remote_view`'s flat outputs, one list per remote group (a heading, then images and cards)."""
-    n = 1 + 2 * len(page.comparison.rows.order)
-    return [outputs[i : i + n] for i in range(0, len(outputs), n)]
 
 
 def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> None:

@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from harness.results import LatencyTable
+from harness.records.results import LatencyTable
 
 from .cards import plain
 

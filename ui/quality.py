@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from harness.quality_reports import quality_table
+from harness.records.quality_reports import quality_table
 
 log = logging.getLogger(__name__)
 

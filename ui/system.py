@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from core.cpu import this_cpu
-from harness.comparison import Comparison
-from harness.examples import EXAMPLES
-from harness.remotes import API_VERSION
-from harness.system_info import machine_fingerprint, system_info
+from harness import api
+from harness.compare.comparison import Comparison
+from harness.records.examples import EXAMPLES
+from harness.records.system_info import system_info
 
 from .context import Page
 
@@ -53,26 +52,14 @@ def model_line(comparison: Comparison) -> str:
 
 
 def health(page: Page) -> dict:
-    """Readiness of every row, for `/health` style checks through the API; and what a front page needs to know of
-    this instance as a remote (`harness.remotes`): its API version, CPU, machine, model and revision, rows."""
-    comparison = page.comparison
-    model = comparison.rows.model
-    cpu = this_cpu()
+    """`/health`: what every instance answers (`harness.api.health`: what a front needs of a remote), and the page's
+    own readiness: warm-up, each row's cache state, the examples computed, the first example's figures."""
+    rows = page.comparison.rows
     return {
-        "api": API_VERSION,
-        "examples_ready": len(page.showcase.computed(model, len(EXAMPLES))),
-        "ready": comparison.rows.ready(),
-        "warm": comparison.rows.warm(),
-        "rows": {b: comparison.rows.status[b].describe() for b in comparison.rows.order},
-        "titles": dict(comparison.rows.titles),
-        "cache": {b: s.load.cache if s.load else None for b, s in comparison.rows.status.items()},
-        "model": model.model_id if model else None,
-        "revision": model.revision if model else None,
-        "standin": model.standin if model else None,
-        "cpu": cpu.model,
-        "cpu_kind": cpu.slug(),
-        "threads": comparison.rows.settings.threads,
-        "machine": machine_fingerprint(),
+        **api.health(page.comparison),
+        "warm": rows.warm(),
+        "cache": {b: s.load.cache if s.load else None for b, s in rows.status.items()},
+        "examples_ready": len(page.showcase.computed(rows.model, len(EXAMPLES))),
         "example": example_figures(page),
     }
 

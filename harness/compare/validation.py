@@ -28,6 +28,12 @@ class Limits:
         return tuple(s for s in self.sizes if not self.max_size or s <= self.max_size)
 
 
+def side_of(size):
+    """The side of a size as the page offers it ("512x512" -> "512"); anything else as given, for the checks below
+    to name."""
+    return str(size).split("x")[0] if size else size
+
+
 def _shown(value) -> str:
     """A visitor's value quoted in a message: short, and with no character a page could read as markup."""
     text = repr(value)

@@ -74,8 +74,8 @@ class Showcase:
         self._runs: dict[str, ShownRun | None] = {}  # entry key -> run, read from disk once
 
     def key(self, model, example: int) -> str:
-        # "noise2": the starting noise is drawn in float64 since issue 27 (the same on every CPU kind); an example
-        # kept from the float32 draw is computed again.
+        # "noise2": the starting noise drawn in float64 (the same on every CPU kind); an example kept from the
+        # earlier float32 draw is computed again.
         return slug(f"{model.model_id}-{model.revision}-{self.machine}-noise2-example{example}")
 
     def example(self, model, example: int) -> ShownRun | None:

@@ -7,8 +7,7 @@ import logging
 from pathlib import Path
 
 from core.build_cache import BuildCache
-
-from .clip_tokenizer import make_clip_tokenizer
+from harness.models.clip_tokenizer import make_clip_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,8 @@ def build_standin(name: str, out: Path) -> None:
     pipe.save_pretrained(out)
     _add_the_real_repositorys_other_files(pipe, out)
     (out / "STANDIN.md").write_text(
-        f"Random-weight stand-in {name!r} built locally by harness/standins.py. Images are noise; latencies are real.\n"
+        f"Random-weight stand-in {name!r} built locally by harness/models/standins.py. Images are noise; "
+        "latencies are real.\n"
     )
 
 

@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 
 from core.cpu import this_cpu
-
-from .comparison import Comparison
-from .showcase import Showcase, ShownRun
+from harness.compare.comparison import Comparison
+from harness.records.showcase import Showcase, ShownRun
 
 log = logging.getLogger(__name__)
 

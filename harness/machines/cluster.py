@@ -10,8 +10,8 @@ serve a kind it is not (`WrongKind`): a machine that advertises a kind it lacks 
 The front counts the machines of each kind (`ray.nodes()`) every few seconds and asks Serve for that many replicas:
 a machine that joins takes work without a restart, one that leaves is dropped, and Serve replaces a replica that
 died where a machine of its kind remains. For each comparison the front calls every kind at once through a
-`DeploymentHandle`, in a thread per kind, as it calls remote instances (`harness.remotes`): a `ClusterRun` has a
-`RemoteRun`'s interface and its `RemoteState`, so the page and the figures JSON show both alike.
+`DeploymentHandle`, in a `ClusterRun` per kind: a `MachineRun`, as a remote instance's is (`harness.machines.runs`),
+so the page and the figures JSON show both alike.
 
 Ray is imported here only, and only in cluster mode: `make demo` never loads it.
 """
@@ -29,8 +29,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.cpu import KINDS, this_cpu
-
-from .remotes import API_VERSION, Expected, Remote, RemoteState, incomparable, prune
+from core.request import GenerationRequest
+from harness.api import health
+from harness.machines.remotes import incomparable
+from harness.machines.runs import Expected, MachineRun, RunState
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,6 @@ HEALTH_TIMEOUT_S = 10.0
 NODE_GONE_S = 30.0  # how long the front waits for the cluster to say whether a silent replica's machine left
 REFUSAL = "refusing to serve: "  # starts a `WrongKind`'s words, found again in Serve's status message
 INSTALL_HINT = "cluster mode needs Ray Serve: `make setup` (ray[serve]==2.60.0 is in requirements.txt)"
-# The front's settings a replica takes (what its rows are loaded with and what a visitor may ask for). The rest is
-# the front's own (its port, remotes, login) or the machine's own (its cache directory, its threads).
-REPLICA_SETTINGS = (
-    "model", "backends", "sizes", "strict", "tome_ratio", "int8_mode", "tome_max_downsample", "int8_vae",
-    "int8_overflow_fix", "int8_source", "lcm_steps", "calibration_prompts", "calibration_steps", "steps",
-    "safety_checker", "public", "max_steps", "max_size",
-)  # fmt: skip
 
 
 def kind_resource(kind: str) -> str:
@@ -76,14 +71,13 @@ class WrongKind(RuntimeError):
 class RowsOnKind:
     """The rows of this app on one machine of one CPU kind: a Ray Serve replica (wrapped by `deploy_kind`).
 
-    `compare(fields)` streams one comparison: first what ran it (`health`: node, CPU, kind, model) and when it
+    `compare(request)` streams one comparison: first what ran it (`health`: node, CPU, kind, model) and when it
     started, then each row's figures and PNG as the row finishes, the timed sections in wall-clock time."""
 
     def __init__(self, kind: str, settings: dict):
         import ray
 
         from harness.settings import Settings, build_comparison
-        from harness.system_info import machine_fingerprint
 
         try:
             cpu = this_cpu()  # as the machine presents itself (its SBS_CPU_KIND, when it plays a lesser kind)
@@ -99,32 +93,18 @@ class RowsOnKind:
         self.comparison = build_comparison(Settings(**settings))
         self.comparison.load_all()
         context = ray.get_runtime_context()
-        self.about = {
-            "api": API_VERSION, "node": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-            "kind": kind, "cpu": cpu.model, "cpu_kind": cpu.slug(), "machine": machine_fingerprint(),
-        }  # fmt: skip
+        self.node = {"node": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "kind": kind}
 
     def health(self) -> dict:
-        rows = self.comparison.rows
-        model = rows.model
-        return {
-            **self.about,
-            "ready": rows.ready(),
-            "rows": {b: rows.status[b].describe() for b in rows.order},
-            "titles": dict(rows.titles),
-            "model": model.model_id if model else None,
-            "revision": model.revision if model else None,
-            "standin": model.standin if model else None,
-            "threads": rows.settings.threads,
-        }
+        return {**health(self.comparison), **self.node}
 
-    def compare(self, fields: dict):
+    def compare(self, request: GenerationRequest):
         from PIL import Image
 
         from core.images import to_uint8
         from core.request import latents_digest
 
-        request = self.comparison.validate(**fields)  # the front validated it already: the same rules, again here
+        request = self.comparison.validate(**asdict(request))  # the front validated it: the same rules, again here
         started = time.time()
         yield {
             "health": self.health(), "started_at": started,
@@ -141,10 +121,6 @@ class RowsOnKind:
                 Image.fromarray(to_uint8(row.image)).save(buffer, format="PNG")
                 png = buffer.getvalue()
             yield {"row": figures, "png": png}
-
-
-def replica_settings(settings) -> dict:
-    return {k: v for k, v in asdict(settings).items() if k in REPLICA_SETTINGS}
 
 
 class KindDeployer:
@@ -205,120 +181,80 @@ def refusal(serve, name: str) -> str:
     return next((m.strip().splitlines()[-1] for m in messages if m and m.strip()), "")
 
 
-class ClusterRun:
-    """One kind's part of one comparison, called through Serve in a thread: a `RemoteRun`'s interface and state."""
+class ClusterRun(MachineRun):
+    """One kind's part of one comparison, streamed from one of its machines through Serve."""
 
-    def __init__(self, remote: Remote, deployer: KindDeployer, fields: dict, expected: Expected, image_dir: Path,
-                 timeout_s: float):  # fmt: skip
-        self.remote = remote
+    def __init__(self, label: str, deployer: KindDeployer, request: GenerationRequest, expected: Expected,
+                 image_dir: Path, timeout_s: float):  # fmt: skip
+        super().__init__(label, expected, timeout_s, image_dir)
         self.deployer = deployer
-        self.fields = fields
-        self.expected = expected
-        self.image_dir = image_dir
-        self.image_dir.mkdir(parents=True, exist_ok=True)
-        self.timeout_s = timeout_s
-        self._state = RemoteState(remote, started=time.time())
-        self._lock = threading.Lock()
-        self.changed = threading.Event()
-        self._cancelled = threading.Event()
+        self.request = request
         self._stream = None
-        self._thread = threading.Thread(target=self._run, name=f"cluster {remote.label}", daemon=True)
 
-    def start(self) -> ClusterRun:
-        self._thread.start()
-        return self
-
-    def state(self) -> RemoteState:
-        with self._lock:
-            s = self._state
-            return RemoteState(**{**s.__dict__, "rows": list(s.rows), "images": dict(s.images)})
-
-    def cancel(self) -> None:
-        self._cancelled.set()
+    def _interrupt(self) -> None:
         stream = self._stream
         if stream is not None:
             stream.cancel()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _update(self, **changes) -> None:
-        with self._lock:
-            for k, v in changes.items():
-                setattr(self._state, k, v)
-        self.changed.set()
-
-    def _end(self, state: str, detail: str) -> None:
-        self._update(state=state, detail=detail, finished=time.time())
-
-    def _run(self) -> None:
-        try:
-            self._call()
-        except Exception:  # whatever the cluster does, the local rows and the other kinds go on
-            error_id = secrets.token_hex(4)
-            log.exception("cluster rows %s failed (error %s)", self.remote.label, error_id)
-            self._end("failed", f"failed (error {error_id}, in the log)")
 
     def _call(self) -> None:
         ray, serve = import_ray()
         from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-        deployer = self.deployer
-        waited = time.monotonic()
-        while deployer.machines and not deployer.ready.is_set() and not deployer.refused:
-            if time.monotonic() - waited > self.timeout_s or self._cancelled.is_set():
-                return self._end("too slow", f"its machines did not get their rows ready within {self.timeout_s:.0f} s")
-            self._update(state="queued", detail="a machine of this kind is loading its rows")
-            time.sleep(0.2)
-        if not deployer.machines:
-            return self._end("unreachable", "no machine of this kind in the cluster")
-        if deployer.refused:
-            return self._end("refused", deployer.refused)
-        machines = deployer.machines
-        self._update(
-            state="queued",
-            detail=f"waiting for one of its {machines} machine(s), busy with other visitors' comparisons",
-            connect_s=None,
-        )
-        handle = serve.get_deployment_handle("RowsOnKind", app_name=app_name(deployer.kind))
-        stream = handle.options(stream=True).compare.remote(self.fields)
-        self._stream = stream
-        timed_out = threading.Event()
-
-        def too_slow():
-            timed_out.set()
-            stream.cancel()
-
-        deadline = threading.Timer(self.timeout_s, too_slow)
-        deadline.daemon = True
-        deadline.start()
+        if not self._wait_for_machines():
+            return
+        handle = serve.get_deployment_handle("RowsOnKind", app_name=app_name(self.deployer.kind))
+        self._stream = handle.options(stream=True).compare.remote(self.request)
+        if self.stopped() is not None:  # stopped before the stream existed to be cancelled
+            self._stream.cancel()
         node = None
         try:
-            for item in stream:
+            for item in self._stream:
                 if "health" in item:
                     node = item["health"].get("node")
-                    self._update(state="running", detail="", health=item["health"],
-                                 latents_sha256=item["latents_sha256"], answered=time.time())  # fmt: skip
-                    problem = incomparable(item["health"], self.expected)
-                    if problem:
-                        stream.cancel()
-                        return self._end("not comparable", problem)
-                    continue
-                self._take(item)
+                    if not self._answered(item):
+                        return
+                else:
+                    self._take(item)
         except Exception as exc:
-            if self._cancelled.is_set():
-                return self._end("failed", "cancelled: the visitor left before it finished")
-            if timed_out.is_set():
-                return self._end("too slow", f"no answer within {self.timeout_s:.0f} s; the next comparison retries")
-            if isinstance(exc, RayActorError | ActorUnavailableError):
+            if self.stopped() is None and isinstance(exc, RayActorError | ActorUnavailableError):
                 return self._lost(ray, node)
-            if isinstance(exc, RayTaskError):  # the rows raised: their own words, as a remote's AppError
-                return self._end("failed", str(exc.cause if exc.cause else exc).splitlines()[-1][:300])
-            raise
-        finally:
-            deadline.cancel()
-        mismatch = self.state().latents_sha256 not in (None, self.expected.latents_sha256)
-        self._end("done", "its starting noise differs from this page's: images not comparable" if mismatch else "")
+            if self.stopped() is None and isinstance(exc, RayTaskError):  # the rows raised: their own words
+                return self._end(RunState.FAILED, str(exc.cause if exc.cause else exc).splitlines()[-1][:300])
+            raise  # a stopped run ends with the stop's words (`MachineRun._run`)
+        self._finish()
+
+    def _wait_for_machines(self) -> bool:
+        """Wait while this kind's machines load their rows; False (the run ended) when there is none, they were
+        refused, or the run was stopped."""
+        deployer = self.deployer
+        while deployer.machines and not deployer.ready.is_set() and not deployer.refused:
+            stop = self.stopped()
+            if stop is not None:
+                too_slow = f"its machines did not get their rows ready within {self.timeout_s:.0f} s"
+                self._end(stop.state, too_slow if stop.state is RunState.TOO_SLOW else stop.detail)
+                return False
+            self._update(state=RunState.QUEUED, detail="a machine of this kind is loading its rows")
+            time.sleep(0.2)
+        if not deployer.machines:
+            self._end(RunState.UNREACHABLE, "no machine of this kind in the cluster")
+            return False
+        if deployer.refused:
+            self._end(RunState.REFUSED, deployer.refused)
+            return False
+        detail = f"waiting for one of its {deployer.machines} machine(s), busy with other visitors' comparisons"
+        self._update(state=RunState.QUEUED, detail=detail, connect_s=None)
+        return True
+
+    def _answered(self, item: dict) -> bool:
+        """The machine that took the comparison, and its starting noise; False (the run ended) when its model is not
+        the page's."""
+        self._update(state=RunState.RUNNING, detail="", health=item["health"], latents_sha256=item["latents_sha256"],
+                     answered=time.time())  # fmt: skip
+        problem = incomparable(item["health"], self.expected)
+        if problem:
+            self._stream.cancel()
+            self._end(RunState.NOT_COMPARABLE, problem)
+        return not problem
 
     def _lost(self, ray, node: str | None) -> None:
         """A replica that stopped answering: its machine left, or the replica crashed on a machine still there. The
@@ -328,30 +264,32 @@ class ClusterRun:
         deadline = time.monotonic() + NODE_GONE_S
         while node is not None:
             if node not in {n["NodeID"] for n in ray.nodes() if n.get("Alive")}:
-                return self._end("lost", "lost, the machine left mid-run; the other rows are done")
+                return self._end(RunState.LOST, "lost, the machine left mid-run; the other rows are done")
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        return self._end("lost", "its replica crashed mid-run; Serve restarts it, the next comparison retries")
+        return self._end(RunState.LOST, "its replica crashed mid-run; Serve restarts it, the next comparison retries")
 
     def _take(self, item: dict) -> None:
+        """One more row: its figures, and its image written here."""
         figures = item.get("row") or {}
-        images = dict(self.state().images)
+        state = self.state()
+        images = dict(state.images)
         if item.get("png") and figures.get("backend"):
             path = self.image_dir / f"{secrets.token_hex(8)}.png"
             path.write_bytes(item["png"])
             images[figures["backend"]] = str(path)
-        self._update(rows=[*self.state().rows, figures], images=images)
+        self._show([*state.rows, figures], images)
 
 
 class ClusterSet:
-    """The cluster's kinds as the page's "remotes": one group per CPU kind, one `ClusterRun` per kind per comparison.
+    """The cluster's kinds (a `MachineGroup`): one page group per CPU kind, one `ClusterRun` per kind per comparison.
 
     `connect()` joins the cluster as a driver (`ray.init`, the token from RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH when
     the cluster has token authentication) and starts the watcher that keeps every kind's replicas."""
 
     def __init__(self, address: str, kinds: list[str], settings: dict, timeout_s: float = 600.0,
-                 image_dir: Path | None = None):  # fmt: skip
+                 image_dir: Path | None = None, visitors: int = 4):  # fmt: skip
         unknown = [k for k in kinds if k not in KINDS]
         if unknown:
             raise ValueError(
@@ -359,9 +297,9 @@ class ClusterSet:
             )
         self.address = address
         self.kinds = kinds
-        self.remotes = [Remote(f"Cluster: {kind} machines", f"ray://{address}/{kind}") for kind in kinds]
         self.deployers = {kind: KindDeployer(kind, settings) for kind in kinds}
         self.timeout_s = timeout_s
+        self.visitors = visitors  # comparisons the front runs at once (its --cluster-visitors)
         self.image_dir = Path(image_dir or tempfile.mkdtemp(prefix="sbs-cluster-images-"))
         self._stop = threading.Event()
         self._counted = threading.Event()
@@ -370,7 +308,8 @@ class ClusterSet:
     @classmethod
     def from_settings(cls, settings) -> ClusterSet:
         kinds = [k.strip() for k in settings.cluster_kinds.split(",") if k.strip()] or list(KINDS)
-        return cls(settings.cluster, kinds, replica_settings(settings), settings.remote_timeout_s)
+        return cls(settings.cluster, kinds, settings.replica_settings(), settings.remote_timeout_s,
+                   visitors=settings.cluster_visitors)  # fmt: skip
 
     def connect(self) -> ClusterSet:
         ray, serve = import_ray()
@@ -422,41 +361,43 @@ class ClusterSet:
             self._counted.set()
             self._stop.wait(WATCH_S)
 
-    def start(self, inputs: list, expected: Expected, visitor_key: str) -> list[ClusterRun]:
-        """Call every kind's rows with the page's `/generate` inputs (seed resolved) for one visitor."""
-        prompt, negative, seed, _random, steps, guidance, size, scheduler, _compare = inputs
-        side = str(size).split("x")[0]
-        fields = {
-            "prompt": prompt, "negative_prompt": negative, "seed": seed, "steps": steps, "guidance_scale": guidance,
-            "height": side, "width": side, "scheduler": scheduler,
-        }  # fmt: skip
-        runs = []
-        for remote, kind in zip(self.remotes, self.kinds, strict=True):
-            directory = self.image_dir / kind
-            prune(directory)
-            runs.append(ClusterRun(remote, self.deployers[kind], fields, expected, directory, self.timeout_s).start())
-        return runs
+    def labels(self) -> list[str]:
+        return [f"Cluster: {kind} machines" for kind in self.kinds]
+
+    def start(self, request: GenerationRequest, expected: Expected, visitor_key: str) -> list[ClusterRun]:
+        """Call every kind's rows with `request` (its seed resolved); the visitor waits in the kind's queue."""
+        return [
+            ClusterRun(label, self.deployers[kind], request, expected, self.image_dir / kind, self.timeout_s).start()
+            for label, kind in zip(self.labels(), self.kinds, strict=True)
+        ]
 
     def healths(self) -> dict[str, dict | str]:
         """Each kind's rows as one of its machines answers (`RowsOnKind.health`), or why there is none."""
         _, serve = import_ray()
         answers: dict[str, dict | str] = {}
-        for remote, kind in zip(self.remotes, self.kinds, strict=True):
+        for label, kind in zip(self.labels(), self.kinds, strict=True):
             deployer = self.deployers[kind]
             if not deployer.machines:
-                answers[remote.label] = "no machine of this kind in the cluster"
+                answers[label] = "no machine of this kind in the cluster"
             elif deployer.refused:
-                answers[remote.label] = f"refused: {deployer.refused}"
+                answers[label] = f"refused: {deployer.refused}"
             elif not deployer.ready.is_set():
-                answers[remote.label] = "its machines are loading their rows"
+                answers[label] = "its machines are loading their rows"
             else:
                 try:
                     handle = serve.get_deployment_handle("RowsOnKind", app_name=app_name(kind))
                     answer = handle.health.remote().result(timeout_s=HEALTH_TIMEOUT_S)
-                    answers[remote.label] = {**answer, "machines": deployer.machines}
+                    answers[label] = {**answer, "machines": deployer.machines}
                 except Exception as exc:
-                    answers[remote.label] = f"no answer ({type(exc).__name__})"
+                    answers[label] = f"no answer ({type(exc).__name__})"
         return answers
+
+    def serving_now(self) -> str:
+        machines = ", ".join(f"{d.serving} {k}" for k, d in self.deployers.items() if d.serving) or "none yet"
+        return (
+            f"Up to {self.visitors} visitors run at once, each kind's rows on one of its machines "
+            f"(serving now: {machines})"
+        )
 
     def visitors_at_once(self) -> int:
         """How many comparisons the cluster can run at once: its machines of the kind with the most."""

@@ -8,7 +8,6 @@ latency of the pipeline call only, fidelity against the baseline image of the sa
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import logged_error
 from core.images import to_uint8
 from core.request import GenerationRequest, initial_latents
-
-from .model_sources import ModelUnavailable
-from .prompt_tokens import truncation_note
-from .rows import RowSet, reason
-from .safety import SafetyFilter
-from .validation import InvalidRequest, Limits, validate_request
+from harness.compare.prompt_tokens import truncation_note
+from harness.compare.rows import RowSet, reason
+from harness.compare.safety import SafetyFilter
+from harness.compare.validation import InvalidRequest, Limits, validate_request
+from harness.models.model_sources import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +287,9 @@ class Comparison:
             timed = timed_generate(backend, request, latents, lambda step, total: on_step(backend_id, step, total))
             loading = tuple(dict.fromkeys(loading_before + rows.loading_during(timed.start, timed.end)))
         except Exception as exc:  # the row shows its error; the other rows and the next request go on
-            error_id = secrets.token_hex(4)
-            log.exception("row %s failed (error %s)", backend_id, error_id)
-            shown = f"failed (error {error_id}, in the log)" + ("" if self.public else f": {reason(exc)}")
+            shown = f"failed ({logged_error(log, 'row %s failed', backend_id)})" + (
+                "" if self.public else f": {reason(exc)}"
+            )
             return RowResult(backend_id, title, "error", shown)
         self.timed_sections.append((backend_id, timed.start, timed.end))
         del self.timed_sections[:-1000]

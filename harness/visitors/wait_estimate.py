@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+from harness.compare.validation import side_of
+
 
 class WaitEstimate:
     def __init__(self):
@@ -36,7 +38,7 @@ class WaitEstimate:
         """The line beside the button: about how long a run of every ready row takes at this size and steps.
         `at_once`: how many visitors are served at once, in words (cluster mode); "" = one at a time."""
         try:
-            side, steps = int(str(size).split("x")[0]), int(steps)
+            side, steps = int(side_of(size)), int(steps)
         except (TypeError, ValueError):
             return ""
         ready = comparison.rows.ready()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +14,10 @@ from dataclasses import dataclass, field, fields, replace
 from backends import LoadInfo, backend_class, create_backend, is_reference
 from backends import backend_ids as registered_ids
 from core.cpu import this_cpu
+from core.errors import logged_error
 from core.probes import process_memory_mb
 from core.request import GenerationRequest, LoadSettings, ProgressCallback, initial_latents
-
-from .model_sources import ModelSource
+from harness.models.model_sources import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +102,7 @@ class RowSet:
     def failure(self, what: str, exc: BaseException) -> str:
         """A failure's line for status lines, cards and /health, its traceback logged under an error id: on a public
         instance a short line and the id (exception text can hold paths and internals), else the reason too."""
-        error_id = secrets.token_hex(4)
-        log.error("%s (error %s)", what, error_id, exc_info=exc)
-        return f"{what} (error {error_id}, in the log)" + ("" if self.public else f": {reason(exc)}")
+        return f"{what} ({logged_error(log, '%s', what, exc_info=exc)})" + ("" if self.public else f": {reason(exc)}")
 
     def mark_all(self, state: str, detail: str) -> None:
         for status in self.status.values():

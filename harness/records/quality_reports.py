@@ -9,8 +9,7 @@ from pathlib import Path
 
 from backends.int8_tome import MODES
 from core.naming import model_slug
-
-from .results import RESULTS
+from harness.records.results import RESULTS
 
 log = logging.getLogger(__name__)
 

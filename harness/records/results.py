@@ -7,11 +7,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.assets import RESULTS
 from core.naming import model_slug
 
 log = logging.getLogger(__name__)
-
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def results_path(model: str, size: int, steps: int, cpu_slug: str, cores: int) -> Path:

@@ -1,5 +1,5 @@
 """Where the weights come from: a Hub id, a local diffusers directory, or a locally built stand-in
-(`harness.standins`), resolved to a local diffusers directory every row loads the same way."""
+(`harness.models.standins`), resolved to a local diffusers directory every row loads the same way."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.files import write_json
-
-from .standins import STANDIN_REVISION, STANDINS, standin_path
+from harness.models.standins import STANDIN_REVISION, STANDINS, standin_path
 
 log = logging.getLogger(__name__)
 
