@@ -6,7 +6,7 @@ TRUSTED_PROXIES ?=
 
 ADDRESS ?=
 
-.PHONY: setup setup-dev demo booth cluster-head cluster-worker cluster-stop test lint benchmark benchmark-int8 benchmark-cluster quality image image-test clean-cache
+.PHONY: setup setup-dev demo booth cluster-head cluster-worker cluster-stop test lint benchmark benchmark-int8 benchmark-int8-recipes benchmark-cluster quality image image-test clean-cache
 
 setup:
 	bash scripts/install.sh
@@ -57,6 +57,12 @@ benchmark: setup
 benchmark-int8: setup
 	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 3 --calibration-prompts 2 \
 		--variants ablation,sweep
+
+## benchmark-int8-recipes: what the quality-first recipe costs: the int8 row built full and hybrid, both timed in the
+## same 3 paired rounds beside the baseline (SD-1.5 size; long: both recipes are built, i.e. calibrated, first)
+benchmark-int8-recipes: setup
+	$(PY) benchmark.py --model sd15-standin --size 512 --steps 20 --passes 3 --calibration-prompts 2 \
+		--variants recipes --pairing together
 
 ## benchmark-cluster: cluster mode's visitors per hour with 1 and 2 machines (Ray nodes on this machine, the `tiny`
 ## stand-in): proves routing and overlap, not speed (the nodes share this machine's cores)

@@ -21,6 +21,8 @@ class LoadInfo:
     cache: str = "n/a"  # "hit", "built", "prebuilt" or "n/a"
     precision: str = ""  # what actually runs, read back from the runtime where it can be
     compute: str = "fp32"  # the precision most of the work runs in: "fp32", "bf16" or "int8" (for the peak FLOP rate)
+    recipe: str = ""  # for a row built one of several ways, which one ran (the int8 row: "full int8", "hybrid int8")
+    recipe_note: str = ""  # and why that one, in one line for its card
 
 
 class Backend(Protocol):

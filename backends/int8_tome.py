@@ -213,6 +213,10 @@ class Int8Tome:
             ("+ gather-form merge", {"int8_vae": False}),
             ("+ VAE decoder int8", {}),  # without VNNI the same build as the line before (overflow fix: see above)
         ],
+        "recipes": [  # what the quality-first recipe costs: time with --pairing together (the same rounds)
+            ("full static int8", {"int8_mode": "full"}),
+            ("hybrid int8 (quality-first)", {"int8_mode": "hybrid"}),
+        ],
         "sweep": [  # Token Merging's ratio and placement
             *((f"ratio {ratio:g}, highest resolution", {"tome_ratio": ratio}) for ratio in (0.3, 0.5, 0.7)),
             ("ratio 0.5, also 1/2 resolution", {"tome_ratio": 0.5, "tome_max_downsample": 2}),
@@ -291,9 +295,12 @@ class Int8Tome:
         self.scheduler_config = settings.scheduler_config  # not the one the build or a prebuilt IR saved
         kernels = this_cpu().int8_kernels()  # OpenVINO picks its int8 kernels from the instruction sets
         precision = f"{what}, int8 on {kernels}; rest OpenVINO {ov_precision(first)}"
-        if settings.int8_mode_note and not settings.int8_source:
-            precision += f" ({settings.int8_mode_note})"
-        return LoadInfo(disk_mb=disk_mb, cache=cache, precision=precision, compute="int8")
+        recipe, note = "", ""
+        if not settings.int8_source:  # a prebuilt IR's recipe is its builder's
+            recipe, note = f"{settings.int8_mode} int8", settings.int8_mode_note
+            precision += f" ({note})" if note else ""
+        return LoadInfo(disk_mb=disk_mb, cache=cache, precision=precision, compute="int8", recipe=recipe,
+                        recipe_note=note)  # fmt: skip
 
     def generate(self, request: GenerationRequest, latents, on_step: StepCallback, on_stage: StageCallback):
         return run_pipeline(self.pipes[request.height], self.scheduler_config, request, latents, on_step, on_stage)

@@ -54,6 +54,7 @@ def row_figures(backend_id: str, status, runs) -> dict:
         "backend": backend_id,
         "status": "ok",
         "precision": status.load.precision,
+        "recipe": status.load.recipe,
         "compute": status.load.compute,
         "cache": status.load.cache,
         "latencies_s": latencies,

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import statistics
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PROMPT_SET = ASSETS / "quality_prompts.json"
 INT8_ROW = "int8-tome"
+OUT_OF_REACH = 3  # the exit status of a run whose model or judge this machine cannot reach (nothing was judged)
 THUMBNAIL_PX = 160  # each image's side in the grid
 
 
@@ -204,11 +206,12 @@ def quality_run(settings, args, factory=None) -> dict:
 
 
 def model_and_judge(settings, args):
-    """The model and the CLIP judge, or a SystemExit saying what to do instead, before any row loads."""
+    """The model and the CLIP judge, before any row loads; where either is out of reach, the words and the exit
+    status OUT_OF_REACH (the image build goes on without a report: scripts/image-quality.sh)."""
     try:
         model = resolve_model(settings.model, Path(settings.cache_dir), strict=settings.strict)
     except ModelUnavailable as exc:
-        raise SystemExit(
+        raise out_of_reach(
             f"quality run: {exc}. It needs the model's weights: run it where the Hub is reachable, or pass --model "
             "DIR (a local copy); --model tiny runs the machinery on the random-weight stand-in"
         ) from exc
@@ -217,8 +220,13 @@ def model_and_judge(settings, args):
             model.model_id if model.standin else None, Path(settings.cache_dir), args.quality_judge
         )
     except RuntimeError as exc:  # the judge's repository out of reach
-        raise SystemExit(f"quality run: {exc}") from exc
+        raise out_of_reach(f"quality run: {exc}") from exc
     return model, judge
+
+
+def out_of_reach(words: str) -> SystemExit:
+    print(words, file=sys.stderr)
+    return SystemExit(OUT_OF_REACH)
 
 
 def load_rows(model, settings, load_settings, size: int, factory):

@@ -24,7 +24,7 @@ from harness.settings import build_comparison
 from .latency import row_figures
 from .report import bar_chart, provenance, variants_table
 from .report import recipe as build_recipe
-from .rounds import speedup_figures, time_beside
+from .rounds import Pairs, speedup_figures, time_beside
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +112,16 @@ def row_variants(settings, args) -> dict:
         "complete": False,  # written after every variant, so a long run that is cut short keeps what it measured
     }
     write_json(json_path, report)
-    for label, recipe in variants:
+    if args.pairing == "together":  # every variant loaded at once, each round timing the reference and then each
+        rows += measure_together(model, backend_id, variants, load_settings, request, latents, reference, args.passes)
+        mark_noise(rows)
+    for label, recipe in variants if args.pairing != "together" else ():
         log.info("[%s variant] %s: %s", backend_id, label, recipe)
         rows.append(measure_variant(model, backend_id, label, recipe, load_settings, request, latents, reference,
                                     args.passes))  # fmt: skip
         mark_noise(rows)
         write_json(json_path, report)
+    report["pairing"] = "together" if args.pairing == "together" else "beside"
     report["complete"] = True
     write_json(json_path, report)
     title = f"{backend_id} variants, {model.model_id} {args.size}x{args.size}, {request.steps} steps, {cpu.model}"
@@ -161,24 +165,64 @@ class Reference:
         self.figures.update(row_figures(self.backend_id, self.rows.status[self.backend_id], self.runs))
 
 
-def measure_variant(model, backend_id, label, recipe, load_settings, request, latents, reference, passes) -> dict:
-    """One variant built and timed in rounds beside the reference: its figures, or why it could not build (one
-    variant that cannot build is reported, the others still run)."""
-    try:
-        variant_rows = load_warm(model, backend_id, replace(load_settings, **recipe), request.height)
-    except Exception as exc:
-        log.exception("variant %s failed", label)
-        return {"backend": label, "status": "error", "reason": str(exc)[:300], "settings": recipe}
-    pairs = time_beside(reference.time_it, timer(variant_rows, backend_id, request, latents), passes, label)
+def variant_settings(load_settings, recipe: dict):
+    """The row's settings with a variant's recipe; an int8 recipe set here is the benchmark's, and said so."""
+    changed = replace(load_settings, **recipe)
+    if changed.int8_mode != load_settings.int8_mode:
+        changed = replace(changed, int8_mode_note=f"{changed.int8_mode}: a variant of the benchmark")
+    return changed
+
+
+def measure_together(model, backend_id, variants, load_settings, request, latents, reference, passes) -> list[dict]:
+    """Every variant loaded at once, then `passes` rounds each timing the reference and then every variant in
+    turn: their ratios to each other come from the same rounds (for a few variants that fit in memory together)."""
+    loaded, rows = {}, []
+    for label, recipe in variants:
+        try:
+            loaded[label] = (
+                recipe,
+                load_warm(model, backend_id, variant_settings(load_settings, recipe), request.height),
+            )
+        except Exception as exc:
+            log.exception("variant %s failed", label)
+            rows.append({"backend": label, "status": "error", "reason": str(exc)[:300], "settings": recipe})
+    pairs = {label: Pairs() for label in loaded}
+    for i in range(passes):
+        log.info("[%s variants] round %d/%d", backend_id, i + 1, passes)
+        reference_run = reference.time_it()
+        reference.add([reference_run])
+        for label, (_recipe, variant_rows) in loaded.items():
+            pairs[label].references.append(reference_run)
+            pairs[label].runs.append(timer(variant_rows, backend_id, request, latents)())
+    for label, (recipe, variant_rows) in loaded.items():
+        rows.append(variant_figures(label, recipe, backend_id, variant_rows, pairs[label], reference))
+    return rows
+
+
+def variant_figures(label, recipe, backend_id, variant_rows, pairs, reference) -> dict:
+    """A timed variant's figures: latencies, its paired speed-ups over the reference, fidelity to its image."""
     row = row_figures(label, variant_rows.status[backend_id], pairs.runs) | speedup_figures(pairs)
     row.update(settings=recipe, shipped=recipe == shipped_recipe(backend_id))
-    del variant_rows  # its compiled models, before the next variant loads
-    gc.collect()
-    reference.add(pairs.references)
     row["speedup"] = statistics.median(row["speedups"])
     _speedup, row["psnr_db"], row["ssim"] = against_reference(
         row["median_s"], pairs.runs[-1].image, reference.figures["median_s"], reference.runs[-1].image
     )
+    return row
+
+
+def measure_variant(model, backend_id, label, recipe, load_settings, request, latents, reference, passes) -> dict:
+    """One variant built and timed in rounds beside the reference: its figures, or why it could not build (one
+    variant that cannot build is reported, the others still run)."""
+    try:
+        variant_rows = load_warm(model, backend_id, variant_settings(load_settings, recipe), request.height)
+    except Exception as exc:
+        log.exception("variant %s failed", label)
+        return {"backend": label, "status": "error", "reason": str(exc)[:300], "settings": recipe}
+    pairs = time_beside(reference.time_it, timer(variant_rows, backend_id, request, latents), passes, label)
+    reference.add(pairs.references)
+    row = variant_figures(label, recipe, backend_id, variant_rows, pairs, reference)
+    del variant_rows  # its compiled models, before the next variant loads
+    gc.collect()
     return row
 
 

@@ -18,7 +18,7 @@ from harness.compare.comparison import Comparison
 from harness.compare.rows import RowSet
 from harness.compare.validation import Limits
 from harness.models.model_sources import DEFAULT_MODEL, resolve_model
-from harness.records.quality_reports import measured_int8_mode
+from harness.records.quality_reports import int8_recipe
 
 
 def own(default):
@@ -36,8 +36,8 @@ class Settings:
     cache_dir: str = own(str(Path.home() / ".cache" / "sd-side-by-side"))  # stand-ins and exported IR
     threads: int = own(0)  # intra-op threads for every row; 0 = the CPUs this process may use
     tome_ratio: float = LoadSettings.tome_ratio
-    # the int8 row's recipe: "full", "hybrid", or "measured": what the newest quality run on this model's real
-    # weights chose on this CPU kind (harness.records.quality_reports), "full" where none has
+    # the int8 row's recipe: "measured" (what the newest quality run on this model's real weights chose on this CPU
+    # kind; the quality-first "hybrid" where none has: harness.records.quality_reports), or forced "full" / "hybrid"
     int8_mode: str = "measured"
     tome_max_downsample: int = LoadSettings.tome_max_downsample
     int8_vae: bool = LoadSettings.int8_vae
@@ -115,8 +115,7 @@ class Settings:
         shared = {f.name: getattr(self, f.name) for f in fields(LoadSettings) if hasattr(self, f.name)}
         shared.update(sizes=sizes, threads=self.thread_count(), cache_dir=Path(self.cache_dir))
         shared["int8_source"] = self.int8_source or None
-        if self.int8_mode == "measured":
-            shared["int8_mode"], shared["int8_mode_note"] = measured_int8_mode(self.model, this_cpu().slug())
+        shared["int8_mode"], shared["int8_mode_note"] = int8_recipe(self.int8_mode, self.model, this_cpu().slug())
         return LoadSettings(**shared)
 
     def limits(self, sizes: tuple[int, ...]) -> Limits:

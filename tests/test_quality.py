@@ -15,7 +15,7 @@ import benchmark
 from backends import backend_class, backend_ids, create_backend
 from benchmarking.quality import QualityGate, choose_int8_recipe, load_prompt_set
 from core.cpu import this_cpu
-from harness.records.quality_reports import latest_quality_report, measured_int8_mode, read_quality_reports
+from harness.records.quality_reports import int8_recipe, latest_quality_report, read_quality_reports
 from ui.quality import NO_REPORT, quality_grid, quality_markdown
 
 PROMPTS = 2
@@ -148,20 +148,35 @@ def test_no_recipe_in_the_gate_keeps_the_closest_picture_and_says_so():
 
 
 def test_the_app_runs_the_recipe_a_real_weights_report_chose(honest, tmp_path, comparison):
-    """A stand-in's report chooses nothing (random weights say nothing about pictures); a report on the model's real
-    weights on this CPU kind does; the int8 card says which it is."""
+    """A stand-in's report chooses nothing (random weights say nothing about pictures): a stand-in runs full, saying
+    why; a real model with no report on its real weights on this CPU kind runs the quality-first hybrid, saying so;
+    a report on its real weights on this CPU kind chooses; a forced recipe is said to be forced."""
     shutil.copy(honest["json"], tmp_path / "quality-tiny.json")
     kind = this_cpu().slug()
-    mode, note = measured_int8_mode("tiny", kind, tmp_path)
-    assert mode == "full" and "quality not measured" in note
+    mode, note = int8_recipe("measured", "tiny", kind, tmp_path)
+    assert mode == "full" and "random-weight stand-in" in note
+    assert int8_recipe("measured", "some-org/real-model", kind, tmp_path) == (
+        "hybrid",
+        "hybrid: quality not yet measured on this model here; `make quality` measures it",
+    )
     report = json.loads((tmp_path / "quality-tiny.json").read_text())
-    report.update(standin=False, model="some-org/real-model")  # as a run on real weights writes it
-    report["int8_choice"]["mode"] = "hybrid"
+    report.update(standin=False, model="some-org/real-model", date="2026-12-07")  # as a run on real weights writes it
+    report["int8_choice"].update(mode="full", met_gate=True)
     (tmp_path / "quality-real.json").write_text(json.dumps(report))
-    assert measured_int8_mode("some-org/real-model", kind, tmp_path)[0] == "hybrid"
-    assert measured_int8_mode("some-org/real-model", "another-kind", tmp_path)[0] == "full"
-    if "int8-tome" in comparison.rows.backends:  # the session's app: tiny, no report on real weights
-        assert "quality not measured" in comparison.rows.status["int8-tome"].load.precision
+    mode, note = int8_recipe("measured", "some-org/real-model", kind, tmp_path)
+    assert mode == "full" and note == "recipe full: chosen by the quality run of 2026-12-07"
+    assert int8_recipe("measured", "some-org/real-model", "another-kind", tmp_path)[0] == "hybrid"
+    assert int8_recipe("full", "some-org/other-model", kind, tmp_path) == (
+        "full",
+        "full int8, forced, quality unmeasured",
+    )
+    assert int8_recipe("hybrid", "some-org/real-model", kind, tmp_path)[1].startswith(
+        "hybrid int8, forced, the quality"
+    )
+    with pytest.raises(ValueError, match="measured, full or hybrid"):
+        int8_recipe("fast", "tiny", kind, tmp_path)
+    if "int8-tome" in comparison.rows.backends:  # the session's app: tiny, whose card says why it runs full
+        assert "random-weight stand-in" in comparison.rows.status["int8-tome"].load.precision
 
 
 def test_the_page_shows_the_newest_report_or_one_line(honest, tmp_path):

@@ -49,6 +49,9 @@ def card_markdown(comparison: Comparison, backend_id: str, row: dict | None = No
         lines += measured_elsewhere(tables, backend_id)
     else:
         lines += result_lines(row, is_reference=backend_id == comparison.rows.reference)
+    load = comparison.rows.status[backend_id].load
+    if load is not None and load.recipe_note:  # which recipe runs and why, in words (the int8 row)
+        lines.append(f"_{load.recipe_note}_")
     return "\n\n".join(lines)
 
 
@@ -202,7 +205,8 @@ def headline(rows: list[dict], reference: str | None) -> str:
     lines = []
     if fastest is not None and fastest["backend"] != reference:
         psnr = f", PSNR {fastest['psnr_db']:.0f} dB vs baseline" if fastest.get("psnr_db") is not None else ""
-        lines.append(f"# {fastest['title']}: {fastest['speedup']:.1f}× faster than baseline{psnr}")
+        recipe = f" ({fastest['recipe']})" if fastest.get("recipe") else ""
+        lines.append(f"# {fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than baseline{psnr}")
     for r in rows:
         if r["status"] == "ok" and r.get("different_work") and r.get("sooner"):
             lines.append(

@@ -44,6 +44,7 @@ class RowResult:
     psnr_db: float | None = None  # vs the reference row's image of the same request
     ssim: float | None = None
     precision: str = ""
+    recipe: str = ""  # which of its recipes the row ran, where it has several (`LoadInfo.recipe`)
     timed: tuple[float, float] | None = None  # perf_counter start/end of the timed section
     inflated_by: tuple[str, ...] = ()  # rows that were loading while this one was timed
     flagged: bool = False  # the safety checker flagged this row's image
@@ -303,6 +304,7 @@ class Comparison:
             s_per_step=timed.s_per_step,
             stages=timed.stages,
             precision=load.precision if load else "",
+            recipe=load.recipe if load else "",
             timed=(timed.start, timed.end),
             inflated_by=loading,
         )

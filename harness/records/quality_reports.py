@@ -9,11 +9,16 @@ from pathlib import Path
 
 from backends.int8_tome import MODES
 from core.naming import model_slug
+from harness.models.standins import STANDINS
 from harness.records.results import RESULTS
 
 log = logging.getLogger(__name__)
 
-UNMEASURED_INT8_MODE = "full"  # the recipe the int8 row runs where no quality run on real weights has chosen one
+# Where nobody has measured the int8 row's quality on a model's real weights here: the quality-first recipe.
+# Plain 8-bit post-training quantization damaged SD-1.5's pictures in NNCF's own study, and optimum-intel's and the
+# OpenVINO notebooks' advice for diffusion UNets is hybrid quantization (README, "Quality report").
+UNMEASURED_INT8_MODE = "hybrid"
+STANDIN_INT8_MODE = "full"  # a random-weight stand-in has no picture to keep: the recipe the stand-ins were timed with
 
 
 def read_quality_reports(directory: Path = RESULTS) -> list[dict]:
@@ -44,10 +49,32 @@ def latest_quality_report(model: str | None = None, directory: Path = RESULTS) -
     return reports[0] if reports else None
 
 
-def measured_int8_mode(model: str, cpu_slug: str, directory: Path = RESULTS) -> tuple[str, str]:
-    """(recipe, the words the int8 card shows): the recipe the newest quality run on this model's real weights
-    chose on this CPU kind; without one, `UNMEASURED_INT8_MODE` and that quality was not measured. A stand-in's
-    report chooses nothing: random weights say nothing about which recipe keeps a picture."""
+def int8_recipe(requested: str, model: str, cpu_slug: str, directory: Path = RESULTS) -> tuple[str, str]:
+    """(recipe, the words the int8 card shows) for the operator's `--int8-mode` on `model` on this CPU kind:
+
+    - "measured": the recipe the newest quality run on this model's real weights chose on this CPU kind; without
+      one, the quality-first recipe (hybrid), saying so; on a stand-in, full (random weights keep no picture).
+    - "full" or "hybrid": forced by the operator, and said so, with what a quality run here found if one did."""
+    report = newest_real_report(model, cpu_slug, directory)
+    if requested in MODES:
+        found = f"the quality run of {report.get('date')} chose {report['int8_choice']['mode']}" if report else ""
+        return requested, f"{requested} int8, forced, " + (found or "quality unmeasured")
+    if requested != "measured":
+        raise ValueError(f"--int8-mode {requested!r}: choose measured, {' or '.join(MODES)}")
+    if report is not None:
+        choice = report["int8_choice"]
+        met = "" if choice.get("met_gate", True) else ", none met the quality gate"
+        return choice["mode"], f"recipe {choice['mode']}: chosen by the quality run of {report.get('date')}{met}"
+    if model in STANDINS:
+        return STANDIN_INT8_MODE, f"recipe {STANDIN_INT8_MODE}: a random-weight stand-in, no picture to measure"
+    return UNMEASURED_INT8_MODE, (
+        f"{UNMEASURED_INT8_MODE}: quality not yet measured on this model here; `make quality` measures it"
+    )
+
+
+def newest_real_report(model: str, cpu_slug: str, directory: Path = RESULTS) -> dict | None:
+    """The newest quality report on `model`'s real weights made on this CPU kind that chose an int8 recipe. A
+    stand-in's report chooses nothing: random weights say nothing about which recipe keeps a picture."""
     for report in read_quality_reports(directory):
         choice = report.get("int8_choice")
         if (
@@ -57,9 +84,8 @@ def measured_int8_mode(model: str, cpu_slug: str, directory: Path = RESULTS) -> 
             and isinstance(choice, dict)
             and choice.get("mode") in MODES
         ):
-            met = "" if choice.get("met_gate", True) else ", none met the quality gate"
-            return choice["mode"], f"recipe {choice['mode']}: chosen by the quality run of {report.get('date')}{met}"
-    return UNMEASURED_INT8_MODE, f"recipe {UNMEASURED_INT8_MODE}: quality not measured on real weights here"
+            return report
+    return None
 
 
 def _cell(summary: dict | None, digits: int) -> str:
