@@ -10,6 +10,7 @@ import logging
 import time
 
 from core.cpu import played_cpu
+from harness.records.booth import BoothLoop
 from harness.records.examples import compute_examples
 from harness.settings import Settings, build_comparison
 from ui.context import make_page
@@ -29,9 +30,16 @@ def main(argv=None) -> None:
     except ValueError as exc:  # a malformed setting (--remotes, --auth, --trusted-proxies): say which, start nothing
         raise SystemExit(f"app.py: {exc}") from None
     demo = build_demo(page)
-    page.comparison.load_in_background(
-        then=lambda: compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo))
-    )
+
+    def last_visitor() -> float | None:
+        return page.fair_share.last_started if page.fair_share else None
+
+    def after_start_up() -> None:  # the booth's own comparisons when nobody asks, then the built-in examples
+        BoothLoop(page.comparison, page.showcase, page.booth_prompts, settings.kiosk_idle_s, last_visitor,
+                  lambda: visitors_waiting(demo)).start()  # fmt: skip
+        compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo))
+
+    page.comparison.load_in_background(then=after_start_up)
     log.info("UI up after %.1f s; rows load in the background", time.monotonic() - started)
     launch(page, demo)
 

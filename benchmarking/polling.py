@@ -3,9 +3,10 @@ lines, model banner, the awaited example) every few seconds, outside the row loc
 then times a comparison through the API with 0 and with N simulated tabs (HTTP clients posting exactly what a
 browser's tab posts, not browsers: those would take the same 2 cores; in a process of their own, so that their
 Python does not share the server's lock), in paired rounds, alternating which goes first, and reports each row's
-latency at both, with the spread of the rounds.
+latency at both, with the spread of the rounds. `--kiosk-tabs N` also opens N booth screens (`/kiosk`), each asking
+for its next comparison and that comparison's images as a kiosk does, once per replay.
 
-    python -m benchmarking.polling --model tiny --tabs 20 --rounds 5 --steps 8 [--json FILE]
+    python -m benchmarking.polling --model tiny --tabs 20 --rounds 5 --steps 8 [--kiosk-tabs 1] [--json FILE]
 """
 
 from __future__ import annotations
@@ -68,9 +69,32 @@ class Tab(threading.Thread):
                         interval = float(answer[-1])
 
 
-def open_tabs(url: str, loads: list, ticks: list, tabs: int, stop, posts) -> None:
+class KioskTab(Tab):
+    """One booth screen: its page once, then per comparison its JSON and images, replayed for as long as the slowest
+    row took, then held (what the kiosk's script asks for; the replay itself asks nothing)."""
+
+    def run(self) -> None:
+        import httpx
+
+        from ui.kiosk import KIOSK_JSON, KIOSK_PATH
+
+        with httpx.Client(timeout=60, base_url=self.url) as http:
+            http.get(KIOSK_PATH).raise_for_status()
+            shown = ""
+            while not self.stop.is_set():
+                entry = http.get(KIOSK_JSON, params={"after": shown}).json()
+                self.posts += 1
+                for row in entry.get("rows", []):
+                    http.get(row["image"]).raise_for_status()
+                    self.posts += 1
+                shown = entry.get("key") or ""
+                replay = max((row["latency_s"] for row in entry.get("rows", [])), default=0.0)
+                self.stop.wait(replay + entry.get("hold_s", 10.0))
+
+
+def open_tabs(url: str, loads: list, ticks: list, tabs: int, stop, posts, kiosks: int = 0) -> None:
     """The tabs of one run, in a process of their own, until `stop` is set; `posts` gets each tab's post count."""
-    running = [Tab(url, loads, ticks) for _ in range(tabs)]
+    running = [Tab(url, loads, ticks) for _ in range(tabs)] + [KioskTab(url, [], []) for _ in range(kiosks)]
     for tab in running:
         tab.start()
     stop.wait()
@@ -91,6 +115,7 @@ def main(argv=None) -> dict:
 
     parser = Settings.parser(__doc__)
     parser.add_argument("--tabs", type=int, default=20, help="simulated open tabs")
+    parser.add_argument("--kiosk-tabs", type=int, default=0, help="simulated booth screens (/kiosk) besides them")
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds (0 tabs and N tabs each)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
@@ -101,12 +126,16 @@ def main(argv=None) -> dict:
     page = ui.context.make_page(comparison, settings=settings)
     demo = ui.layout.build_demo(page)
     ui.layout.launch(page, demo, prevent_thread_lock=True, quiet=True)
+    if args.kiosk_tabs:  # a kiosk replays kept comparisons: keep one, as the app does once the rows are warm
+        from harness.records.examples import compute_example
+
+        compute_example(comparison, page.showcase, 0)
     try:
         latencies, posts, ticks = timed_rounds(demo, page, settings, args)
     finally:
         demo.close()
-    rows = {backend_id: spread_with_tabs(quiet, latencies[args.tabs].get(backend_id, []))
-            for backend_id, quiet in latencies[0].items()}  # fmt: skip
+    rows = {backend_id: spread_with_tabs(quiet, latencies["busy"].get(backend_id, []))
+            for backend_id, quiet in latencies["quiet"].items()}  # fmt: skip
     report = {
         **provenance(sys.argv[1:] if argv is None else argv, program="python -m benchmarking.polling"),
         "mode": "polling",
@@ -114,12 +143,14 @@ def main(argv=None) -> dict:
         "size": comparison.rows.settings.sizes[0],
         "steps": settings.steps,
         "tabs": args.tabs,
+        "kiosk_tabs": args.kiosk_tabs,
         "rounds": args.rounds,
         "handlers_per_tick": ticks,
         "posts_per_tab": statistics.median(posts) if posts else 0,
         "rows": rows,
     }
-    print(f"{'row':18} {'0 tabs (median, range)':>30} {f'{args.tabs} tabs':>30} {'difference':>11}")
+    busy = f"{args.tabs} tabs" + (f" + {args.kiosk_tabs} kiosk" if args.kiosk_tabs else "")
+    print(f"{'row':18} {'0 tabs (median, range)':>30} {busy:>30} {'difference':>11}")
     for backend_id, r in rows.items():
         print(
             f"{backend_id:18} {r['quiet_median_s']:9.3f} s ({min(r['quiet_s']):.3f}-{max(r['quiet_s']):.3f})"
@@ -132,24 +163,27 @@ def main(argv=None) -> dict:
 
 
 def timed_rounds(demo, page, settings, args) -> tuple[dict, list, int]:
-    """A burn-in comparison, then `args.rounds` paired rounds, each a comparison with no tab open and one with
-    `args.tabs` (in alternating order): each row's latencies by tab count, the posts each tab made, and the
-    handlers a tab calls per tick."""
+    """A burn-in comparison, then `args.rounds` paired rounds, each a comparison with no tab open ("quiet") and one
+    with `args.tabs` tabs and `args.kiosk_tabs` kiosks ("busy"), in alternating order: each row's latencies by
+    condition, the posts each tab made, and the handlers a tab calls per tick."""
     from gradio_client import Client
+
+    from harness.api import GenerateOutputs
 
     url = f"http://127.0.0.1:{settings.port}/"
     loads, ticks = page_handlers(demo)
     client = Client(url, verbose=False)
     spawn = multiprocessing.get_context("spawn")
     size = f"{page.comparison.rows.settings.sizes[0]}x{page.comparison.rows.settings.sizes[0]}"
-    latencies: dict[int, dict[str, list[float]]] = {0: {}, args.tabs: {}}
+    latencies: dict[str, dict[str, list[float]]] = {"quiet": {}, "busy": {}}
     posts = []
     client.predict("warm", "", 1, False, settings.steps, 7.5, size, "dpm++", None, api_name="/generate")  # burn in
     for round_index in range(args.rounds):
-        order = (0, args.tabs) if round_index % 2 == 0 else (args.tabs, 0)
-        for tabs in order:
+        order = ("quiet", "busy") if round_index % 2 == 0 else ("busy", "quiet")
+        for condition in order:
+            tabs, kiosks = (args.tabs, args.kiosk_tabs) if condition == "busy" else (0, 0)
             stop, counts = spawn.Event(), spawn.Queue()
-            tabs_process = spawn.Process(target=open_tabs, args=(url, loads, ticks, tabs, stop, counts))
+            tabs_process = spawn.Process(target=open_tabs, args=(url, loads, ticks, tabs, stop, counts, kiosks))
             tabs_process.start()
             time.sleep(2 * TICK_S)  # the tabs process started, every tab loaded and ticking (none: the same wait)
             out = client.predict("a lighthouse at dusk", "", 5, False, settings.steps, 7.5, size, "dpm++", None,
@@ -158,11 +192,11 @@ def timed_rounds(demo, page, settings, args) -> tuple[dict, list, int]:
             counted = counts.get(timeout=120)
             tabs_process.join()
             posts += counted
-            if tabs and min(counted) < len(loads) + len(ticks):
+            if tabs and min(counted[:tabs]) < len(loads) + len(ticks):
                 raise RuntimeError("a simulated tab stopped posting (see its error above)")
-            for row in page.outputs.read(out)["figures"]["rows"]:
+            for row in GenerateOutputs.figures_and_images(out)[0]["rows"]:
                 if row["status"] == "ok":
-                    latencies[tabs].setdefault(row["backend"], []).append(row["latency_s"])
+                    latencies[condition].setdefault(row["backend"], []).append(row["latency_s"])
     return latencies, posts, len(ticks)
 
 

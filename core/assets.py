@@ -9,6 +9,7 @@ REPO = Path(__file__).resolve().parent.parent  # the checkout (or the image's /a
 ASSETS = REPO / "assets"
 RESULTS = REPO / "results"  # the committed benchmark and quality results
 CALIBRATION_PROMPTS = ASSETS / "calibration_prompts.txt"
+BOOTH_PROMPTS = ASSETS / "booth_prompts.txt"  # the booth's own comparisons when nobody asks (harness.records.booth)
 
 
 def calibration_prompts(count: int | None = None) -> list[str]:

@@ -70,6 +70,11 @@ class Settings:
     cluster: str = own("")
     cluster_kinds: str = own("")  # app only, with --cluster: the kinds the page shows, comma-separated; "" = every kind
     cluster_visitors: int = own(4)  # app only, with --cluster: visitors' comparisons the front runs at once
+    # app only, the booth screen (/kiosk): the visitor page's address its QR code gives ("" = the address the kiosk's
+    # browser reached); how long no visitor asks before a booth comparison is computed; the booth's prompt list
+    kiosk_url: str = own("")
+    kiosk_idle_s: float = own(300.0)
+    booth_prompts: str = own("")  # a file, one prompt a line; "" = assets/booth_prompts.txt
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:

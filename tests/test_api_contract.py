@@ -123,6 +123,19 @@ def test_the_readme_call_works_over_plain_http_as_written(tiny_model, cache_dir,
     complete = re.search(r"event: complete\ndata: (.*)\n", events)
     assert complete, events[-2000:]
     final = json.loads(complete.group(1))
-    figures = GenerateOutputs(len(backend_ids())).read(final)["figures"]
+    assert len(final) == GenerateOutputs(len(backend_ids())).api_len(), len(final)
+    figures, images = GenerateOutputs.figures_and_images(final)
+    assert list(images) == figures["order"]
     assert figures["request"]["prompt"] == data[0] and figures["request"]["height"] == 512
     assert [r["status"] for r in figures["rows"]] == ["ok"] * len(backend_ids())
+
+
+def test_an_api_client_receives_every_output_but_the_page_states(server, app_page):
+    from gradio_client import Client
+
+    out = Client(server, verbose=False).predict(
+        *(i.example for i in GENERATE_INPUTS[:6]), f"{TINY_SIZE}x{TINY_SIZE}", "dpm++", None, api_name="/generate"
+    )
+    assert len(out) == app_page.outputs.api_len()
+    figures, images = GenerateOutputs.figures_and_images(out)
+    assert figures["order"] == app_page.comparison.rows.order and list(images) == figures["order"]

@@ -200,20 +200,29 @@ def headline(rows: list[dict], reference: str | None) -> str:
     its own below it, never the headline's claim."""
     if any(r.get("inflated_by") for r in rows):  # never a headline from a ratio that is not clean
         return "_Some rows were timed while another row was loading: the ratios are not clean, so no headline._"
-    done = [r for r in rows if r["status"] == "ok" and r.get("speedup") and not r.get("different_work")]
-    fastest = max(done, key=lambda r: r["speedup"], default=None)
+    fastest, other_work = headline_rows(rows, reference)
     lines = []
-    if fastest is not None and fastest["backend"] != reference:
+    if fastest is not None:
         psnr = f", PSNR {fastest['psnr_db']:.0f} dB vs baseline" if fastest.get("psnr_db") is not None else ""
         recipe = f" ({fastest['recipe']})" if fastest.get("recipe") else ""
         lines.append(f"# {fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than baseline{psnr}")
-    for r in rows:
-        if r["status"] == "ok" and r.get("different_work") and r.get("sooner"):
-            lines.append(
-                f"### Other work: {r['title']}: an image in {r['latency_s']:.1f} s on this CPU, {r['sooner']:.1f}× "
-                f"sooner than the baseline's image\n_{plain(str(r['different_work']))}._"
-            )
+    for r in other_work:
+        lines.append(
+            f"### Other work: {r['title']}: an image in {r['latency_s']:.1f} s on this CPU, {r['sooner']:.1f}× "
+            f"sooner than the baseline's image\n_{plain(str(r['different_work']))}._"
+        )
     return "\n\n".join(lines)
+
+
+def headline_rows(rows: list[dict], reference: str | None) -> tuple[dict | None, list[dict]]:
+    """What a headline claims: the fastest row of the same work against the baseline (None when no row but the
+    baseline gave one, or a ratio is not clean), and the rows of other work, each said apart."""
+    if any(r.get("inflated_by") for r in rows):
+        return None, []
+    done = [r for r in rows if r["status"] == "ok" and r.get("speedup") and not r.get("different_work")]
+    fastest = max(done, key=lambda r: r["speedup"], default=None)
+    other = [r for r in rows if r["status"] == "ok" and r.get("different_work") and r.get("sooner")]
+    return (fastest if fastest is not None and fastest["backend"] != reference else None), other
 
 
 def model_banner(comparison: Comparison) -> str:

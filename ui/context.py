@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.api import GenerateOutputs
 from harness.compare.comparison import Comparison
 from harness.machines.remotes import RemoteSet
 from harness.machines.runs import MachineGroup, OtherMachines
+from harness.records.booth import booth_prompts
 from harness.records.examples import make_showcase
 from harness.records.quality_reports import latest_quality_report
 from harness.records.results import LatencyTable, latency_tables
@@ -38,6 +39,7 @@ class Page:
     machines: MachineGroup | None = None  # the operator's other machines, run beside the local rows (none: None)
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
     quality: dict | None = None  # the newest quality report (results/quality-*.json), read once; None: there is none
+    booth_prompts: list[str] = field(default_factory=list)  # the booth's own prompts (harness.records.booth)
 
     @property
     def outputs(self) -> GenerateOutputs:
@@ -53,7 +55,7 @@ def make_page(comparison: Comparison, showcase: Showcase | None = None, settings
     clients = ClientKeys(settings.trusted_proxies)
     quality = latest_quality_report(settings.model)
     return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), other_machines(settings),
-                quality=quality)  # fmt: skip
+                quality=quality, booth_prompts=booth_prompts(settings.booth_prompts))  # fmt: skip
 
 
 def other_machines(settings: Settings) -> MachineGroup | None:

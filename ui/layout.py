@@ -19,6 +19,7 @@ from .charts import LATENCY_COLORS, STAGE_COLORS, row_bars, slider_pair
 from .context import Page
 from .gradio_queue import make_admit, queue_holdings, visitor_key
 from .handlers import TICK_STARTING_S, example_inputs, example_ready, fill_when_ready, make_generate, tick_interval
+from .kiosk import KIOSK_PATH, kiosk_routes
 from .other_cpus import other_cpus_chart, other_cpus_sources, other_cpus_table, remotes_markdown
 from .quality import quality_grid, quality_markdown
 from .system import health, system_markdown
@@ -343,7 +344,11 @@ def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> No
     settings = page.settings
     # uvicorn (the server Gradio starts) reads the proxies it trusts from here when it starts: see ClientKeys.
     os.environ["FORWARDED_ALLOW_IPS"] = page.clients.trusted_proxy_addresses
+    host = "<this machine's address>" if settings.host == "0.0.0.0" else settings.host
+    qr = f"; its QR code gives {settings.kiosk_url}" if settings.kiosk_url else ""
+    log.info("the booth screen: http://%s:%d%s%s", host, port or settings.port, KIOSK_PATH, qr)
     demo.launch(
+        app_kwargs={"routes": kiosk_routes(page)},  # the booth screen's routes, beside Gradio's
         server_name=settings.host,
         server_port=port or settings.port,
         show_error=not settings.public,

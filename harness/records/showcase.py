@@ -24,6 +24,7 @@ from core.request import GenerationRequest
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+BOOTH_FIRST = 100  # kept comparisons numbered from here on are the booth's prompts' (harness.records.booth)
 
 
 @dataclass
@@ -58,9 +59,15 @@ class ShownRun:
         r = self.request
         when = self.finished.replace("T", " ").replace("+00:00", " UTC")
         return (
-            f"**Built-in example {self.example + 1}**: “{r.prompt}”, seed {r.seed}, {r.steps} steps, "
+            f"**{self.kind_words()}**: “{r.prompt}”, seed {r.seed}, {r.steps} steps, "
             f"{r.width}x{r.height}, {r.scheduler}, guidance {r.guidance_scale:g} — computed {when} on {self.machine}."
         )
+
+    def kind_words(self) -> str:
+        """ "Built-in example N", or "Booth prompt N" for a booth comparison."""
+        if self.example >= BOOTH_FIRST:
+            return f"Booth prompt {self.example - BOOTH_FIRST + 1}"
+        return f"Built-in example {self.example + 1}"
 
 
 class Showcase:

@@ -20,6 +20,7 @@ class FairShare:
         self.holdings = holdings
         self._lock = threading.Lock()
         self._admitted: dict[str, float] = {}  # client -> monotonic time its last request was admitted
+        self.last_started: float | None = None  # monotonic time the latest visitor's comparison started
 
     def admit(self, client: str) -> str | None:
         """None when `client` may queue a comparison; otherwise what to tell them."""
@@ -39,3 +40,4 @@ class FairShare:
         """The client's comparison runs now (Gradio's queue shows it from here on)."""
         with self._lock:
             self._admitted.pop(client, None)
+            self.last_started = time.monotonic()

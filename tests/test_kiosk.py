@@ -1,0 +1,199 @@
+"""The booth screen (`/kiosk`): what it replays matches the kept comparison's figures, in Chromium at 1920x1080 and
+3840x2160 nothing is cut off and the QR code decodes to the visitor page's address; an idle app computes the booth's
+own comparison and the kiosk shows it; a visitor goes before any booth comparison."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import urllib.request
+
+import pytest
+from conftest import ARTIFACTS, TINY_SIZE, fake_comparison, free_port
+
+import ui.context
+import ui.kiosk
+import ui.layout
+from harness.records.booth import BoothLoop, booth_prompts, booth_runs, compute_booth_comparison
+from harness.records.examples import compute_example
+from harness.records.showcase import BOOTH_FIRST, Showcase
+from harness.settings import Settings
+
+# Each fake row takes its own time, so the race has an order to show: the baseline slowest.
+DELAYS = {"baseline": 2.0, "ipex-bf16": 1.2, "pytorch-bf16": 1.0, "openvino-static": 0.8, "int8-tome": 0.5,
+          "lcm-taesd": 0.3}  # fmt: skip
+
+
+def kiosk_page(tiny_model, cache_dir, tmp_path, **settings):
+    comparison = fake_comparison(
+        tiny_model, cache_dir, **{b: {"delay": d} for b, d in DELAYS.items()}
+    )  # fmt: skip
+    page = ui.context.make_page(
+        comparison, Showcase(tmp_path / "showcase", "test machine"), Settings(queue_size=4, **settings)
+    )
+    return page
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model, cache_dir, tmp_path_factory):
+    """A page of cheap rows with two examples kept, served on loopback; (page, its address)."""
+    page = kiosk_page(tiny_model, cache_dir, tmp_path_factory.mktemp("kiosk"))
+    for index in (0, 1):
+        compute_example(page.comparison, page.showcase, index)
+    demo = ui.layout.build_demo(page)
+    port = free_port()
+    ui.layout.launch(page, demo, port, prevent_thread_lock=True, quiet=True)
+    yield page, f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def get_json(url: str) -> dict:
+    return json.load(urllib.request.urlopen(url, timeout=30))
+
+
+def test_the_replay_is_the_kept_comparison_as_measured_and_cycles(served):
+    page, url = served
+    first = get_json(url + "kiosk.json")
+    run = page.showcase.example(page.comparison.rows.model, 0)
+    ok = [r for r in run.rows if r["status"] == "ok"]
+    assert [r["backend"] for r in first["rows"]] == [r["backend"] for r in ok]  # the page's row order
+    assert [r["latency_s"] for r in first["rows"]] == [r["latency_s"] for r in ok]  # at the measured speed
+    assert [r["stages"] for r in first["rows"]] == [r["stages"] for r in ok]
+    assert first["prompt"] == run.request.prompt and "Replayed at the measured speed" in first["replay"]
+    assert "faster than the baseline" in first["headline"] and first["other_work"]  # the few-step row apart
+    second = get_json(url + "kiosk.json?after=" + first["key"])
+    assert (
+        second["key"] != first["key"]
+        and second["prompt"] == page.showcase.example(page.comparison.rows.model, 1).request.prompt
+    )
+    assert get_json(url + "kiosk.json?after=" + second["key"])["key"] == first["key"]  # round again
+    assert get_json(url + "kiosk.json?after=../../etc/passwd")["key"] == first["key"]  # unknown: the first
+    image = urllib.request.urlopen(url.rstrip("/") + first["rows"][0]["image"], timeout=30)
+    assert image.status == 200 and image.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (3840, 2160)])
+def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(served, width, height):
+    playwright = pytest.importorskip("playwright.sync_api")
+    zxingcpp = pytest.importorskip("zxingcpp")
+    from PIL import Image
+    from test_browser import BROWSER_ARGS, CHROMIUM
+
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is not installed: run `make setup-dev` (scripts/install.sh --dev)")
+    page, url = served
+    expected = get_json(url + "kiosk.json")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        screen = browser.new_page(viewport={"width": width, "height": height})
+        screen.goto(url + "kiosk")
+        screen.wait_for_function("document.querySelectorAll('#rows .row').length > 0", timeout=30_000)
+        raced = screen.eval_on_selector_all(
+            "#rows .row", "cards => cards.map(c => [c.dataset.backend, Number(c.dataset.duration))])"
+        )
+        assert raced == [[r["backend"], r["latency_s"]] for r in expected["rows"]]
+        # Mid-race: the fastest row's picture is up while the baseline's bar still fills.
+        screen.wait_for_selector("#rows .row.done", timeout=30_000)
+        done = screen.eval_on_selector_all("#rows .row.done", "cards => cards.map(c => c.dataset.backend)")
+        assert "baseline" not in done
+        screen.wait_for_selector("#headline.shown", timeout=60_000)
+        assert screen.eval_on_selector_all("#rows .row", "cards => cards.every(c => c.classList.contains('done'))")
+        overflow = screen.evaluate(
+            """() => {
+              const inside = (r) => r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5 && r.bottom <= innerHeight + 0.5;
+              const parts = [...document.querySelectorAll('#prompt, .qr svg, .qr .try, #rows .row, #rows img, #headline')];
+              return {
+                scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+                outside: parts.filter((e) => !inside(e.getBoundingClientRect())).map((e) => e.id || e.className),
+                images: [...document.querySelectorAll('#rows img')].map((i) => i.complete && i.naturalWidth > 0),
+                headline: document.getElementById('headline').textContent,
+              };
+            }"""
+        )
+        assert overflow["scroll"] == [width, height] and not overflow["outside"], overflow
+        assert all(overflow["images"]) and "faster than the baseline" in overflow["headline"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        screen.screenshot(path=str(ARTIFACTS / f"kiosk-{width}x{height}.png"))
+        qr = Image.open(io.BytesIO(screen.locator(".qr svg").screenshot()))
+        browser.close()
+    decoded = [code.text for code in zxingcpp.read_barcodes(qr)]
+    assert decoded == [url], decoded  # the visitor page, where the kiosk's browser reached it
+
+
+def test_the_qr_code_gives_the_operators_address_and_a_closed_instance_has_no_kiosk(tiny_model, cache_dir, tmp_path):
+    page = kiosk_page(tiny_model, cache_dir, tmp_path, kiosk_url="https://booth.example/try")
+
+    class Request:
+        base_url = "http://127.0.0.1:7860/"
+
+    html = ui.kiosk.kiosk_page(page, Request())
+    assert "https://booth.example/try" in html and "<svg" in html
+    closed = kiosk_page(tiny_model, cache_dir, tmp_path / "closed", auth="operator:secret")
+    kiosk, _json = ui.kiosk.kiosk_routes(closed)
+    assert kiosk.endpoint(Request()).status_code == 403
+
+
+def test_an_idle_app_computes_a_booth_comparison_and_the_kiosk_shows_it(tiny_model, cache_dir, tmp_path):
+    page = kiosk_page(tiny_model, cache_dir, tmp_path)
+    compute_example(page.comparison, page.showcase, 0)
+    assert ui.kiosk.next_comparison(page)["label"] == "Built-in example 1"
+    idle_s = 1.0
+    loop = BoothLoop(page.comparison, page.showcase, page.booth_prompts, idle_s, lambda: None, lambda: False, 0.1)
+    started = time.monotonic()
+    loop.start()
+    try:
+        deadline = started + idle_s + 60
+        while not booth_runs(page.showcase, page.comparison.rows.model, page.booth_prompts):
+            assert time.monotonic() < deadline, "no booth comparison within the idle time"
+            time.sleep(0.1)
+    finally:
+        loop.stop.set()
+    first_booth = page.showcase.example(page.comparison.rows.model, BOOTH_FIRST)
+    assert first_booth.request.prompt == booth_prompts()[0]
+    # The booth comparison started only once the app had been idle for the stated time.
+    booth_start = min(start for prompt, start, _end in page.comparison.fakes["baseline"].runs
+                      if prompt == booth_prompts()[0])  # fmt: skip
+    assert booth_start - started >= idle_s * 0.9
+    example = ui.kiosk.next_comparison(page)
+    shown = ui.kiosk.next_comparison(page, example["key"])
+    assert shown["label"] == "Booth prompt 1" and shown["prompt"] == booth_prompts()[0]
+
+
+def test_a_visitor_goes_before_any_booth_comparison(tiny_model, cache_dir, tmp_path):
+    """While a visitor's comparison runs or waits, no booth comparison starts; one under way when a visitor comes
+    is dropped between two rows, so the visitor's rows run next; after a visitor, a full idle time passes first."""
+    page = kiosk_page(tiny_model, cache_dir, tmp_path)
+    waiting = {"now": True}
+    last_visitor = {"at": None}
+    loop = BoothLoop(page.comparison, page.showcase, page.booth_prompts, 0.0, lambda: last_visitor["at"],
+                     lambda: waiting["now"], 0.05)  # fmt: skip
+    loop.last_booth = None
+    assert not loop.idle()  # a visitor waits
+    waiting["now"] = False
+    last_visitor["at"] = time.monotonic()
+    loop.idle_s = 30.0
+    assert not loop.idle()  # a visitor asked a moment ago
+    loop.idle_s = 0.0
+    assert loop.idle()
+    calls = {"n": 0}
+
+    def visitor_arrives() -> bool:  # asked after each booth row: a visitor comes after the first
+        calls["n"] += 1
+        return True
+
+    assert compute_booth_comparison(page.comparison, page.showcase, page.booth_prompts, 0, visitor_arrives) is None
+    assert calls["n"] == 1 and page.showcase.example(page.comparison.rows.model, BOOTH_FIRST) is None
+    ran = [prompt for prompt, _s, _e in page.comparison.fakes["ipex-bf16"].runs if prompt != "warm-up"]
+    assert booth_prompts()[0] not in ran  # dropped after the first row: the second row never ran for it
+
+
+def test_the_booth_list_is_the_operators_file(tmp_path):
+    listed = tmp_path / "prompts.txt"
+    listed.write_text("# our booth\n\na teapot\n  a kettle  \n")
+    assert booth_prompts(listed) == ["a teapot", "a kettle"]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no prompt"):
+        booth_prompts(tmp_path / "empty.txt")
+    assert len(booth_prompts()) >= 20 and TINY_SIZE

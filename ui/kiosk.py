@@ -1,0 +1,283 @@
+"""The booth screen (`/kiosk`): full screen, no controls, readable from a few metres. It races the rows of each
+kept comparison (the operator's examples and the booth's own, never a visitor's) at the speed they were measured:
+every row's bar fills over its measured stages, its picture appears when its bar ends, then the headline; then
+the next comparison. The replay is the browser's own animation: the server answers one small JSON request per
+comparison shown, and nothing while it plays.
+
+Two routes beside Gradio's, registered through `launch`'s `app_kwargs` (FastAPI's own `routes`): `/kiosk`, the page
+(HTML, CSS and a short script, no framework), and `/kiosk.json?after=KEY`, the comparison to show after KEY."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from urllib.parse import quote
+
+from harness.records.booth import booth_runs
+from harness.records.examples import EXAMPLES
+from harness.records.showcase import ShownRun
+
+from .cards import headline_rows
+from .context import Page
+
+log = logging.getLogger(__name__)
+
+KIOSK_PATH = "/kiosk"
+KIOSK_JSON = "/kiosk.json"
+HOLD_S = 12.0  # how long a finished race stays on the screen before the next
+WAIT_S = 10.0  # how often a kiosk with nothing to show asks again
+FILE_ROUTE = "/gradio_api/file="  # where Gradio serves the kept images (the showcase is in its allowed paths)
+
+
+def kept_comparisons(page: Page) -> list[ShownRun]:
+    """What the kiosk cycles through: the built-in examples computed here, then the booth's comparisons."""
+    model = page.comparison.rows.model
+    runs = page.showcase.computed(model, len(EXAMPLES))
+    return runs + (booth_runs(page.showcase, model, page.booth_prompts) if page.booth_prompts else [])
+
+
+def run_key(run: ShownRun) -> str:
+    return f"{run.example}-{run.finished}"
+
+
+def next_comparison(page: Page, after: str = "") -> dict:
+    """The kiosk's next comparison after the one keyed `after` (the first when `after` is unknown), as the page
+    replays it; `{"key": None, "message": ...}` while there is none yet."""
+    runs = [r for r in kept_comparisons(page) if any(row.get("status") == "ok" for row in r.rows)]
+    if not runs:
+        return {"key": None, "message": "The first comparison is being computed on this machine…"}
+    keys = [run_key(r) for r in runs]
+    chosen = runs[(keys.index(after) + 1) % len(runs)] if after in keys else runs[0]
+    return replay(page, chosen)
+
+
+def replay(page: Page, run: ShownRun) -> dict:
+    """A kept comparison as the kiosk races it: its rows that gave an image, in the page's order, each with the
+    durations it was measured at, and the headline the page gives it."""
+    reference = page.comparison.rows.reference
+    fastest, other_work = headline_rows(run.rows, reference)
+    when = run.finished.replace("T", " ").replace("+00:00", " UTC")
+    rows = [
+        {
+            "backend": r["backend"],
+            "title": r["title"],
+            "latency_s": r["latency_s"],
+            "stages": r.get("stages") or {"denoising": r["latency_s"]},
+            "image": FILE_ROUTE + quote(str(run.images[r["backend"]].resolve())),
+            "other_work": bool(r.get("different_work")),
+            "recipe": r.get("recipe", ""),
+        }
+        for r in run.rows
+        if r.get("status") == "ok" and r["backend"] in run.images
+    ]
+    return {
+        "key": run_key(run),
+        "prompt": run.request.prompt,
+        "label": run.kind_words(),
+        "steps": run.request.steps,
+        "size": f"{run.request.width}x{run.request.height}",
+        "machine": run.machine,
+        "replay": f"Replayed at the measured speed, measured on {run.machine}, {when}",
+        "headline": headline_words(fastest),
+        "other_work": [
+            f"Other work, {r['title']}: an image in {r['latency_s']:.1f} s, {r['sooner']:.1f}× sooner than the "
+            "baseline's"
+            for r in other_work
+        ],
+        "rows": rows,
+        "hold_s": HOLD_S,
+    }
+
+
+def headline_words(fastest: dict | None) -> str:
+    if fastest is None:
+        return ""
+    recipe = f" ({fastest['recipe']})" if fastest.get("recipe") else ""
+    return f"{fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than the baseline on this CPU"
+
+
+def visitor_address(page: Page, request) -> str:
+    """Where a visitor's phone opens the page: the operator's `--kiosk-url`, else the address this kiosk reached."""
+    return page.settings.kiosk_url or str(request.base_url)
+
+
+def qr_svg(address: str) -> str:
+    """The address as a QR code (segno), an SVG to put in the page."""
+    import segno
+
+    return segno.make(address, error="m").svg_inline(scale=1, border=2, dark="#000", light="#fff", omitsize=True)
+
+
+def kiosk_page(page: Page, request) -> str:
+    """The kiosk's HTML: the layout, the QR code and the script that races each comparison."""
+    address = visitor_address(page, request)
+    config = {"json": KIOSK_JSON, "wait_s": WAIT_S}
+    return (
+        KIOSK_HTML.replace("{{QR}}", qr_svg(address))
+        .replace("{{ADDRESS}}", html.escape(address))
+        .replace("{{CONFIG}}", json.dumps(config))
+    )
+
+
+def kiosk_routes(page: Page) -> list:
+    """The kiosk's two routes, for FastAPI's `routes` (launch's `app_kwargs`)."""
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    def closed():
+        return PlainTextResponse("The kiosk view serves open instances only (this one asks for a login).", 403)
+
+    def kiosk(request):
+        return closed() if page.settings.auth else HTMLResponse(kiosk_page(page, request))
+
+    def kiosk_json(request):
+        if page.settings.auth:
+            return closed()
+        return JSONResponse(next_comparison(page, str(request.query_params.get("after", ""))[:200]))
+
+    return [Route(KIOSK_PATH, kiosk, methods=["GET"]), Route(KIOSK_JSON, kiosk_json, methods=["GET"])]
+
+
+KIOSK_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Stable Diffusion side by side on Xeon</title>
+<style>
+  html, body { margin: 0; height: 100%; overflow: hidden; background: #0b1020; color: #f2f4f8;
+               font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+  #kiosk { display: flex; flex-direction: column; height: 100vh; box-sizing: border-box; padding: 2vh 2vw; gap: 1.5vh; }
+  header { display: flex; align-items: center; gap: 2vw; }
+  header .words { flex: 1; min-width: 0; }
+  #prompt { font-size: 4.2vh; font-weight: 700; line-height: 1.15; overflow: hidden; display: -webkit-box;
+            -webkit-line-clamp: 2; -webkit-box-orient: vertical; }
+  #machine { font-size: 2.2vh; opacity: 0.85; margin-top: 0.6vh; }
+  #replay { font-size: 1.8vh; opacity: 0.7; margin-top: 0.4vh; }
+  .qr { display: flex; align-items: center; gap: 1vw; }
+  .qr svg { width: 15vh; height: 15vh; background: #fff; border-radius: 0.6vh; shape-rendering: crispEdges; }
+  .qr .try { font-size: 2.1vh; max-width: 14vw; line-height: 1.3; }
+  .qr .try b { display: block; font-size: 2.6vh; }
+  #rows { flex: 1; min-height: 0; display: grid; gap: 1.5vw; align-items: start;
+          grid-template-columns: repeat(var(--n, 5), minmax(0, 1fr)); }
+  .row { display: flex; flex-direction: column; gap: 0.8vh; min-width: 0; }
+  .row .title { font-size: 2.2vh; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+  .row .frame { width: 100%; aspect-ratio: 1; max-height: 48vh; background: #1b2238; border-radius: 1vh;
+                overflow: hidden; position: relative; }
+  .row img { width: 100%; height: 100%; object-fit: contain; opacity: 0; transition: opacity 0.6s; display: block; }
+  .row.done img { opacity: 1; }
+  .row .bar { height: 1.6vh; background: #1b2238; border-radius: 0.8vh; overflow: hidden; position: relative; }
+  .row .fill { height: 100%; width: 0; background: linear-gradient(90deg, #2f80ed, #56ccf2); }
+  .row.other .fill { background: linear-gradient(90deg, #8e44ad, #c39bd3); }
+  .row .time { font-size: 3.4vh; font-weight: 700; font-variant-numeric: tabular-nums; }
+  .row .time small { font-size: 1.8vh; font-weight: 400; opacity: 0.75; }
+  #headline { font-size: 5.5vh; font-weight: 800; text-align: center; min-height: 6.5vh; opacity: 0;
+              transition: opacity 0.8s; }
+  #headline.shown { opacity: 1; }
+  #other { font-size: 2.4vh; text-align: center; opacity: 0; transition: opacity 0.8s; min-height: 3vh; }
+  #other.shown { opacity: 0.9; }
+  #waiting { font-size: 3vh; text-align: center; opacity: 0.8; }
+</style></head>
+<body><div id="kiosk">
+  <header>
+    <div class="words"><div id="prompt">Stable Diffusion side by side on Xeon</div><div id="machine"></div>
+      <div id="replay"></div></div>
+    <div class="qr">{{QR}}<div class="try"><b>Try your own prompt</b>scan, or open {{ADDRESS}}</div></div>
+  </header>
+  <div id="waiting"></div>
+  <div id="rows"></div>
+  <div id="headline"></div>
+  <div id="other"></div>
+</div>
+<script id="kiosk-config" type="application/json">{{CONFIG}}</script>
+<script>
+"use strict";
+const config = JSON.parse(document.getElementById("kiosk-config").textContent);
+let shown = "";
+const el = (id) => document.getElementById(id);
+
+function text(node, value) { node.textContent = value; return node; }
+function make(tag, cls) { const node = document.createElement(tag); if (cls) node.className = cls; return node; }
+
+async function next() {
+  let entry;
+  try {
+    const answer = await fetch(config.json + "?after=" + encodeURIComponent(shown));
+    entry = await answer.json();
+  } catch (error) {
+    setTimeout(next, config.wait_s * 1000);
+    return;
+  }
+  if (!entry.key) {
+    text(el("waiting"), entry.message || "");
+    setTimeout(next, config.wait_s * 1000);
+    return;
+  }
+  shown = entry.key;
+  race(entry);
+}
+
+// Every row starts at once; each bar fills over the row's measured seconds, its picture shows when it ends.
+function race(entry) {
+  text(el("waiting"), "");
+  text(el("prompt"), "\\u201c" + entry.prompt + "\\u201d");
+  text(el("machine"), entry.label + " \\u00b7 " + entry.size + ", " + entry.steps + " steps \\u00b7 " + entry.machine);
+  text(el("replay"), entry.replay);
+  el("headline").classList.remove("shown");
+  el("other").classList.remove("shown");
+  const rows = el("rows");
+  rows.replaceChildren();
+  rows.style.setProperty("--n", String(Math.max(entry.rows.length, 1)));
+  const start = performance.now();
+  const cards = entry.rows.map((row) => {
+    const card = make("div", "row" + (row.other_work ? " other" : ""));
+    card.dataset.backend = row.backend;
+    card.dataset.duration = String(row.latency_s);
+    card.dataset.stages = JSON.stringify(row.stages);
+    card.append(text(make("div", "title"), row.title + (row.recipe ? " (" + row.recipe + ")" : "")));
+    const frame = make("div", "frame");
+    const image = make("img");
+    image.alt = row.title;
+    image.src = row.image;  // fetched now, shown when the bar ends
+    frame.append(image);
+    const bar = make("div", "bar");
+    const fill = make("div", "fill");
+    bar.append(fill);
+    const time = make("div", "time");
+    card.append(frame, bar, time);
+    rows.append(card);
+    return { row, card, fill, time };
+  });
+  function frame() {
+    const elapsed = (performance.now() - start) / 1000;
+    let running = 0;
+    for (const c of cards) {
+      const done = elapsed >= c.row.latency_s;
+      const seconds = Math.min(elapsed, c.row.latency_s);
+      c.fill.style.width = (100 * seconds / c.row.latency_s).toFixed(2) + "%";
+      c.time.innerHTML = seconds.toFixed(1) + " s <small>" + stageNow(c.row.stages, seconds) + "</small>";
+      if (done) c.card.classList.add("done"); else running += 1;
+    }
+    if (running) { requestAnimationFrame(frame); return; }
+    text(el("headline"), entry.headline).classList.add("shown");
+    text(el("other"), entry.other_work.join(" \\u00b7 ")).classList.add("shown");
+    setTimeout(next, entry.hold_s * 1000);
+  }
+  requestAnimationFrame(frame);
+}
+
+// The stage a row is in after `seconds` of its measured run: text encoding, denoising (the UNet steps), decoding.
+function stageNow(stages, seconds) {
+  const names = { text_encoding: "text encoding", denoising: "denoising", vae_decoding: "decoding" };
+  let until = 0;
+  for (const key of ["text_encoding", "denoising", "vae_decoding"]) {
+    if (!(key in stages)) continue;
+    until += stages[key];
+    if (seconds < until) return names[key];
+  }
+  return "done";
+}
+
+next();
+</script>
+</body></html>
+"""
