@@ -102,8 +102,10 @@ def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(served, width
         assert screen.eval_on_selector_all("#rows .row", "cards => cards.every(c => c.classList.contains('done'))")
         overflow = screen.evaluate(
             """() => {
-              const inside = (r) => r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5 && r.bottom <= innerHeight + 0.5;
-              const parts = [...document.querySelectorAll('#prompt, .qr svg, .qr .try, #rows .row, #rows img, #headline')];
+              const inside = (r) => r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5
+                && r.bottom <= innerHeight + 0.5;
+              const shown = '#prompt, .qr svg, .qr .try, #rows .row, #rows img, #headline';
+              const parts = [...document.querySelectorAll(shown)];
               return {
                 scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
                 outside: parts.filter((e) => !inside(e.getBoundingClientRect())).map((e) => e.id || e.className),
