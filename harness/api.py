@@ -70,11 +70,12 @@ class GenerateOutputs:
 
     the named outputs of `BEFORE_ROWS`; one image per row, then one card per row (the page's row order, which the
     figures' "order" gives); the named outputs of `AFTER_ROWS`; then per group of other machines a heading, one
-    image per row and one card per row. An API client receives them all but the page's own states (`PAGE_STATES`)."""
+    image per row and one card per row. Over plain HTTP a client receives them all; `gradio_client` leaves out the
+    page's own states (`PAGE_STATES`)."""
 
     BEFORE_ROWS = ("seed", "message", "headline", "latency_chart", "figures")
     AFTER_ROWS = ("stage_chart", "slider", "compare_with", "kept_images", "awaiting")
-    PAGE_STATES = ("kept_images", "awaiting")  # the page's memory (gr.State): not sent to API clients
+    PAGE_STATES = ("kept_images", "awaiting")  # the page's memory (gr.State), which gradio_client leaves out
     FIGURES = BEFORE_ROWS.index("figures")
 
     def __init__(self, n_rows: int, n_groups: int = 0):
@@ -84,7 +85,7 @@ class GenerateOutputs:
         return len(self.BEFORE_ROWS) + 2 * self.n_rows + len(self.AFTER_ROWS) + self.n_groups * self.group_size
 
     def api_len(self) -> int:
-        """How many outputs an API client receives."""
+        """How many outputs `gradio_client` returns."""
         return len(self) - len(self.PAGE_STATES)
 
     @property

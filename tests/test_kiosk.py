@@ -91,7 +91,7 @@ def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(served, width
         screen.goto(url + "kiosk")
         screen.wait_for_function("document.querySelectorAll('#rows .row').length > 0", timeout=30_000)
         raced = screen.eval_on_selector_all(
-            "#rows .row", "cards => cards.map(c => [c.dataset.backend, Number(c.dataset.duration))])"
+            "#rows .row", "cards => cards.map(c => [c.dataset.backend, Number(c.dataset.duration)])"
         )
         assert raced == [[r["backend"], r["latency_s"]] for r in expected["rows"]]
         # Mid-race: the fastest row's picture is up while the baseline's bar still fills.
@@ -117,6 +117,7 @@ def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(served, width
         assert overflow["scroll"] == [width, height] and not overflow["outside"], overflow
         assert all(overflow["images"]) and "faster than the baseline" in overflow["headline"]
         ARTIFACTS.mkdir(exist_ok=True)
+        screen.wait_for_timeout(1000)  # the headline's fade-in
         screen.screenshot(path=str(ARTIFACTS / f"kiosk-{width}x{height}.png"))
         qr = Image.open(io.BytesIO(screen.locator(".qr svg").screenshot()))
         browser.close()

@@ -125,7 +125,8 @@ def test_other_machines_are_one_group_of_groups_in_order(tmp_path):
 def test_a_replica_takes_every_setting_but_the_instances_own():
     taken = set(Settings().replica_settings())
     own = {"cache_dir", "threads", "host", "port", "queue_size", "trusted_proxies", "remotes", "remote_auth",
-           "remote_timeout_s", "auth", "cluster", "cluster_kinds", "cluster_visitors"}  # fmt: skip
+           "remote_timeout_s", "auth", "cluster", "cluster_kinds", "cluster_visitors", "kiosk_url", "kiosk_idle_s",
+           "booth_prompts"}  # fmt: skip
     assert taken == set(Settings.__dataclass_fields__) - own
     assert {"model", "backends", "sizes", "int8_mode", "public", "max_steps", "max_size", "steps"} <= taken
     assert Settings(**Settings(model="tiny", public=True).replica_settings()).public

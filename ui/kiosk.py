@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 from urllib.parse import quote
 
 from harness.records.booth import booth_runs
@@ -38,7 +39,8 @@ def kept_comparisons(page: Page) -> list[ShownRun]:
 
 
 def run_key(run: ShownRun) -> str:
-    return f"{run.example}-{run.finished}"
+    """A kept comparison's key: which one, and when it was computed (letters and digits only: safe in a URL)."""
+    return f"{run.example}-" + re.sub(r"[^0-9A-Za-z]", "", run.finished)
 
 
 def next_comparison(page: Page, after: str = "") -> dict:
