@@ -60,9 +60,8 @@ class Settings:
     # app only: other instances of this app whose rows the page shows beside its own, run at the same time:
     # "Label=URL" entries separated by ";" (harness.machines.remotes); only the operator names them
     remotes: str = own("")
-    remote_auth: str = own(
-        ""
-    )  # app only: "user:password" for remotes closed with --auth (HF_TOKEN goes to private Spaces)
+    # app only: "user:password" for remotes closed with --auth (HF_TOKEN goes to private Spaces)
+    remote_auth: str = own("")
     remote_timeout_s: float = own(600.0)  # app only: a remote's rows come within this, or its cards say it was too slow
     auth: str = own("")  # app only: "user:password": the page and API only for callers who log in (a closed remote)
     # app only: a Ray cluster's address (host:port) whose machines run the rows, one group per CPU kind
