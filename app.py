@@ -35,8 +35,9 @@ def main(argv=None) -> None:
         return page.fair_share.last_started if page.fair_share else None
 
     def after_start_up() -> None:  # the booth's own comparisons when nobody asks, then the built-in examples
-        BoothLoop(page.comparison, page.showcase, page.booth_prompts, settings.kiosk_idle_s, last_visitor,
-                  lambda: visitors_waiting(demo)).start()  # fmt: skip
+        if settings.kiosk_idle_s > 0:
+            BoothLoop(page.comparison, page.showcase, page.booth_prompts, settings.kiosk_idle_s, last_visitor,
+                      lambda: visitors_waiting(demo)).start()  # fmt: skip
         compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo))
 
     page.comparison.load_in_background(then=after_start_up)

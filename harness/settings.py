@@ -70,7 +70,7 @@ class Settings:
     cluster_kinds: str = own("")  # app only, with --cluster: the kinds the page shows, comma-separated; "" = every kind
     cluster_visitors: int = own(4)  # app only, with --cluster: visitors' comparisons the front runs at once
     # app only, the booth screen (/kiosk): the visitor page's address its QR code gives ("" = the address the kiosk's
-    # browser reached); how long no visitor asks before a booth comparison is computed; the booth's prompt list
+    # browser reached); how long no visitor asks before a booth comparison is computed (0: never); the booth's prompts
     kiosk_url: str = own("")
     kiosk_idle_s: float = own(300.0)
     booth_prompts: str = own("")  # a file, one prompt a line; "" = assets/booth_prompts.txt
