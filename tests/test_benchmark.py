@@ -179,7 +179,7 @@ def test_variant_lists_hold_each_recipe_once():
     label, recipe = both[len(lists["ablation"]) - 1]
     shipped = LoadSettings((128,), 2, "/tmp")
     assert label == "+ VAE decoder int8" and all(getattr(shipped, k) == v for k, v in recipe.items())
-    with pytest.raises(ValueError, match="ablation, sweep"):
+    with pytest.raises(ValueError, match=f"'everything' of {row}; choose from {', '.join(lists)}"):
         variant_list(row, "ablation,everything")
 
 
