@@ -189,9 +189,10 @@ def quality_run(settings, args, factory=None) -> dict:
                               len(prompts), load_settings.int8_mode)  # fmt: skip
     gate = QualityGate(args.quality_max_clip_drop, args.quality_min_similarity, args.quality_min_ssim)
     report = quality_report(settings, args, model, judge, gate, prompt_set, len(prompts), request, report_rows)
-    report["baseline_clip_score"] = round(statistics.median(baseline_scores), 4)
+    baseline_clip = statistics.median(baseline_scores)
+    report["baseline_clip_score"] = round(baseline_clip, 4)
     recipes = {r["recipe"]: r for r in report_rows if r["backend"] == INT8_ROW and r["status"] == "ok"}
-    report["int8_choice"] = choose_int8_recipe(recipes, statistics.median(baseline_scores), gate) if recipes else None
+    report["int8_choice"] = choose_int8_recipe(recipes, baseline_clip, gate) if recipes else None
     report["unavailable"] = [{"backend": b, "status": rows.status[b].describe()} for b in rows.order
                              if b not in rows.backends]  # fmt: skip
     json_path = args.json or quality_path(model.model_id, size, settings.steps, report["cpu_kind"])

@@ -59,7 +59,6 @@ def replay(page: Page, run: ShownRun) -> dict:
     durations it was measured at, and the headline the page gives it."""
     reference = page.comparison.rows.reference
     fastest, other_work = headline_rows(run.rows, reference)
-    when = run.finished.replace("T", " ").replace("+00:00", " UTC")
     rows = [
         {
             "backend": r["backend"],
@@ -80,7 +79,7 @@ def replay(page: Page, run: ShownRun) -> dict:
         "steps": run.request.steps,
         "size": f"{run.request.width}x{run.request.height}",
         "machine": run.machine,
-        "replay": f"Replayed at the measured speed, measured on {run.machine}, {when}",
+        "replay": f"Replayed at the measured speed, measured on {run.machine}, {run.finished_words()}",
         "headline": headline_words(fastest),
         "other_work": [
             f"Other work, {r['title']}: an image in {r['latency_s']:.1f} s, {r['sooner']:.1f}× sooner than the "

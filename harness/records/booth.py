@@ -33,7 +33,7 @@ def booth_prompts(path: str | Path = "") -> list[str]:
 
 def booth_runs(showcase: Showcase, model, prompts: list[str]) -> list[ShownRun]:
     """The booth comparisons kept for this model, in the list's order."""
-    return [run for i in range(len(prompts)) if (run := showcase.example(model, BOOTH_FIRST + i)) is not None]
+    return showcase.computed(model, len(prompts), first=BOOTH_FIRST)
 
 
 def compute_booth_comparison(comparison: Comparison, showcase: Showcase, prompts: list[str], turn: int,

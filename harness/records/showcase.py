@@ -57,11 +57,15 @@ class ShownRun:
     def label(self) -> str:
         """Operator-chosen text only (the example's prompt), so it may be shown as Markdown."""
         r = self.request
-        when = self.finished.replace("T", " ").replace("+00:00", " UTC")
         return (
             f"**{self.kind_words()}**: “{r.prompt}”, seed {r.seed}, {r.steps} steps, "
-            f"{r.width}x{r.height}, {r.scheduler}, guidance {r.guidance_scale:g} — computed {when} on {self.machine}."
+            f"{r.width}x{r.height}, {r.scheduler}, guidance {r.guidance_scale:g} — computed {self.finished_words()} "
+            f"on {self.machine}."
         )
+
+    def finished_words(self) -> str:
+        """When it finished, as the page says it: "2026-12-07 10:00:47 UTC"."""
+        return self.finished.replace("T", " ").replace("+00:00", " UTC")
 
     def kind_words(self) -> str:
         """ "Built-in example N", or "Booth prompt N" for a booth comparison."""
@@ -95,8 +99,9 @@ class Showcase:
                 self._runs[key] = _read(self.root / key)
             return self._runs[key]
 
-    def computed(self, model, count: int) -> list[ShownRun]:
-        return [run for i in range(count) if (run := self.example(model, i)) is not None]
+    def computed(self, model, count: int, first: int = 0) -> list[ShownRun]:
+        """The kept runs numbered `first` to `first + count - 1`, in order (those computed so far)."""
+        return [run for i in range(first, first + count) if (run := self.example(model, i)) is not None]
 
     def record(self, model, run: ShownRun, images: dict[str, np.ndarray]) -> None:
         """Keep `run` (in memory and on disk: images first, then run.json, each written atomically; the previous
