@@ -35,10 +35,11 @@ def main(argv=None) -> None:
         return page.fair_share.last_started if page.fair_share else None
 
     def after_start_up() -> None:  # the booth's own comparisons when nobody asks, then the built-in examples
+        alongside = page.kept_alongside()  # kept with the other machines' rows too, when there are others
         if settings.kiosk_idle_s > 0:
             BoothLoop(page.comparison, page.showcase, page.booth_prompts, settings.kiosk_idle_s, last_visitor,
-                      lambda: visitors_waiting(demo)).start()  # fmt: skip
-        compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo))
+                      lambda: visitors_waiting(demo), alongside=alongside).start()  # fmt: skip
+        compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo), alongside=alongside)
 
     page.comparison.load_in_background(then=after_start_up)
     log.info("UI up after %.1f s; rows load in the background", time.monotonic() - started)

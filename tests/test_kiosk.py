@@ -49,6 +49,31 @@ def served(tiny_model, cache_dir, tmp_path_factory):
     demo.close()
 
 
+# The other machine's fake rows take other times than this one's: its bars must fill at its own.
+OTHER_DELAYS = {"baseline": 1.6, "ipex-bf16": 0.7, "pytorch-bf16": 0.8, "openvino-static": 0.6, "int8-tome": 0.25,
+                "lcm-taesd": 0.2}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served_with_another_machine(tiny_model, cache_dir, tmp_path_factory):
+    """A second page standing for another machine (an instance of the app on loopback, its own rows and times), and a
+    page naming it as its remote, with its first example kept (computed on both); (page, its address)."""
+    tmp = tmp_path_factory.mktemp("kiosk-machines")
+    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": d} for b, d in OTHER_DELAYS.items()})
+    other = ui.context.make_page(comparison, Showcase(tmp / "other", "other machine"), Settings(queue_size=4))
+    other_demo = ui.layout.build_demo(other)
+    other_port = free_port()
+    ui.layout.launch(other, other_demo, other_port, prevent_thread_lock=True, quiet=True)
+    page = kiosk_page(tiny_model, cache_dir, tmp / "front", remotes=f"Second machine=http://127.0.0.1:{other_port}/")
+    assert compute_example(page.comparison, page.showcase, 0, page.kept_alongside()) is not None
+    demo = ui.layout.build_demo(page)
+    port = free_port()
+    ui.layout.launch(page, demo, port, prevent_thread_lock=True, quiet=True)
+    yield page, f"http://127.0.0.1:{port}/"
+    demo.close()
+    other_demo.close()
+
+
 def get_json(url: str) -> dict:
     return json.load(urllib.request.urlopen(url, timeout=30))
 
@@ -74,8 +99,35 @@ def test_the_replay_is_the_kept_comparison_as_measured_and_cycles(served):
     assert image.status == 200 and image.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("width, height", [(1920, 1080), (3840, 2160)])
-def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(served, width, height):
+def test_another_machines_rows_are_kept_and_raced_at_their_own_measured_times(served_with_another_machine):
+    page, url = served_with_another_machine
+    run = page.showcase.example(page.comparison.rows.model, 0)
+    assert [g.label for g in run.groups] == ["Second machine"] and run.groups[0].state == "done"
+    kept = [r for r in run.groups[0].rows if r["status"] == "ok"]
+    assert len(kept) == len(OTHER_DELAYS) and all(p.exists() for p in run.groups[0].images.values())
+    shown = get_json(url + "kiosk.json")
+    (group,) = shown["groups"]
+    assert group["label"] == "Second machine" and group["machine"] and "same machine" in group["note"]
+    assert [(r["backend"], r["latency_s"], r["stages"]) for r in group["rows"]] == [
+        (r["backend"], r["latency_s"], r["stages"]) for r in kept
+    ]
+    assert "faster than its baseline" in group["headline"]
+    # its own times, not this machine's: the other machine's fakes are faster
+    here = {r["backend"]: r["latency_s"] for r in shown["rows"]}
+    assert all(r["latency_s"] < here[r["backend"]] for r in group["rows"])
+    image = urllib.request.urlopen(url.rstrip("/") + group["rows"][0]["image"], timeout=30)
+    assert image.status == 200 and image.read(8) == b"\x89PNG\r\n\x1a\n"
+    # kept on disk with it: a restart shows the other machine's rows too
+    again = Showcase(page.showcase.root, page.showcase.machine).example(page.comparison.rows.model, 0)
+    assert [(g.label, g.rows, g.images) for g in again.groups] == [(g.label, g.rows, g.images) for g in run.groups]
+
+
+@pytest.mark.parametrize(
+    "pages, width, height",
+    [("served", 1920, 1080), ("served", 3840, 2160), ("served_with_another_machine", 1920, 1080),
+     ("served_with_another_machine", 3840, 2160)],
+)  # fmt: skip
+def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(request, pages, width, height):
     playwright = pytest.importorskip("playwright.sync_api")
     zxingcpp = pytest.importorskip("zxingcpp")
     from PIL import Image
@@ -83,42 +135,66 @@ def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(served, width
 
     if not shutil.which("chromium"):
         pytest.fail("Debian's chromium is not installed: run `make setup-dev` (scripts/install.sh --dev)")
-    page, url = served
+    page, url = request.getfixturevalue(pages)
     expected = get_json(url + "kiosk.json")
+    machines = [expected["rows"], *(g["rows"] for g in expected["groups"])]
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         screen = browser.new_page(viewport={"width": width, "height": height})
         screen.goto(url + "kiosk")
         screen.wait_for_function("document.querySelectorAll('#rows .row').length > 0", timeout=30_000)
         raced = screen.eval_on_selector_all(
-            "#rows .row", "cards => cards.map(c => [c.dataset.backend, Number(c.dataset.duration)])"
+            "#rows .row:not(.empty)",
+            "cards => cards.map(c => [Number(c.dataset.group), c.dataset.backend, Number(c.dataset.duration)])",
         )
-        assert raced == [[r["backend"], r["latency_s"]] for r in expected["rows"]]
-        # Mid-race: the fastest row's picture is up while the baseline's bar still fills.
+        # every machine's rows, each at its own measured seconds (one line per machine, in the page's row order)
+        assert sorted(raced) == sorted(
+            [g, r["backend"], r["latency_s"]] for g, rows in enumerate(machines) for r in rows
+        )
+        # Mid-race: the fastest row's picture is up while every baseline's bar still fills.
         screen.wait_for_selector("#rows .row.done", timeout=30_000)
         done = screen.eval_on_selector_all("#rows .row.done", "cards => cards.map(c => c.dataset.backend)")
         assert "baseline" not in done
         screen.wait_for_selector("#headline.shown", timeout=60_000)
-        assert screen.eval_on_selector_all("#rows .row", "cards => cards.every(c => c.classList.contains('done'))")
+        assert screen.eval_on_selector_all(
+            "#rows .row:not(.empty)", "cards => cards.every(c => c.classList.contains('done'))"
+        )
         overflow = screen.evaluate(
             """() => {
               const inside = (r) => r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5
                 && r.bottom <= innerHeight + 0.5;
-              const shown = '#prompt, .qr svg, .qr .try, #rows .row, #rows img, #headline';
+              const shown = '#prompt, .qr svg, .qr .try, #rows .row, #rows img, #rows .title, .machine-label, '
+                + '#headline, #other';
               const parts = [...document.querySelectorAll(shown)];
+              const below = (a, b) => a.getBoundingClientRect().bottom <= b.getBoundingClientRect().top + 0.5;
+              const headline = document.getElementById('headline');
+              const racing = [...document.querySelectorAll('#rows .row, .machine-label')];
               return {
+                overlapping: racing.filter((e) => !below(e, headline)).map((e) => e.className),
                 scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
                 outside: parts.filter((e) => !inside(e.getBoundingClientRect())).map((e) => e.id || e.className),
                 images: [...document.querySelectorAll('#rows img')].map((i) => i.complete && i.naturalWidth > 0),
+                sides: [...document.querySelectorAll('#rows .frame')].map((f) => f.getBoundingClientRect().height),
                 headline: document.getElementById('headline').textContent,
+                said: [...document.querySelectorAll('.machine-label .said.shown')].map((e) => e.textContent),
+                cut: [...document.querySelectorAll('.machine-label')].filter((e) => {
+                  const said = e.querySelector('.said').getBoundingClientRect();
+                  return said.bottom > e.getBoundingClientRect().bottom + 0.5;
+                }).map((e) => e.textContent),
               };
             }"""
         )
         assert overflow["scroll"] == [width, height] and not overflow["outside"], overflow
+        assert not overflow["overlapping"], overflow  # the race stays above the headline
         assert all(overflow["images"]) and "faster than the baseline" in overflow["headline"]
+        assert min(overflow["sides"]) >= 0.15 * height, overflow["sides"]  # pictures large enough to see from afar
+        if expected["groups"]:  # each other machine's line says its own headline once its rows are done, uncut
+            assert len(overflow["said"]) == len(expected["groups"]) and not overflow["cut"], overflow
+            assert all("faster than its baseline" in said for said in overflow["said"]), overflow["said"]
         ARTIFACTS.mkdir(exist_ok=True)
         screen.wait_for_timeout(1000)  # the headline's fade-in
-        screen.screenshot(path=str(ARTIFACTS / f"kiosk-{width}x{height}.png"))
+        name = "kiosk-other-machines" if expected["groups"] else "kiosk"
+        screen.screenshot(path=str(ARTIFACTS / f"{name}-{width}x{height}.png"))
         qr = Image.open(io.BytesIO(screen.locator(".qr svg").screenshot()))
         browser.close()
     decoded = [code.text for code in zxingcpp.read_barcodes(qr)]

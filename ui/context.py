@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.api import GenerateOutputs
 from harness.compare.comparison import Comparison
 from harness.machines.remotes import RemoteSet
-from harness.machines.runs import MachineGroup, OtherMachines
+from harness.machines.runs import KeptAlongside, MachineGroup, OtherMachines
 from harness.records.booth import booth_prompts
 from harness.records.examples import make_showcase
 from harness.records.quality_reports import latest_quality_report
@@ -45,6 +45,12 @@ class Page:
     def outputs(self) -> GenerateOutputs:
         """`/generate`'s outputs on this page: its rows, and its groups of other machines."""
         return GenerateOutputs(len(self.comparison.rows.order), len(self.machines.labels()) if self.machines else 0)
+
+    def kept_alongside(self) -> KeptAlongside | None:
+        """The other machines, for the comparisons the app keeps (examples, booth prompts), once the model is known;
+        None without other machines."""
+        model = self.comparison.rows.model
+        return KeptAlongside(self.machines, model) if self.machines is not None and model is not None else None
 
 
 def make_page(comparison: Comparison, showcase: Showcase | None = None, settings: Settings | None = None) -> Page:

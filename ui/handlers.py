@@ -15,8 +15,7 @@ from core.request import GenerationRequest, latents_digest
 from harness.api import request_fields
 from harness.compare.comparison import Comparison, RowResult
 from harness.compare.validation import MAX_SEED, InvalidRequest
-from harness.machines.remotes import CONNECT_TIMEOUT_S
-from harness.machines.runs import Expected, MachineRun
+from harness.machines.runs import CONNECT_ALLOWANCE_S, Expected, MachineRun
 from harness.records.examples import EXAMPLES
 
 from .cards import plain, run_label
@@ -186,7 +185,7 @@ def run_rows_here(shown: VisitorComparison, runs: list[MachineRun], progress):
 def wait_for_other_machines(page: Page, shown: VisitorComparison, runs: list[MachineRun], progress):
     """Once this machine's rows are done: the other machines' updates as they come, until every one is done or its
     deadline (and the connection's) has passed."""
-    deadline = time.monotonic() + (page.machines.timeout_s + 3 * CONNECT_TIMEOUT_S if runs else 0)
+    deadline = time.monotonic() + (page.machines.timeout_s + CONNECT_ALLOWANCE_S if runs else 0)
     while runs and time.monotonic() < deadline:
         states = [run.state() for run in runs]
         if all(s.done for s in states):

@@ -13,11 +13,12 @@ import html
 import json
 import logging
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 from harness.records.booth import booth_runs
 from harness.records.examples import EXAMPLES
-from harness.records.showcase import ShownRun
+from harness.records.showcase import KeptGroup, ShownRun
 
 from .cards import headline_rows
 from .context import Page
@@ -55,23 +56,12 @@ def next_comparison(page: Page, after: str = "") -> dict:
 
 
 def replay(page: Page, run: ShownRun) -> dict:
-    """A kept comparison as the kiosk races it: its rows that gave an image, in the page's order, each with the
-    durations it was measured at, and the headline the page gives it."""
+    """A kept comparison as the kiosk races it: this machine's rows that gave an image, in the page's order, each
+    with the durations it was measured at, and the headline the page gives it; then each other machine's, raced at
+    its own measured times beside them, with its own headline (its rows' speed-ups are against its own baseline)."""
     reference = page.comparison.rows.reference
     fastest, other_work = headline_rows(run.rows, reference)
-    rows = [
-        {
-            "backend": r["backend"],
-            "title": r["title"],
-            "latency_s": r["latency_s"],
-            "stages": r.get("stages") or {"denoising": r["latency_s"]},
-            "image": FILE_ROUTE + quote(str(run.images[r["backend"]].resolve())),
-            "other_work": bool(r.get("different_work")),
-            "recipe": r.get("recipe", ""),
-        }
-        for r in run.rows
-        if r.get("status") == "ok" and r["backend"] in run.images
-    ]
+    racing = [group for group in run.groups if race_rows(group.rows, group.images)]
     return {
         "key": run_key(run),
         "prompt": run.request.prompt,
@@ -79,23 +69,60 @@ def replay(page: Page, run: ShownRun) -> dict:
         "steps": run.request.steps,
         "size": f"{run.request.width}x{run.request.height}",
         "machine": run.machine,
-        "replay": f"Replayed at the measured speed, measured on {run.machine}, {run.finished_words()}",
-        "headline": headline_words(fastest),
-        "other_work": [
-            f"Other work, {r['title']}: an image in {r['latency_s']:.1f} s, {r['sooner']:.1f}× sooner than the "
-            "baseline's"
-            for r in other_work
-        ],
-        "rows": rows,
+        "replay": f"Replayed at the measured speed, measured on {run.machine}, {run.finished_words()}"
+        + (" and on the machines named beside their rows" if racing else ""),
+        "headline": headline_words(fastest, "this machine's CPU" if racing else "this CPU"),
+        "other_work": [other_work_words(r) for r in other_work],
+        "rows": race_rows(run.rows, run.images),
+        "groups": [group_replay(group, reference) for group in racing],
+        "absent": [f"{g.label}: {g.state}" for g in run.groups if g not in racing],  # gave no rows this time
         "hold_s": HOLD_S,
     }
 
 
-def headline_words(fastest: dict | None) -> str:
+def race_rows(rows: list[dict], images: dict) -> list[dict]:
+    """The rows that gave an image, as the kiosk races them: each with its measured latency and stages."""
+    return [
+        {
+            "backend": r["backend"],
+            "title": r["title"],
+            "latency_s": r["latency_s"],
+            "stages": r.get("stages") or {"denoising": r["latency_s"]},
+            "image": FILE_ROUTE + quote(str(Path(images[r["backend"]]).resolve())),
+            "other_work": bool(r.get("different_work")),
+            "recipe": r.get("recipe", ""),
+        }
+        for r in rows
+        if r.get("status") == "ok" and r["backend"] in images and r.get("latency_s")
+    ]
+
+
+def group_replay(group: KeptGroup, reference: str) -> dict:
+    """Another machine's part of the race: its label and CPU, its rows, its own headline in a few words (its rows'
+    speed-ups are against its own baseline)."""
+    fastest, _other_work = headline_rows(group.rows, reference)
+    recipe = f" ({fastest['recipe']})" if fastest and fastest.get("recipe") else ""
+    return {
+        "label": group.label,
+        "machine": group.machine,
+        "note": "on this same machine: timings disturbed" if group.same_machine else "",
+        "rows": race_rows(group.rows, group.images),
+        "headline": f"{fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than its baseline"
+        if fastest
+        else "",
+    }
+
+
+def headline_words(fastest: dict | None, where: str) -> str:
     if fastest is None:
         return ""
     recipe = f" ({fastest['recipe']})" if fastest.get("recipe") else ""
-    return f"{fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than the baseline on this CPU"
+    return f"{fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than the baseline on {where}"
+
+
+def other_work_words(row: dict) -> str:
+    sooner = f"{row['sooner']:.1f}× sooner than the baseline's"
+    return f"Other work, {row['title']}: an image in {row['latency_s']:.1f} s, {sooner}"
 
 
 def visitor_address(page: Page, request) -> str:
@@ -158,25 +185,35 @@ KIOSK_HTML = """<!doctype html>
   .qr svg { width: 15vh; height: 15vh; background: #fff; border-radius: 0.6vh; shape-rendering: crispEdges; }
   .qr .try { font-size: 2.1vh; max-width: 14vw; line-height: 1.3; }
   .qr .try b { display: block; font-size: 2.6vh; }
-  #rows { flex: 1; min-height: 0; display: grid; gap: 1.5vw; align-items: start;
+  #rows { flex: 1; min-height: 0; display: grid; column-gap: 1.5vw; row-gap: 1.2vh; align-content: start;
           grid-template-columns: repeat(var(--n, 5), minmax(0, 1fr)); }
+  #rows.several { grid-template-columns: minmax(0, 1.1fr) repeat(var(--n, 5), minmax(0, 1fr)); }
+  #rows .title { font-size: 2.2vh; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+                 align-self: end; }
   .row { display: flex; flex-direction: column; gap: 0.8vh; min-width: 0; }
-  .row .title { font-size: 2.2vh; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-  .row .frame { width: 100%; aspect-ratio: 1; max-height: 48vh; background: #1b2238; border-radius: 1vh;
+  .row .frame { width: min(100%, var(--frame-h, 48vh)); aspect-ratio: 1; background: #1b2238; border-radius: 1vh;
                 overflow: hidden; position: relative; }
   .row img { width: 100%; height: 100%; object-fit: contain; opacity: 0; transition: opacity 0.6s; display: block; }
   .row.done img { opacity: 1; }
+  .row .recipe { position: absolute; left: 0.6vh; top: 0.6vh; font-size: 1.6vh; padding: 0.2vh 0.6vh;
+                 background: rgba(11, 16, 32, 0.75); border-radius: 0.5vh; }
   .row .bar { height: 1.6vh; background: #1b2238; border-radius: 0.8vh; overflow: hidden; position: relative; }
   .row .fill { height: 100%; width: 0; background: linear-gradient(90deg, #2f80ed, #56ccf2); }
   .row.other .fill { background: linear-gradient(90deg, #8e44ad, #c39bd3); }
-  .row .time { font-size: 3.4vh; font-weight: 700; font-variant-numeric: tabular-nums; }
+  .row .time { font-size: 3.4vh; font-weight: 700; font-variant-numeric: tabular-nums; white-space: nowrap; }
   .row .time small { font-size: 1.8vh; font-weight: 400; opacity: 0.75; }
+  .machine-label { min-width: 0; font-size: 1.8vh; line-height: 1.3; overflow: hidden; }
+  .machine-label b { display: block; font-size: 2.4vh; }
+  .machine-label .note { opacity: 0.7; font-size: 1.6vh; }
+  .machine-label .said { font-weight: 700; font-size: 2.2vh; margin: 0.4vh 0; opacity: 0; transition: opacity 0.8s; }
+  .machine-label .said.shown { opacity: 1; }
   #headline { font-size: 5.5vh; font-weight: 800; text-align: center; min-height: 6.5vh; opacity: 0;
               transition: opacity 0.8s; }
   #headline.shown { opacity: 1; }
   #other { font-size: 2.4vh; text-align: center; opacity: 0; transition: opacity 0.8s; min-height: 3vh; }
   #other.shown { opacity: 0.9; }
   #waiting { font-size: 3vh; text-align: center; opacity: 0.8; }
+  #absent { font-size: 1.8vh; text-align: center; opacity: 0.6; }
 </style></head>
 <body><div id="kiosk">
   <header>
@@ -188,6 +225,7 @@ KIOSK_HTML = """<!doctype html>
   <div id="rows"></div>
   <div id="headline"></div>
   <div id="other"></div>
+  <div id="absent"></div>
 </div>
 <script id="kiosk-config" type="application/json">{{CONFIG}}</script>
 <script>
@@ -217,37 +255,57 @@ async function next() {
   race(entry);
 }
 
-// Every row starts at once; each bar fills over the row's measured seconds, its picture shows when it ends.
+// Every row of every machine starts at once; each bar fills over the row's measured seconds, its picture shows
+// when it ends. One column per row of the page, one line per machine (this one first).
 function race(entry) {
   text(el("waiting"), "");
-  text(el("prompt"), "\\u201c" + entry.prompt + "\\u201d");
-  text(el("machine"), entry.label + " \\u00b7 " + entry.size + ", " + entry.steps + " steps \\u00b7 " + entry.machine);
+  text(el("prompt"), "\u201c" + entry.prompt + "\u201d");
+  text(el("machine"), entry.label + " \u00b7 " + entry.size + ", " + entry.steps + " steps \u00b7 " + entry.machine);
   text(el("replay"), entry.replay);
-  el("headline").classList.remove("shown");
-  el("other").classList.remove("shown");
+  text(el("absent"), entry.absent.length ? "No rows this time from " + entry.absent.join("; ") : "");
+  // The closing words are set now, unseen, so that the pictures are sized for the room they leave.
+  text(el("headline"), entry.headline).classList.remove("shown");
+  text(el("other"), entry.other_work.join(" \u00b7 ")).classList.remove("shown");
+  const here = { label: "This machine", machine: entry.machine, note: "", rows: entry.rows, headline: "" };
+  const machines = [here, ...entry.groups];
+  const several = machines.length > 1;
+  const columns = [];
+  const titles = {};
+  for (const m of machines) for (const r of m.rows) {
+    if (!(r.backend in titles)) { columns.push(r.backend); titles[r.backend] = r.title; }
+  }
   const rows = el("rows");
   rows.replaceChildren();
-  rows.style.setProperty("--n", String(Math.max(entry.rows.length, 1)));
-  const start = performance.now();
-  const cards = entry.rows.map((row) => {
-    const card = make("div", "row" + (row.other_work ? " other" : ""));
-    card.dataset.backend = row.backend;
-    card.dataset.duration = String(row.latency_s);
-    card.dataset.stages = JSON.stringify(row.stages);
-    card.append(text(make("div", "title"), row.title + (row.recipe ? " (" + row.recipe + ")" : "")));
-    const frame = make("div", "frame");
-    const image = make("img");
-    image.alt = row.title;
-    image.src = row.image;  // fetched now, shown when the bar ends
-    frame.append(image);
-    const bar = make("div", "bar");
-    const fill = make("div", "fill");
-    bar.append(fill);
-    const time = make("div", "time");
-    card.append(frame, bar, time);
-    rows.append(card);
-    return { row, card, fill, time };
+  rows.classList.toggle("several", several);
+  rows.style.setProperty("--n", String(Math.max(columns.length, 1)));
+  rows.style.setProperty("--frame-h", (48 / machines.length).toFixed(1) + "vh");
+  if (several) rows.append(make("div", "corner"));
+  for (const b of columns) rows.append(text(make("div", "title"), titles[b]));
+  const cards = [];
+  const saids = [];
+  machines.forEach((m, group) => {
+    let said = null;
+    if (several) {
+      const label = make("div", "machine-label");
+      label.dataset.group = String(group);
+      said = text(make("div", "said"), m.headline);
+      label.append(text(make("b"), m.label), said, text(make("div"), m.machine));
+      if (m.note) label.append(text(make("div", "note"), m.note));
+      rows.append(label);
+    }
+    const mine = [];
+    for (const b of columns) {
+      const row = m.rows.find((r) => r.backend === b);
+      if (!row) { rows.append(make("div", "row empty")); continue; }
+      const c = card(row, group);
+      rows.append(c.card);
+      mine.push(c);
+    }
+    cards.push(...mine);
+    saids.push({ said, mine });
   });
+  fitFrames(rows, machines.length);
+  const start = performance.now();
   function frame() {
     const elapsed = (performance.now() - start) / 1000;
     let running = 0;
@@ -255,15 +313,56 @@ function race(entry) {
       const done = elapsed >= c.row.latency_s;
       const seconds = Math.min(elapsed, c.row.latency_s);
       c.fill.style.width = (100 * seconds / c.row.latency_s).toFixed(2) + "%";
-      c.time.innerHTML = seconds.toFixed(1) + " s <small>" + stageNow(c.row.stages, seconds) + "</small>";
+      const stage = done ? "done" : stageNow(c.row.stages, seconds);
+      c.time.innerHTML = seconds.toFixed(1) + " s <small>" + stage + "</small>";
       if (done) c.card.classList.add("done"); else running += 1;
     }
+    for (const s of saids) {
+      if (s.said && s.said.textContent && s.mine.every((c) => c.card.classList.contains("done"))) {
+        s.said.classList.add("shown");
+      }
+    }
     if (running) { requestAnimationFrame(frame); return; }
-    text(el("headline"), entry.headline).classList.add("shown");
-    text(el("other"), entry.other_work.join(" \\u00b7 ")).classList.add("shown");
+    el("headline").classList.add("shown");
+    el("other").classList.add("shown");
     setTimeout(next, entry.hold_s * 1000);
   }
   requestAnimationFrame(frame);
+}
+
+// One row's card: its picture (fetched now, shown when its bar ends), its bar and its time.
+function card(row, group) {
+  const card = make("div", "row" + (row.other_work ? " other" : ""));
+  card.dataset.backend = row.backend;
+  card.dataset.group = String(group);
+  card.dataset.duration = String(row.latency_s);
+  card.dataset.stages = JSON.stringify(row.stages);
+  const frame = make("div", "frame");
+  const image = make("img");
+  image.alt = row.title;
+  image.src = row.image;
+  frame.append(image);
+  if (row.recipe) frame.append(text(make("div", "recipe"), row.recipe));
+  const bar = make("div", "bar");
+  const fill = make("div", "fill");
+  bar.append(fill);
+  const time = make("div", "time");
+  card.append(frame, bar, time);
+  return { row, card, fill, time };
+}
+
+// The pictures as large as the screen allows: the lines of machines share the height left under the titles, each
+// line exactly its share (a machine's words longer than its line are cut, never pushed onto the headline).
+function fitFrames(rows, lines) {
+  const card = rows.querySelector(".row:not(.empty)");
+  if (!card) return;
+  card.querySelector(".time").innerHTML = "0.0 s <small>text encoding</small>";
+  const title = rows.querySelector(".title");
+  const gap = parseFloat(getComputedStyle(rows).rowGap) || 0;
+  const around = card.offsetHeight - card.querySelector(".frame").offsetHeight;
+  const line = Math.floor((rows.clientHeight - title.offsetHeight - gap * lines) / lines);
+  rows.style.gridTemplateRows = "auto repeat(" + lines + ", " + line + "px)";
+  rows.style.setProperty("--frame-h", Math.max(40, line - Math.ceil(around)) + "px");
 }
 
 // The stage a row is in after `seconds` of its measured run: text encoding, denoising (the UNet steps), decoding.

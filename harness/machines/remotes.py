@@ -25,12 +25,11 @@ from urllib.parse import urlparse
 
 from core.request import GenerationRequest
 from harness.api import API_VERSION, VISITOR_HEADER, GenerateOutputs, generate_inputs
-from harness.machines.runs import Expected, MachineRun, RunState
+from harness.machines.runs import CONNECT_TIMEOUT_S, Expected, MachineRun, RunState
 
 log = logging.getLogger(__name__)
 
 IMAGE_PREFIX = "sbs-remote-images-"  # under the system's temporary directory: Gradio hands the page files from there
-CONNECT_TIMEOUT_S = 10.0  # connecting, logging in and `/health` each answer within this, or the remote is unreachable
 # The most a live remote's event stream stays quiet: Gradio sends a heartbeat on it every 15 s while a job waits in
 # its queue or runs, so a shorter read timeout takes a busy remote for a lost one.
 STREAM_READ_TIMEOUT_S = 60.0

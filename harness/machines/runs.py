@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Protocol
 
 from core.errors import logged_error
-from core.request import GenerationRequest
+from core.request import GenerationRequest, latents_digest
 
 log = logging.getLogger(__name__)
 
 IMAGES_KEPT_S = 3600.0  # a page's files live an hour, as Gradio's own
 CANCELLED = "cancelled: the visitor left before it finished"
 NOISE_DIFFERS = "its starting noise differs from this page's: images not comparable"
+KEPT_VISITOR = "this instance's kept comparisons"  # the visitor key of an example's or a booth prompt's calls
+CONNECT_TIMEOUT_S = 10.0  # connecting, logging in and `/health` each answer within this, or the machine is unreachable
+CONNECT_ALLOWANCE_S = 3 * CONNECT_TIMEOUT_S  # how long the page waits beyond a run's deadline, for those three
 
 
 class RunState(StrEnum):
@@ -228,6 +231,46 @@ class OtherMachines:
 
     def serving_now(self) -> str:
         return next((line for g in self.groups if (line := g.serving_now())), "")
+
+
+class KeptAlongside:
+    """The other machines' part of a comparison the app keeps (a built-in example, a booth prompt): `__call__` starts
+    them for a request before the local rows run, as a visitor's comparison does; `wait()` then gives their states.
+    No visitor is behind it: the calls reach the other machines under the key `KEPT_VISITOR`."""
+
+    def __init__(self, machines: MachineGroup, model):
+        self.machines, self.model = machines, model
+
+    def __call__(self, request: GenerationRequest) -> RunsAlongside:
+        noise = latents_digest(request.seed, request.height, request.width)
+        expected = Expected(self.model.model_id, self.model.revision, noise)
+        return RunsAlongside(self.machines.start(request, expected, KEPT_VISITOR), self.machines.timeout_s)
+
+
+class RunsAlongside:
+    """Started runs of the other machines for one kept comparison; leaving its `with` block cancels what still runs
+    (the local rows failed, or the comparison was dropped)."""
+
+    def __init__(self, runs: list[MachineRun], timeout_s: float):
+        self.runs = runs
+        self.until = time.monotonic() + timeout_s + CONNECT_ALLOWANCE_S
+
+    def wait(self) -> list[MachineState]:
+        """Every run's state once it ended, or its deadline passed (a run still going then is cancelled)."""
+        for run in self.runs:
+            run.join(max(0.0, self.until - time.monotonic()))
+        self.cancel()
+        return [run.state() for run in self.runs]
+
+    def cancel(self) -> None:
+        for run in self.runs:
+            run.cancel()
+
+    def __enter__(self) -> RunsAlongside:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.cancel()
 
 
 def prune(directory: Path, keep_s: float = IMAGES_KEPT_S) -> None:

@@ -11,10 +11,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from core.assets import BOOTH_PROMPTS
 from harness.compare.comparison import Comparison
+from harness.records.examples import keep
 from harness.records.showcase import BOOTH_FIRST, Showcase, ShownRun
 
 log = logging.getLogger(__name__)
@@ -37,27 +39,26 @@ def booth_runs(showcase: Showcase, model, prompts: list[str]) -> list[ShownRun]:
 
 
 def compute_booth_comparison(comparison: Comparison, showcase: Showcase, prompts: list[str], turn: int,
-                             give_way: Callable[[], bool] = lambda: False):  # fmt: skip
+                             give_way: Callable[[], bool] = lambda: False, alongside=None):  # fmt: skip
     """The booth list's `turn`-th comparison (the list cycles, each round with new seeds), run through every row
-    and kept in its slot. None when no row gave an image, or when a visitor came (`give_way()` between two rows):
-    the booth comparison is dropped there, so the visitor's rows run next."""
-    model = comparison.rows.model
+    (and on the other machines, with `alongside`: a `KeptAlongside`) and kept in its slot. None when no row gave an
+    image, or when a visitor came (`give_way()` between two rows): the booth comparison is dropped there, so the
+    visitor's rows run next (and the other machines' calls are cancelled)."""
     slot, round_ = turn % len(prompts), turn // len(prompts)
     side = comparison.rows.settings.sizes[0]
     seed = BOOTH_SEED + round_ * len(prompts) + slot
     request = comparison.validate(prompt=prompts[slot], seed=seed, height=side, width=side)
-    results = []
-    for row in comparison.run(request):
-        results.append(row)
-        if len(results) < len(comparison.rows.order) and give_way():
-            log.info("booth comparison %d dropped: a visitor's comparison goes first", slot + 1)
+    with alongside(request) if alongside is not None else nullcontext() as others:
+        results = []
+        for row in comparison.run(request):
+            results.append(row)
+            if len(results) < len(comparison.rows.order) and give_way():
+                log.info("booth comparison %d dropped: a visitor's comparison goes first", slot + 1)
+                return None
+        if not any(r.status == "ok" for r in results):
+            log.warning("booth comparison %d not kept: no row gave an image", slot + 1)
             return None
-    if not any(r.status == "ok" for r in results):
-        log.warning("booth comparison %d not kept: no row gave an image", slot + 1)
-        return None
-    run, images = ShownRun.from_results(request, results, showcase.machine, BOOTH_FIRST + slot)
-    with comparison.rows.lock, comparison.activity("keeping a booth comparison"):
-        showcase.record(model, run, images)
+        run = keep(comparison, showcase, request, results, BOOTH_FIRST + slot, others)
     log.info("booth comparison %d is ready (%s, seed %d)", slot + 1, prompts[slot], seed)
     return run
 
@@ -69,10 +70,11 @@ class BoothLoop:
 
     def __init__(self, comparison: Comparison, showcase: Showcase, prompts: list[str], idle_s: float,
                  last_visitor: Callable[[], float | None], visitors_waiting: Callable[[], bool],
-                 poll_s: float = 2.0):  # fmt: skip
+                 poll_s: float = 2.0, alongside=None):  # fmt: skip
         self.comparison, self.showcase, self.prompts = comparison, showcase, prompts
         self.idle_s, self.poll_s = idle_s, poll_s
         self.last_visitor, self.visitors_waiting = last_visitor, visitors_waiting
+        self.alongside = alongside  # the other machines (`KeptAlongside`), when the page has them
         self.turn = len(booth_runs(showcase, comparison.rows.model, prompts)) if comparison.rows.model else 0
         self.last_booth: float | None = None
         self.stop = threading.Event()
@@ -91,7 +93,8 @@ class BoothLoop:
             if not self.idle():
                 continue
             try:
-                compute_booth_comparison(self.comparison, self.showcase, self.prompts, self.turn, self.visitors_waiting)
+                compute_booth_comparison(self.comparison, self.showcase, self.prompts, self.turn,
+                                         self.visitors_waiting, self.alongside)  # fmt: skip
             except Exception:  # a failed booth comparison is logged; the app and the next one go on
                 log.exception("booth comparison %d failed", self.turn % len(self.prompts) + 1)
             self.turn += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from core.cpu import this_cpu
 from harness.compare.comparison import Comparison
@@ -47,10 +48,22 @@ def worth_retrying(comparison: Comparison, run: ShownRun | None) -> bool:
     return any(b in ready for b in missing(comparison, run.rows))
 
 
-def compute_example(comparison: Comparison, showcase: Showcase, index: int) -> ShownRun | None:
+def keep(comparison: Comparison, showcase: Showcase, request, results, number: int, others=None) -> ShownRun:
+    """Keep a finished comparison as kept comparison `number` (an example's index, or a booth prompt's number),
+    with the other machines' parts (`others`: their `RunsAlongside`, waited for here). Its images are written under
+    the row lock: never beside a timed row."""
+    states = others.wait() if others is not None else []
+    run, images = ShownRun.from_results(request, results, showcase.machine, number, states)
+    with comparison.rows.lock, comparison.activity(f"keeping {run.kind_words().lower()}"):
+        showcase.record(comparison.rows.model, run, images)
+    return run
+
+
+def compute_example(comparison: Comparison, showcase: Showcase, index: int, alongside=None) -> ShownRun | None:
     """Run example `index` through every row and keep it, with any failed row marked on it (its card says why);
     what is kept already is not run again unless a row it misses is ready now. Nothing is kept when no row gave
-    an image."""
+    an image. `alongside` (a `KeptAlongside`, when the page has other machines) runs it there too, at the same
+    time."""
     model = comparison.rows.model
     if model is None:
         return None
@@ -60,16 +73,15 @@ def compute_example(comparison: Comparison, showcase: Showcase, index: int) -> S
     prompt, negative, seed = EXAMPLES[index]
     side = comparison.rows.settings.sizes[0]
     request = comparison.validate(prompt=prompt, negative_prompt=negative, seed=seed, height=side, width=side)
-    results = list(comparison.run(request))
-    gave = sum(r.status == "ok" for r in results)
-    if not gave or (kept is not None and gave < sum(r["status"] == "ok" for r in kept.rows)):
-        log.warning("example %d not kept: %d row(s) gave an image, fewer than what is kept", index + 1, gave)
-        return kept
-    run, images = ShownRun.from_results(request, results, showcase.machine, index)
+    with alongside(request) if alongside is not None else nullcontext() as others:
+        results = list(comparison.run(request))
+        gave = sum(r.status == "ok" for r in results)
+        if not gave or (kept is not None and gave < sum(r["status"] == "ok" for r in kept.rows)):
+            log.warning("example %d not kept: %d row(s) gave an image, fewer than what is kept", index + 1, gave)
+            return kept
+        run = keep(comparison, showcase, request, results, index, others)
     absent = set(missing(comparison, run.rows))
     failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.backend in absent]
-    with comparison.rows.lock, comparison.activity("keeping an example"):
-        showcase.record(model, run, images)
     log.info("example %d is ready (%s)%s", index + 1, prompt, f"; missing {'; '.join(failed)}" if failed else "")
     return run
 
@@ -81,6 +93,7 @@ def compute_examples(
     poll_s: float = 2.0,
     retry_s: float = 120.0,
     max_retry_s: float = 3600.0,
+    alongside=None,
 ) -> None:
     """The first example at once; each further one only when no visitor's comparison is running or queued. Then,
     while a kept example misses a row that is ready again, it is computed again after `retry_s` seconds, the wait
@@ -90,7 +103,7 @@ def compute_examples(
         for index in range(len(EXAMPLES)):
             while (retrying or index > 0) and visitors_waiting():
                 time.sleep(poll_s)
-            compute_example(comparison, showcase, index)
+            compute_example(comparison, showcase, index, alongside)
 
     one_pass(retrying=False)
     wait, model = retry_s, comparison.rows.model

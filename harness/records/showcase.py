@@ -1,6 +1,8 @@
 """The built-in examples as computed on this instance, kept in the cache directory (per model, machine and
 example) so that the page opens on a finished answer and a restart keeps it. Only the operator's examples are
-kept: a visitor's comparison is shown to that visitor alone and never stored."""
+kept there: a visitor's comparison is shown to that visitor alone and never stored (with `--kiosk-visitors`, the
+booth screen keeps the latest few in a temporary directory, gone with the process). A kept comparison holds the
+other machines' rows too, when the page has other machines (`KeptGroup`)."""
 
 from __future__ import annotations
 
@@ -19,12 +21,47 @@ from PIL import Image
 from core.files import write_atomic, write_json
 from core.images import to_uint8
 from core.naming import slug
-from core.request import GenerationRequest
+from core.request import GenerationRequest, latents_digest
+from harness.records.system_info import machine_fingerprint
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 BOOTH_FIRST = 100  # kept comparisons numbered from here on are the booth's prompts' (harness.records.booth)
+
+
+@dataclass
+class KeptGroup:
+    """Another machine's part of a kept comparison (a remote instance, or a cluster's machines of one CPU kind):
+    its rows as it measured them, on its own CPU."""
+
+    label: str  # the operator's name for it, the page's group heading
+    machine: str  # its CPU in words, as its `/health` said ("" when it did not answer)
+    same_machine: bool  # it ran on this instance's own machine: the two disturbed each other's timings
+    state: str  # "done", or why it gave no rows ("unreachable", "too slow", ...: `RunState`'s words)
+    detail: str = ""
+    rows: list[dict] = field(default_factory=list)  # its rows' figures, in the page's row order
+    images: dict[str, Path] = field(default_factory=dict)  # backend id -> PNG file, as shown
+
+    @classmethod
+    def from_state(cls, state, noise: str) -> tuple[KeptGroup, dict[str, np.ndarray]]:
+        """A `MachineState` once its run ended, and its images (read from its files). Its rows are kept only when
+        they started from the page's noise `noise` (else its pictures are not the same picture's)."""
+        health = state.health or {}
+        machine = f"{health['cpu']}, {health.get('threads')} threads" if health.get("cpu") else ""
+        same = bool(health.get("machine")) and health.get("machine") == machine_fingerprint()
+        group = cls(str(state.label), machine, same, str(state.state), str(state.detail))
+        if state.latents_sha256 not in (None, noise):
+            return group, {}
+        images = {}
+        for backend, path in state.images.items():
+            try:
+                with Image.open(path) as png:
+                    images[backend] = np.asarray(png.convert("RGB"))
+            except OSError as exc:  # its file went (pruned): the row is kept without its picture
+                log.warning("%s: the image of %s could not be read: %s", state.label, backend, exc)
+        group.rows = [r for r in state.rows if isinstance(r, dict) and "backend" in r]
+        return group, images
 
 
 @dataclass
@@ -37,22 +74,34 @@ class ShownRun:
     example: int  # which built-in example (its index)
     rows: list[dict]  # `RowResult.figures()` of every row, in display order
     images: dict[str, Path] = field(default_factory=dict)  # backend id -> PNG file, as shown
+    groups: list[KeptGroup] = field(default_factory=list)  # the other machines' parts, in the page's order
 
     @classmethod
-    def from_results(cls, request, results, machine: str, example: int) -> tuple[ShownRun, dict[str, np.ndarray]]:
-        """The run and its images (uint8, to be written by `Showcase.record`)."""
-        # `Comparison.run` blanks the images from the first flagged row on; the page blanks the earlier ones too
-        # (every row's image of a flagged request), and so must what is kept to be shown again.
-        blank = any(r.flagged for r in results)
+    def from_results(cls, request, results, machine: str, example: int, states=()) -> tuple[ShownRun, dict]:
+        """The run and its images (uint8, to be written by `Showcase.record`: this machine's by backend id, each
+        other machine's by `group_image(index, backend id)`); `states`: the other machines' `MachineState`s."""
+        noise = latents_digest(request.seed, request.height, request.width)
+        kept = [KeptGroup.from_state(state, noise) for state in states]
         images = {r.backend: to_uint8(r.image) for r in results if r.image is not None}
+        for index, (_group, pictures) in enumerate(kept):
+            images.update({group_image(index, b): picture for b, picture in pictures.items()})
+        # `Comparison.run` blanks the images from the first flagged row on; the page blanks the earlier ones too
+        # (every row's image of a flagged request), and so must what is kept to be shown again: every machine's.
+        flagged = [r.flagged for r in results] + [bool(row.get("flagged")) for g, _ in kept for row in g.rows]
         run = cls(
             request=request,
             finished=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             machine=machine,
             example=example,
             rows=[r.figures() for r in results],
+            groups=[group for group, _pictures in kept],
         )
-        return run, {b: np.zeros_like(image) if blank else image for b, image in images.items()}
+        return run, {key: np.zeros_like(image) if any(flagged) else image for key, image in images.items()}
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the safety checker flagged an image of it (on any machine)."""
+        return any(row.get("flagged") for rows in [self.rows, *(g.rows for g in self.groups)] for row in rows)
 
     def label(self) -> str:
         """Operator-chosen text only (the example's prompt), so it may be shown as Markdown."""
@@ -72,6 +121,11 @@ class ShownRun:
         if self.example >= BOOTH_FIRST:
             return f"Booth prompt {self.example - BOOTH_FIRST + 1}"
         return f"Built-in example {self.example + 1}"
+
+
+def group_image(index: int, backend_id: str) -> str:
+    """The key (and file name) of the `index`-th other machine's image of a row."""
+    return f"group{index + 1}-{backend_id}"
 
 
 class Showcase:
@@ -108,27 +162,32 @@ class Showcase:
         run's images of this example are deleted, never accumulated)."""
         key = self.key(model, run.example)
         try:
-            run.images = _write(self.root / key, run, images)
+            _write(self.root / key, run, images)
         except OSError as exc:  # a read-only or full disk costs the restart its answer, not the request
             log.warning("could not keep example %d in %s: %s", run.example, self.root / key, exc)
         with self._lock:
             self._runs[key] = run
 
 
-def _write(directory: Path, run: ShownRun, images: dict[str, np.ndarray]) -> dict[str, Path]:
+def _write(directory: Path, run: ShownRun, images: dict[str, np.ndarray]) -> None:
+    """Write the images and run.json; set the run's (and its groups') image paths."""
     token = secrets.token_hex(4)
     paths = {}
-    for backend_id, image in images.items():
+    for key, image in images.items():
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="PNG")
-        paths[backend_id] = directory / f"{backend_id}-{token}.png"
-        write_atomic(paths[backend_id], buffer.getvalue())
-    record = {**asdict(run), "request": asdict(run.request), "images": {b: p.name for b, p in paths.items()}}
-    write_json(directory / RUN_FILE, record)
+        paths[key] = directory / f"{key}-{token}.png"
+        write_atomic(paths[key], buffer.getvalue())
+    run.images = {row["backend"]: paths[row["backend"]] for row in run.rows if row["backend"] in paths}
+    for index, group in enumerate(run.groups):
+        keys = {row["backend"]: group_image(index, row["backend"]) for row in group.rows}
+        group.images = {backend: paths[key] for backend, key in keys.items() if key in paths}
+    names = {b: p.name for b, p in run.images.items()}
+    groups = [{**asdict(g), "images": {b: p.name for b, p in g.images.items()}} for g in run.groups]
+    write_json(directory / RUN_FILE, {**asdict(run), "request": asdict(run.request), "images": names, "groups": groups})
     for old in directory.glob("*.png"):  # the images of the run this one replaces
         if old not in paths.values():
             old.unlink(missing_ok=True)
-    return paths
 
 
 def _read(directory: Path) -> ShownRun | None:
@@ -140,10 +199,16 @@ def _read(directory: Path) -> ShownRun | None:
     try:
         record = json.loads(path.read_text())
         images = {b: directory / name for b, name in record["images"].items()}
-        run = ShownRun(**{**record, "request": GenerationRequest(**record["request"]), "images": images})
-        if not isinstance(run.example, int) or not all(isinstance(r, dict) and "backend" in r for r in run.rows):
+        groups = [
+            KeptGroup(**{**g, "images": {b: directory / name for b, name in g["images"].items()}})
+            for g in record.get("groups", [])  # none in a run kept before other machines were kept with it
+        ]
+        run = ShownRun(**{**record, "request": GenerationRequest(**record["request"]), "images": images,
+                          "groups": groups})  # fmt: skip
+        rows = [*run.rows, *(row for g in groups for row in g.rows)]
+        if not isinstance(run.example, int) or not all(isinstance(r, dict) and "backend" in r for r in rows):
             raise ValueError("rows or example of another shape")
-        for image in images.values():
+        for image in [*images.values(), *(p for g in groups for p in g.images.values())]:
             with Image.open(image) as png:
                 png.verify()
         return run
