@@ -10,11 +10,11 @@ import logging
 import time
 
 from core.cpu import played_cpu
-from harness.records.booth import BoothLoop
 from harness.records.examples import compute_examples
 from harness.settings import Settings, build_comparison
 from ui.context import make_page
 from ui.gradio_queue import visitors_waiting
+from ui.kiosk import start_booth
 from ui.layout import build_demo, launch
 
 log = logging.getLogger("app")
@@ -31,14 +31,9 @@ def main(argv=None) -> None:
         raise SystemExit(f"app.py: {exc}") from None
     demo = build_demo(page)
 
-    def last_visitor() -> float | None:
-        return page.fair_share.last_started if page.fair_share else None
-
     def after_start_up() -> None:  # the booth's own comparisons when nobody asks, then the built-in examples
         alongside = page.kept_alongside()  # kept with the other machines' rows too, when there are others
-        if settings.kiosk_idle_s > 0:
-            BoothLoop(page.comparison, page.showcase, page.booth_prompts, settings.kiosk_idle_s, last_visitor,
-                      lambda: visitors_waiting(demo), alongside=alongside).start()  # fmt: skip
+        start_booth(page, demo, alongside)
         compute_examples(page.comparison, page.showcase, lambda: visitors_waiting(demo), alongside=alongside)
 
     page.comparison.load_in_background(then=after_start_up)

@@ -74,6 +74,9 @@ class Settings:
     kiosk_url: str = own("")
     kiosk_idle_s: float = own(300.0)
     booth_prompts: str = own("")  # a file, one prompt a line; "" = assets/booth_prompts.txt
+    # app only: the booth screen also shows the latest visitors' comparisons, their prompts on the big screen (strangers
+    # type anything: off unless the operator turns it on; one the safety checker flagged never)
+    kiosk_visitors: bool = own(False)
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import threading
 import time
 import urllib.request
 
@@ -14,10 +15,11 @@ import pytest
 from conftest import ARTIFACTS, TINY_SIZE, fake_comparison, free_port
 
 import ui.context
+import ui.handlers
 import ui.kiosk
 import ui.layout
 from harness.records.booth import BoothLoop, booth_prompts, booth_runs, compute_booth_comparison
-from harness.records.examples import compute_example
+from harness.records.examples import EXAMPLES, compute_example
 from harness.records.showcase import BOOTH_FIRST, Showcase
 from harness.settings import Settings
 
@@ -26,9 +28,9 @@ DELAYS = {"baseline": 2.0, "ipex-bf16": 1.2, "pytorch-bf16": 1.0, "openvino-stat
           "lcm-taesd": 0.3}  # fmt: skip
 
 
-def kiosk_page(tiny_model, cache_dir, tmp_path, **settings):
+def kiosk_page(tiny_model, cache_dir, tmp_path, delays=DELAYS, **settings):
     comparison = fake_comparison(
-        tiny_model, cache_dir, **{b: {"delay": d} for b, d in DELAYS.items()}
+        tiny_model, cache_dir, **{b: {"delay": d} for b, d in delays.items()}
     )  # fmt: skip
     page = ui.context.make_page(
         comparison, Showcase(tmp_path / "showcase", "test machine"), Settings(queue_size=4, **settings)
@@ -277,3 +279,119 @@ def test_the_booth_list_is_the_operators_file(tmp_path):
     with pytest.raises(ValueError, match="no prompt"):
         booth_prompts(tmp_path / "empty.txt")
     assert len(booth_prompts()) >= 20 and TINY_SIZE
+
+
+def visitor_comparison(page, prompt: str) -> list:
+    """A visitor's comparison through the page's own handler (as `/generate` runs it)."""
+    generate = ui.handlers.make_generate(page)
+    return list(generate(prompt, "", 11, False, 4, 7.5, f"{TINY_SIZE}x{TINY_SIZE}", "dpm++",
+                         progress=lambda *a, **k: None))  # fmt: skip
+
+
+def every_prompt_the_kiosk_shows(page) -> set[str]:
+    seen, after, fresh = set(), "", ""
+    for _ in range(12):
+        entry = ui.kiosk.next_comparison(page, after, fresh)
+        seen.add(entry["prompt"])
+        after, fresh = (after, entry["key"]) if entry["fresh"] else (entry["key"], fresh)
+    return seen
+
+
+def test_a_visitors_prompt_reaches_the_big_screen_only_when_the_operator_turns_it_on(tiny_model, cache_dir, tmp_path):
+    quick = dict.fromkeys(DELAYS, 0.01)
+    page = kiosk_page(tiny_model, cache_dir, tmp_path / "off", quick)
+    compute_example(page.comparison, page.showcase, 0)
+    visitor_comparison(page, "a stranger's words")
+    assert every_prompt_the_kiosk_shows(page) == {EXAMPLES[0][0]}  # off: the operator's comparisons only
+    assert page.visitors_shown is None and not any("stranger" in p.read_text() for p in tmp_path.rglob("run.json"))
+
+    page = kiosk_page(tiny_model, cache_dir, tmp_path / "on", quick, kiosk_visitors=True)
+    compute_example(page.comparison, page.showcase, 0)
+    example = ui.kiosk.next_comparison(page)
+    assert not example["fresh"] and example["label"] == "Built-in example 1"
+    visitor_comparison(page, "a visitor's lighthouse")
+    shown = ui.kiosk.next_comparison(page, example["key"])
+    assert shown["fresh"] and shown["label"] == "A visitor's prompt" and shown["prompt"] == "a visitor's lighthouse"
+    assert [r["backend"] for r in shown["rows"]] == [b for b in page.comparison.rows.order]
+    # shown once as fresh, then in the cycle after the example the kiosk was at
+    after = ui.kiosk.next_comparison(page, example["key"], shown["key"])
+    assert not after["fresh"] and after["key"] == shown["key"]  # the cycle: example 1, then the visitor's
+    assert every_prompt_the_kiosk_shows(page) == {EXAMPLES[0][0], "a visitor's lighthouse"}
+    # kept outside the cache, where the page serves it from
+    kept = page.visitors_shown.latest(page.comparison.rows.model)[0]
+    assert all(page.visitors_shown.showcase.root in p.parents for p in kept.images.values())
+    assert str(page.visitors_shown.showcase.root.resolve()) in ui.layout.kept_directories(page)
+    assert not str(page.visitors_shown.showcase.root).startswith(str(cache_dir))
+
+    # one the safety checker flags never reaches the big screen
+    page.comparison.safety = lambda image: (image, True)
+    visitor_comparison(page, "something flagged")
+    assert "something flagged" not in every_prompt_the_kiosk_shows(page)
+    # the newest few only
+    page.comparison.safety = lambda image: (image, False)
+    for n in range(page.visitors_shown.KEPT + 1):
+        visitor_comparison(page, f"visitor {n}")
+    latest = [r.request.prompt for r in page.visitors_shown.latest(page.comparison.rows.model)]
+    assert latest == [f"visitor {n}" for n in range(page.visitors_shown.KEPT, 0, -1)]
+
+
+def test_a_visitor_through_gradios_queue_runs_before_the_booth_comparison_under_way(tiny_model, cache_dir, tmp_path):
+    """End to end, as the app runs it: a launched page with the booth started as `app.py` starts it and a kiosk
+    tab open; a visitor's `/generate` call, made while a booth comparison runs, goes through Gradio's queue and
+    its rows run next (at most the booth row under way finishes first); the booth comparison is dropped, and the
+    next waits a full idle time after the visitor."""
+    from gradio_client import Client
+
+    idle_s = 2.0
+    page = kiosk_page(tiny_model, cache_dir, tmp_path, kiosk_idle_s=idle_s)
+    compute_example(page.comparison, page.showcase, 0)
+    demo = ui.layout.build_demo(page)
+    port = free_port()
+    ui.layout.launch(page, demo, port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    kiosk_open = threading.Event()
+
+    def kiosk_tab() -> None:  # a kiosk asking for its comparisons meanwhile, as a booth screen does
+        after = ""
+        while not kiosk_open.is_set():
+            after = get_json(url + "kiosk.json?after=" + after)["key"] or ""
+            kiosk_open.wait(0.5)
+
+    threading.Thread(target=kiosk_tab, daemon=True).start()
+    booth = ui.kiosk.start_booth(page, demo)
+    fakes, first = page.comparison.fakes, booth_prompts()[0]
+    client = Client(url, verbose=False, download_files=False)  # connected before: the call itself is timed
+    try:
+        deadline = time.monotonic() + idle_s + 60
+        while not any(prompt == first for prompt, _s, _e in fakes["baseline"].runs):  # its first row is done
+            assert time.monotonic() < deadline, "no booth comparison started"
+            time.sleep(0.02)
+        asked = time.perf_counter()
+        size = f"{TINY_SIZE}x{TINY_SIZE}"
+        client.predict("a visitor's teapot", "", 3, False, 4, 7.5, size, "dpm++", None, api_name="/generate")
+        answered = time.perf_counter()
+        time.sleep(idle_s / 2)  # within the idle time after the visitor: no booth comparison yet
+        ran = sorted((start, end, prompt) for f in fakes.values() for prompt, start, end in f.runs)
+        visitor = [(s, e) for s, e, prompt in ran if prompt == "a visitor's teapot"]
+        assert len(visitor) == len(fakes)
+        booth_after = [(s, e, p) for s, e, p in ran if p != "a visitor's teapot" and s > asked]
+        # at most the booth row under way when the visitor asked ran before the visitor's rows; none after them
+        assert len([b for b in booth_after if b[0] < visitor[0][0]]) <= 1, ran
+        assert all(s >= max(e for _s, e in visitor) for s, _e, _p in booth_after if s > visitor[0][0]), ran
+        assert not [b for b in booth_after if b[0] > answered], ran  # a full idle time after the visitor first
+        assert page.showcase.example(page.comparison.rows.model, BOOTH_FIRST) is None  # dropped, not kept
+        # the next booth comparison once the app is idle again, and the kiosk shows it
+        deadline = time.monotonic() + idle_s + 60
+        while not booth_runs(page.showcase, page.comparison.rows.model, page.booth_prompts):
+            assert time.monotonic() < deadline, "no booth comparison after the visitor"
+            time.sleep(0.1)
+        later = [s for f in fakes.values() for p, s, _e in f.runs if p not in ("a visitor's teapot", "warm-up")]
+        assert min(s for s in later if s > answered) - answered >= idle_s * 0.9
+        shown = [ui.kiosk.next_comparison(page)]
+        shown.append(ui.kiosk.next_comparison(page, shown[0]["key"]))
+        assert shown[1]["label"] == "Booth prompt 2" and shown[1]["prompt"] == booth_prompts()[1]
+    finally:
+        kiosk_open.set()
+        if booth is not None:
+            booth.stop.set()
+        demo.close()

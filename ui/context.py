@@ -11,7 +11,7 @@ from harness.api import GenerateOutputs
 from harness.compare.comparison import Comparison
 from harness.machines.remotes import RemoteSet
 from harness.machines.runs import KeptAlongside, MachineGroup, OtherMachines
-from harness.records.booth import booth_prompts
+from harness.records.booth import VisitorsShown, booth_prompts
 from harness.records.examples import make_showcase
 from harness.records.quality_reports import latest_quality_report
 from harness.records.results import LatencyTable, latency_tables
@@ -40,6 +40,7 @@ class Page:
     fair_share: FairShare | None = None  # one comparison per client, once the queue exists (`build_demo`)
     quality: dict | None = None  # the newest quality report (results/quality-*.json), read once; None: there is none
     booth_prompts: list[str] = field(default_factory=list)  # the booth's own prompts (harness.records.booth)
+    visitors_shown: VisitorsShown | None = None  # the latest visitors' comparisons for the kiosk (--kiosk-visitors)
 
     @property
     def outputs(self) -> GenerateOutputs:
@@ -60,8 +61,10 @@ def make_page(comparison: Comparison, showcase: Showcase | None = None, settings
     showcase = showcase or make_showcase(comparison)
     clients = ClientKeys(settings.trusted_proxies)
     quality = latest_quality_report(settings.model)
+    visitors_shown = VisitorsShown(showcase.machine) if settings.kiosk_visitors else None
     return Page(comparison, showcase, settings, WaitEstimate(), clients, latency_tables(), other_machines(settings),
-                quality=quality, booth_prompts=booth_prompts(settings.booth_prompts))  # fmt: skip
+                quality=quality, booth_prompts=booth_prompts(settings.booth_prompts),
+                visitors_shown=visitors_shown)  # fmt: skip
 
 
 def other_machines(settings: Settings) -> MachineGroup | None:

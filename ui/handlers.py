@@ -76,6 +76,8 @@ def run_comparison(page: Page, fields: dict, random_seed, compare_with, progress
         yield from run_rows_here(shown, runs, progress)
         yield from wait_for_other_machines(page, shown, runs, progress)
         page.timings.record(request.height, request.steps, shown.figures())
+        if page.visitors_shown is not None:  # the operator shows visitors' comparisons on the booth screen
+            page.visitors_shown.keep(page.comparison, request, shown.results, [run.state() for run in runs])
         yield shown.outputs(runs, final=True, label=run_label(request))
     finally:  # done, or the visitor left, or an error: no other machine keeps working for nobody
         for run in runs:

@@ -16,12 +16,13 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from harness.records.booth import booth_runs
+from harness.records.booth import BoothLoop, booth_runs
 from harness.records.examples import EXAMPLES
 from harness.records.showcase import KeptGroup, ShownRun
 
 from .cards import headline_rows
 from .context import Page
+from .gradio_queue import visitors_waiting
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,26 @@ WAIT_S = 10.0  # how often a kiosk with nothing to show asks again
 FILE_ROUTE = "/gradio_api/file="  # where Gradio serves the kept images (the showcase is in its allowed paths)
 
 
+def start_booth(page: Page, demo, alongside=None) -> BoothLoop | None:
+    """The booth's own comparisons on this page (`harness.records.booth`), started: idle is no visitor's comparison
+    started for `--kiosk-idle-s` and none running or waiting in Gradio's queue. None when that setting is 0."""
+    if page.settings.kiosk_idle_s <= 0:
+        return None
+
+    def last_visitor() -> float | None:
+        return page.fair_share.last_started if page.fair_share else None
+
+    return BoothLoop(page.comparison, page.showcase, page.booth_prompts, page.settings.kiosk_idle_s, last_visitor,
+                     lambda: visitors_waiting(demo), alongside=alongside).start()  # fmt: skip
+
+
 def kept_comparisons(page: Page) -> list[ShownRun]:
-    """What the kiosk cycles through: the built-in examples computed here, then the booth's comparisons."""
+    """What the kiosk cycles through: the built-in examples computed here, the booth's comparisons, then (with the
+    operator's `--kiosk-visitors`) the latest visitors', newest first."""
     model = page.comparison.rows.model
     runs = page.showcase.computed(model, len(EXAMPLES))
-    return runs + (booth_runs(page.showcase, model, page.booth_prompts) if page.booth_prompts else [])
+    runs += booth_runs(page.showcase, model, page.booth_prompts) if page.booth_prompts else []
+    return runs + (page.visitors_shown.latest(model) if page.visitors_shown else [])
 
 
 def run_key(run: ShownRun) -> str:
@@ -44,15 +60,20 @@ def run_key(run: ShownRun) -> str:
     return f"{run.example}-" + re.sub(r"[^0-9A-Za-z]", "", run.finished)
 
 
-def next_comparison(page: Page, after: str = "") -> dict:
+def next_comparison(page: Page, after: str = "", fresh: str = "") -> dict:
     """The kiosk's next comparison after the one keyed `after` (the first when `after` is unknown), as the page
-    replays it; `{"key": None, "message": ...}` while there is none yet."""
+    replays it; `{"key": None, "message": ...}` while there is none yet. With `--kiosk-visitors`, a visitor's
+    comparison newer than the one keyed `fresh` (the newest this kiosk has shown) comes first, marked `"fresh"`:
+    the kiosk shows it, then goes on after `after`."""
+    newest = page.visitors_shown.latest(page.comparison.rows.model)[:1] if page.visitors_shown else []
+    if newest and run_key(newest[0]) != fresh:
+        return {**replay(page, newest[0]), "fresh": True}
     runs = [r for r in kept_comparisons(page) if any(row.get("status") == "ok" for row in r.rows)]
     if not runs:
         return {"key": None, "message": "The first comparison is being computed on this machine…"}
     keys = [run_key(r) for r in runs]
     chosen = runs[(keys.index(after) + 1) % len(runs)] if after in keys else runs[0]
-    return replay(page, chosen)
+    return {**replay(page, chosen), "fresh": False}
 
 
 def replay(page: Page, run: ShownRun) -> dict:
@@ -162,7 +183,8 @@ def kiosk_routes(page: Page) -> list:
     def kiosk_json(request):
         if page.settings.auth:
             return closed()
-        return JSONResponse(next_comparison(page, str(request.query_params.get("after", ""))[:200]))
+        asked = {name: str(request.query_params.get(name, ""))[:200] for name in ("after", "fresh")}
+        return JSONResponse(next_comparison(page, asked["after"], asked["fresh"]))
 
     return [Route(KIOSK_PATH, kiosk, methods=["GET"]), Route(KIOSK_JSON, kiosk_json, methods=["GET"])]
 
@@ -231,7 +253,8 @@ KIOSK_HTML = """<!doctype html>
 <script>
 "use strict";
 const config = JSON.parse(document.getElementById("kiosk-config").textContent);
-let shown = "";
+let shown = "";  // the kept comparison shown last in the cycle
+let fresh = "";  // the newest visitor's comparison shown (with the operator's --kiosk-visitors)
 const el = (id) => document.getElementById(id);
 
 function text(node, value) { node.textContent = value; return node; }
@@ -240,7 +263,8 @@ function make(tag, cls) { const node = document.createElement(tag); if (cls) nod
 async function next() {
   let entry;
   try {
-    const answer = await fetch(config.json + "?after=" + encodeURIComponent(shown));
+    const asked = new URLSearchParams({ after: shown, fresh: fresh });
+    const answer = await fetch(config.json + "?" + asked.toString());
     entry = await answer.json();
   } catch (error) {
     setTimeout(next, config.wait_s * 1000);
@@ -251,7 +275,7 @@ async function next() {
     setTimeout(next, config.wait_s * 1000);
     return;
   }
-  shown = entry.key;
+  if (entry.fresh) fresh = entry.key; else shown = entry.key;
   race(entry);
 }
 

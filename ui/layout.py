@@ -336,6 +336,12 @@ def row_image(label: str, size: int, visible: bool) -> gr.Image:
     )  # fmt: skip
 
 
+def kept_directories(page: Page) -> list[str]:
+    """Where the kept comparisons' images are (the examples' and booth's; the visitors' shown on the kiosk)."""
+    kept = [page.showcase.root] + ([page.visitors_shown.showcase.root] if page.visitors_shown else [])
+    return [str(directory.resolve()) for directory in kept]
+
+
 def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> None:
     """Serve the page: on `settings.host` (loopback unless the operator opens it), no uploads, and in public mode
     no raw exception text (visitors get short messages with error ids; `show_error` only adds raw ones). The kept
@@ -352,7 +358,7 @@ def launch(page: Page, demo: gr.Blocks, port: int | None = None, **kwargs) -> No
         server_name=settings.host,
         server_port=port or settings.port,
         show_error=not settings.public,
-        allowed_paths=[str(page.showcase.root.resolve())],
+        allowed_paths=kept_directories(page),
         max_file_size=MAX_UPLOAD,
         auth=credentials(settings.auth),  # Gradio's own login: a remote closed to strangers (gradio_client passes it)
         **kwargs,

@@ -2,12 +2,15 @@
 the operator's booth list (`assets/booth_prompts.txt`, or the file `--booth-prompts` names) the way it computes the
 built-in examples, and keeps it beside them, so that a screen nobody touches shows new pictures through the day.
 
-Only the operator's prompts are computed and kept: a visitor's comparison is never stored. A visitor always goes
-first: a booth comparison starts only while no visitor's comparison runs or waits, and only after the idle time."""
+Only the operator's prompts are computed and kept: a visitor's comparison is never stored, and shown on the booth
+screen only when the operator turns that on (`VisitorsShown`). A visitor always goes first: a booth comparison starts
+only while no visitor's comparison runs or waits, and only after the idle time."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +20,7 @@ from pathlib import Path
 from core.assets import BOOTH_PROMPTS
 from harness.compare.comparison import Comparison
 from harness.records.examples import keep
-from harness.records.showcase import BOOTH_FIRST, Showcase, ShownRun
+from harness.records.showcase import BOOTH_FIRST, VISITOR_FIRST, Showcase, ShownRun
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,8 @@ def compute_booth_comparison(comparison: Comparison, showcase: Showcase, prompts
         if not any(r.status == "ok" for r in results):
             log.warning("booth comparison %d not kept: no row gave an image", slot + 1)
             return None
-        run = keep(comparison, showcase, request, results, BOOTH_FIRST + slot, others)
+        states = others.wait() if others is not None else []
+        run = keep(comparison, showcase, request, results, BOOTH_FIRST + slot, states)
     log.info("booth comparison %d is ready (%s, seed %d)", slot + 1, prompts[slot], seed)
     return run
 
@@ -103,3 +107,35 @@ class BoothLoop:
     def start(self) -> BoothLoop:
         threading.Thread(target=self.run, name="booth comparisons", daemon=True).start()
         return self
+
+
+class VisitorsShown:
+    """With the operator's `--kiosk-visitors`: the latest `KEPT` visitors' comparisons, for the booth screen. Kept in
+    a temporary directory of their own (gone with the process, never in the cache), and never one the safety checker
+    flagged: a booth screen shows no blanked picture under a stranger's words."""
+
+    KEPT = 4
+
+    def __init__(self, machine: str):
+        self.showcase = Showcase(Path(tempfile.mkdtemp(prefix="sbs-kiosk-visitors-")), machine)
+        self._numbers = itertools.count()
+        self._order: dict[int, int] = {}  # slot -> the how-manyth visitor's comparison it holds
+        self._lock = threading.Lock()
+
+    def keep(self, comparison: Comparison, request, results, states=()) -> ShownRun | None:
+        """Keep a visitor's finished comparison (in the oldest slot); None when it is not to be shown."""
+        if not any(r.status == "ok" for r in results) or any(r.flagged for r in results):
+            return None
+        with self._lock:
+            count = next(self._numbers)
+            number = VISITOR_FIRST + count % self.KEPT
+            self._order[number] = count
+        run = keep(comparison, self.showcase, request, results, number, states)
+        if run.flagged:  # another machine's row was flagged: not shown after all
+            return None
+        return run
+
+    def latest(self, model) -> list[ShownRun]:
+        """The kept ones, newest first (unflagged)."""
+        runs = self.showcase.computed(model, self.KEPT, first=VISITOR_FIRST)
+        return sorted((r for r in runs if not r.flagged), key=lambda r: self._order[r.example], reverse=True)

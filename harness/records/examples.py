@@ -48,11 +48,10 @@ def worth_retrying(comparison: Comparison, run: ShownRun | None) -> bool:
     return any(b in ready for b in missing(comparison, run.rows))
 
 
-def keep(comparison: Comparison, showcase: Showcase, request, results, number: int, others=None) -> ShownRun:
-    """Keep a finished comparison as kept comparison `number` (an example's index, or a booth prompt's number),
-    with the other machines' parts (`others`: their `RunsAlongside`, waited for here). Its images are written under
-    the row lock: never beside a timed row."""
-    states = others.wait() if others is not None else []
+def keep(comparison: Comparison, showcase: Showcase, request, results, number: int, states=()) -> ShownRun:
+    """Keep a finished comparison as kept comparison `number` (an example's index, a booth prompt's or a visitor's
+    number), with the other machines' parts (`states`: their `MachineState`s once ended). Its images are written
+    under the row lock: never beside a timed row."""
     run, images = ShownRun.from_results(request, results, showcase.machine, number, states)
     with comparison.rows.lock, comparison.activity(f"keeping {run.kind_words().lower()}"):
         showcase.record(comparison.rows.model, run, images)
@@ -79,7 +78,7 @@ def compute_example(comparison: Comparison, showcase: Showcase, index: int, alon
         if not gave or (kept is not None and gave < sum(r["status"] == "ok" for r in kept.rows)):
             log.warning("example %d not kept: %d row(s) gave an image, fewer than what is kept", index + 1, gave)
             return kept
-        run = keep(comparison, showcase, request, results, index, others)
+        run = keep(comparison, showcase, request, results, index, others.wait() if others is not None else [])
     absent = set(missing(comparison, run.rows))
     failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.backend in absent]
     log.info("example %d is ready (%s)%s", index + 1, prompt, f"; missing {'; '.join(failed)}" if failed else "")

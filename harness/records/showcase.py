@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 BOOTH_FIRST = 100  # kept comparisons numbered from here on are the booth's prompts' (harness.records.booth)
+VISITOR_FIRST = 200  # and from here on visitors', for the booth screen (`--kiosk-visitors`: harness.records.booth)
 
 
 @dataclass
@@ -117,7 +118,9 @@ class ShownRun:
         return self.finished.replace("T", " ").replace("+00:00", " UTC")
 
     def kind_words(self) -> str:
-        """ "Built-in example N", or "Booth prompt N" for a booth comparison."""
+        """ "Built-in example N", "Booth prompt N" for a booth comparison, "A visitor's prompt"."""
+        if self.example >= VISITOR_FIRST:
+            return "A visitor's prompt"
         if self.example >= BOOTH_FIRST:
             return f"Booth prompt {self.example - BOOTH_FIRST + 1}"
         return f"Built-in example {self.example + 1}"
