@@ -120,6 +120,38 @@ def test_a_kind_without_a_machine_is_said_within_the_stated_time(cluster):
     assert front.healths()[f"Cluster: {MISSING} machines"] == "no machine of this kind in the cluster"
 
 
+def test_a_kept_comparison_holds_every_kind_and_the_kiosk_races_each(cluster, cache_dir, tmp_path):
+    """An example computed on a page with a cluster keeps each kind's rows beside this machine's (cheap fake rows
+    here), and the booth screen races each kind's line at its own measured times; a kind that gave none is named."""
+    from conftest import fake_comparison
+
+    import ui.context
+    import ui.kiosk
+    from harness.machines.runs import KeptAlongside
+    from harness.records.examples import compute_example
+    from harness.records.showcase import Showcase
+
+    _local, _nodes, front, model = cluster
+    comparison = fake_comparison(model, cache_dir, backends=["baseline"])
+    page = ui.context.make_page(comparison, Showcase(tmp_path / "showcase", "test machine"), Settings())
+    page.machines = front
+    run = compute_example(page.comparison, page.showcase, 0, KeptAlongside(front, model))
+    groups = {g.label: g for g in run.groups}
+    assert list(groups) == front.labels()
+    for kind in dict.fromkeys([HIGH, LOW]):
+        group = groups[f"Cluster: {kind} machines"]
+        assert group.state == "done" and [r["backend"] for r in group.rows] == ["baseline"], group
+        assert (
+            group.images["baseline"].read_bytes()[:4] == b"\x89PNG"
+            and page.showcase.root in group.images["baseline"].parents
+        )
+    assert groups[f"Cluster: {MISSING} machines"].state == "unreachable"
+    shown = ui.kiosk.next_comparison(page)
+    raced = {g["label"]: [r["latency_s"] for r in g["rows"]] for g in shown["groups"]}
+    assert raced == {label: [r["latency_s"] for r in g.rows] for label, g in groups.items() if g.rows}
+    assert f"Cluster: {MISSING} machines: unreachable" in shown["absent"]
+
+
 def test_rows_on_one_machine_never_overlap_visitors_queue(cluster):
     """One visitor more than the LOW kind has machines, all at once: some wait (queued), then all are served, and
     the timed sections of any two on one machine are apart."""
