@@ -18,6 +18,7 @@ import ui.context
 import ui.handlers
 import ui.kiosk
 import ui.layout
+import ui.views
 from harness.records.booth import BoothLoop, booth_prompts, booth_runs, compute_booth_comparison
 from harness.records.examples import EXAMPLES, compute_example
 from harness.records.showcase import BOOTH_FIRST, Showcase
@@ -119,6 +120,13 @@ def test_another_machines_rows_are_kept_and_raced_at_their_own_measured_times(se
     assert all(r["latency_s"] < here[r["backend"]] for r in group["rows"])
     image = urllib.request.urlopen(url.rstrip("/") + group["rows"][0]["image"], timeout=30)
     assert image.status == 200 and image.read(8) == b"\x89PNG\r\n\x1a\n"
+    # the visitor page opens on the example with the other machine's kept rows, not an empty group
+    outputs = page.outputs.read(ui.views.show_example(page, 0))
+    (heading, *shown_group) = outputs["groups"][0]
+    images = shown_group[: len(page.comparison.rows.order)]
+    assert "Second machine" in heading and "done" in heading
+    assert images == [str(run.groups[0].images[b]) for b in page.comparison.rows.order]
+    assert [r["label"] for r in outputs["figures"]["remotes"]] == ["Second machine"]
     # kept on disk with it: a restart shows the other machine's rows too
     again = Showcase(page.showcase.root, page.showcase.machine).example(page.comparison.rows.model, 0)
     assert [(g.label, g.rows, g.images) for g in again.groups] == [(g.label, g.rows, g.images) for g in run.groups]

@@ -126,7 +126,7 @@ def test_a_replica_takes_every_setting_but_the_instances_own():
     taken = set(Settings().replica_settings())
     own = {"cache_dir", "threads", "host", "port", "queue_size", "trusted_proxies", "remotes", "remote_auth",
            "remote_timeout_s", "auth", "cluster", "cluster_kinds", "cluster_visitors", "kiosk_url", "kiosk_idle_s",
-           "booth_prompts"}  # fmt: skip
+           "booth_prompts", "kiosk_visitors"}  # fmt: skip
     assert taken == set(Settings.__dataclass_fields__) - own
     assert {"model", "backends", "sizes", "int8_mode", "public", "max_steps", "max_size", "steps"} <= taken
     assert Settings(**Settings(model="tiny", public=True).replica_settings()).public

@@ -21,7 +21,7 @@ from harness.records.examples import EXAMPLES
 from .cards import plain, run_label
 from .context import Page
 from .gradio_queue import visitor_key
-from .views import machine_groups, page_outputs, show_example, view
+from .views import baseline_seconds, machine_groups, page_outputs, show_example, view
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,7 @@ class VisitorComparison:
         }  # fmt: skip
         states = [run.state() for run in runs]
         shown = view(page, about, rows, self.images, self.compare_with, final, states)
-        reference = next((r for r in rows if r["backend"] == page.comparison.rows.reference), None)
-        baseline_s = reference["latency_s"] if reference and reference["status"] == "ok" else None
-        groups = machine_groups(page, states, self.noise, baseline_s)
+        groups = machine_groups(page, states, self.noise, baseline_seconds(page, rows))
         return page_outputs(page, request.seed, "\n\n".join(message), shown, None, groups)  # None: no example awaited
 
 

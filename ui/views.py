@@ -7,6 +7,8 @@ from dataclasses import asdict
 
 import gradio as gr
 
+from core.request import latents_digest
+from harness.machines.runs import MachineState, RunState
 from harness.records.examples import EXAMPLES, missing
 from harness.records.system_info import machine_fingerprint
 
@@ -147,5 +149,30 @@ def show_example(page: Page, index) -> list:
             f"\n\n_Missing from this example: {titles} (each card says why). It is computed again, with every row,"
             " when the missing rows are ready._"
         )
-    shown = view(page, about, run.rows, images, None, final=True)
-    return page_outputs(page, run.request.seed, label, shown, None, machine_groups(page))
+    states = kept_states(run)
+    shown = view(page, about, run.rows, images, None, final=True, states=states)
+    noise = latents_digest(run.request.seed, run.request.height, run.request.width)
+    groups = machine_groups(page, states, noise, baseline_seconds(page, run.rows))
+    return page_outputs(page, run.request.seed, label, shown, None, groups)
+
+
+def baseline_seconds(page: Page, rows: list[dict]) -> float | None:
+    """The baseline row's latency among `rows` (figures dicts), None when it gave no image."""
+    reference = next((r for r in rows if r["backend"] == page.comparison.rows.reference), None)
+    return reference["latency_s"] if reference and reference["status"] == "ok" else None
+
+
+def kept_states(run) -> list[MachineState]:
+    """A kept comparison's other machines (`KeptGroup`s) as the page shows a comparison's ended runs."""
+    return [
+        MachineState(
+            g.label,
+            RunState(g.state) if g.state in {s.value for s in RunState} else RunState.LOST,
+            g.detail,
+            g.health,
+            g.rows,
+            {b: str(path) for b, path in g.images.items()},
+            g.latents_sha256,
+        )  # fmt: skip
+        for g in run.groups
+    ]

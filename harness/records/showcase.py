@@ -31,16 +31,19 @@ BOOTH_FIRST = 100  # kept comparisons numbered from here on are the booth's prom
 VISITOR_FIRST = 200  # and from here on visitors', for the booth screen (`--kiosk-visitors`: harness.records.booth)
 
 
+HEALTH_KEPT = ("cpu", "cpu_kind", "threads", "machine", "titles", "kind", "node", "node_ip")  # of its `/health`
+
+
 @dataclass
 class KeptGroup:
     """Another machine's part of a kept comparison (a remote instance, or a cluster's machines of one CPU kind):
-    its rows as it measured them, on its own CPU."""
+    its rows as it measured them, on its own CPU. The fields a `MachineState` has, once its run ended."""
 
     label: str  # the operator's name for it, the page's group heading
-    machine: str  # its CPU in words, as its `/health` said ("" when it did not answer)
-    same_machine: bool  # it ran on this instance's own machine: the two disturbed each other's timings
     state: str  # "done", or why it gave no rows ("unreachable", "too slow", ...: `RunState`'s words)
     detail: str = ""
+    health: dict = field(default_factory=dict)  # what its `/health` said of it (`HEALTH_KEPT`): CPU, threads, titles
+    latents_sha256: str | None = None  # the hash of the starting noise it used
     rows: list[dict] = field(default_factory=list)  # its rows' figures, in the page's row order
     images: dict[str, Path] = field(default_factory=dict)  # backend id -> PNG file, as shown
 
@@ -48,10 +51,8 @@ class KeptGroup:
     def from_state(cls, state, noise: str) -> tuple[KeptGroup, dict[str, np.ndarray]]:
         """A `MachineState` once its run ended, and its images (read from its files). Its rows are kept only when
         they started from the page's noise `noise` (else its pictures are not the same picture's)."""
-        health = state.health or {}
-        machine = f"{health['cpu']}, {health.get('threads')} threads" if health.get("cpu") else ""
-        same = bool(health.get("machine")) and health.get("machine") == machine_fingerprint()
-        group = cls(str(state.label), machine, same, str(state.state), str(state.detail))
+        health = {k: v for k, v in (state.health or {}).items() if k in HEALTH_KEPT}
+        group = cls(str(state.label), str(state.state), str(state.detail), health, state.latents_sha256)
         if state.latents_sha256 not in (None, noise):
             return group, {}
         images = {}
@@ -63,6 +64,17 @@ class KeptGroup:
                 log.warning("%s: the image of %s could not be read: %s", state.label, backend, exc)
         group.rows = [r for r in state.rows if isinstance(r, dict) and "backend" in r]
         return group, images
+
+    @property
+    def machine(self) -> str:
+        """Its CPU in words ("" when it did not answer)."""
+        health = self.health
+        return f"{health['cpu']}, {health.get('threads')} threads" if health.get("cpu") else ""
+
+    @property
+    def same_machine(self) -> bool:
+        """It ran on this instance's own machine: the two disturbed each other's timings."""
+        return bool(self.health.get("machine")) and self.health.get("machine") == machine_fingerprint()
 
 
 @dataclass
