@@ -403,3 +403,43 @@ def test_a_visitor_through_gradios_queue_runs_before_the_booth_comparison_under_
         if booth is not None:
             booth.stop.set()
         demo.close()
+
+
+def test_this_machines_rows_are_kept_at_once_and_a_visitor_cancels_the_other_machines_part(
+    tiny_model, cache_dir, tmp_path
+):
+    """The other machines may take up to their deadline: the page opens on this machine's rows meanwhile; a visitor
+    who comes then goes first there too (their booth call is cancelled, its rows stop)."""
+    slow = fake_comparison(tiny_model, cache_dir, **{b: {"delay": 2.0} for b in DELAYS})
+    other = ui.context.make_page(slow, Showcase(tmp_path / "other", "other machine"), Settings(queue_size=4))
+    other_demo = ui.layout.build_demo(other)
+    other_port = free_port()
+    ui.layout.launch(other, other_demo, other_port, prevent_thread_lock=True, quiet=True)
+    page = kiosk_page(tiny_model, cache_dir, tmp_path / "front", dict.fromkeys(DELAYS, 0.01),
+                      remotes=f"Slow machine=http://127.0.0.1:{other_port}/")  # fmt: skip
+    visitor = threading.Event()
+    kept = {}
+    booth = threading.Thread(
+        target=lambda: kept.update(run=compute_booth_comparison(page.comparison, page.showcase, page.booth_prompts, 0,
+                                                                visitor.is_set, page.kept_alongside())),
+    )  # fmt: skip
+    try:
+        booth.start()
+        deadline = time.monotonic() + 60
+        while (run := page.showcase.example(page.comparison.rows.model, BOOTH_FIRST)) is None:
+            assert time.monotonic() < deadline, "this machine's rows were not kept"
+            time.sleep(0.05)
+        assert not run.groups and booth.is_alive()  # kept before the other machine is done
+        while not slow.fakes["baseline"].runs:  # the other machine is at work on it
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        visitor.set()
+        booth.join(30)
+        assert not booth.is_alive() and kept["run"] is not None and not kept["run"].groups
+        time.sleep(5)  # the other machine stopped between two rows
+        ran = [p for f in slow.fakes.values() for p, _s, _e in f.runs if p == booth_prompts()[0]]
+        assert 1 <= len(ran) < len(DELAYS), ran
+    finally:
+        visitor.set()
+        booth.join(60)
+        other_demo.close()

@@ -14,6 +14,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -255,10 +256,15 @@ class RunsAlongside:
         self.runs = runs
         self.until = time.monotonic() + timeout_s + CONNECT_ALLOWANCE_S
 
-    def wait(self) -> list[MachineState]:
-        """Every run's state once it ended, or its deadline passed (a run still going then is cancelled)."""
-        for run in self.runs:
-            run.join(max(0.0, self.until - time.monotonic()))
+    def wait(self, give_way: Callable[[], bool] = lambda: False, poll_s: float = 0.25) -> list[MachineState] | None:
+        """Every run's state once it ended, or its deadline passed (a run still going then is cancelled); None when
+        `give_way()` says a visitor's comparison goes first: the runs are cancelled, so that the visitor's calls
+        on those machines do not queue behind them."""
+        while time.monotonic() < self.until and not all(run.state().done for run in self.runs):
+            if give_way():
+                self.cancel()
+                return None
+            time.sleep(poll_s)
         self.cancel()
         return [run.state() for run in self.runs]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.assets import BOOTH_PROMPTS
 from harness.compare.comparison import Comparison
-from harness.records.examples import keep
+from harness.records.examples import keep, record
 from harness.records.showcase import BOOTH_FIRST, VISITOR_FIRST, Showcase, ShownRun
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def compute_booth_comparison(comparison: Comparison, showcase: Showcase, prompts
     """The booth list's `turn`-th comparison (the list cycles, each round with new seeds), run through every row
     (and on the other machines, with `alongside`: a `KeptAlongside`) and kept in its slot. None when no row gave an
     image, or when a visitor came (`give_way()` between two rows): the booth comparison is dropped there, so the
-    visitor's rows run next (and the other machines' calls are cancelled)."""
+    visitor's rows run next (and the other machines' calls are cancelled; a visitor who comes while only they are
+    still at work cancels their part, and this machine's rows are kept alone)."""
     slot, round_ = turn % len(prompts), turn // len(prompts)
     side = comparison.rows.settings.sizes[0]
     seed = BOOTH_SEED + round_ * len(prompts) + slot
@@ -61,8 +62,7 @@ def compute_booth_comparison(comparison: Comparison, showcase: Showcase, prompts
         if not any(r.status == "ok" for r in results):
             log.warning("booth comparison %d not kept: no row gave an image", slot + 1)
             return None
-        states = others.wait() if others is not None else []
-        run = keep(comparison, showcase, request, results, BOOTH_FIRST + slot, states)
+        run = keep(comparison, showcase, request, results, BOOTH_FIRST + slot, others, give_way)
     log.info("booth comparison %d is ready (%s, seed %d)", slot + 1, prompts[slot], seed)
     return run
 
@@ -130,7 +130,7 @@ class VisitorsShown:
             count = next(self._numbers)
             number = VISITOR_FIRST + count % self.KEPT
             self._order[number] = count
-        run = keep(comparison, self.showcase, request, results, number, states)
+        run = record(comparison, self.showcase, request, results, number, states)
         if run.flagged:  # another machine's row was flagged: not shown after all
             return None
         return run

@@ -48,21 +48,37 @@ def worth_retrying(comparison: Comparison, run: ShownRun | None) -> bool:
     return any(b in ready for b in missing(comparison, run.rows))
 
 
-def keep(comparison: Comparison, showcase: Showcase, request, results, number: int, states=()) -> ShownRun:
+def keep(comparison: Comparison, showcase: Showcase, request, results, number: int, others=None,
+         give_way: Callable[[], bool] = lambda: False) -> ShownRun:  # fmt: skip
     """Keep a finished comparison as kept comparison `number` (an example's index, a booth prompt's or a visitor's
-    number), with the other machines' parts (`states`: their `MachineState`s once ended). Its images are written
-    under the row lock: never beside a timed row."""
-    run, images = ShownRun.from_results(request, results, showcase.machine, number, states)
+    number): this machine's rows at once (the page opens on them), then, with `others` (the other machines'
+    `RunsAlongside`), again with their parts once they ended: that may take up to their deadline, unless a visitor
+    comes first (`give_way()`: their part is dropped). Its images are written under the row lock: never beside a
+    timed row."""
+    run = record(comparison, showcase, request, results, number)
+    if others is not None and others.runs:
+        states = others.wait(give_way)
+        if states is None:
+            log.info("%s kept without the other machines: a visitor's comparison goes first", run.kind_words())
+            return run
+        run = record(comparison, showcase, request, results, number, states, run.finished)
+    return run
+
+
+def record(comparison: Comparison, showcase: Showcase, request, results, number: int, states=(), finished=""):
+    """Keep it now, with the other machines' `MachineState`s `states` (ended)."""
+    run, images = ShownRun.from_results(request, results, showcase.machine, number, states, finished)
     with comparison.rows.lock, comparison.activity(f"keeping {run.kind_words().lower()}"):
         showcase.record(comparison.rows.model, run, images)
     return run
 
 
-def compute_example(comparison: Comparison, showcase: Showcase, index: int, alongside=None) -> ShownRun | None:
+def compute_example(comparison: Comparison, showcase: Showcase, index: int, alongside=None,
+                    give_way: Callable[[], bool] = lambda: False) -> ShownRun | None:  # fmt: skip
     """Run example `index` through every row and keep it, with any failed row marked on it (its card says why);
     what is kept already is not run again unless a row it misses is ready now. Nothing is kept when no row gave
     an image. `alongside` (a `KeptAlongside`, when the page has other machines) runs it there too, at the same
-    time."""
+    time; their part is dropped when a visitor comes first (`give_way()`)."""
     model = comparison.rows.model
     if model is None:
         return None
@@ -78,7 +94,7 @@ def compute_example(comparison: Comparison, showcase: Showcase, index: int, alon
         if not gave or (kept is not None and gave < sum(r["status"] == "ok" for r in kept.rows)):
             log.warning("example %d not kept: %d row(s) gave an image, fewer than what is kept", index + 1, gave)
             return kept
-        run = keep(comparison, showcase, request, results, index, others.wait() if others is not None else [])
+        run = keep(comparison, showcase, request, results, index, others, give_way)
     absent = set(missing(comparison, run.rows))
     failed = [f"{r.backend}: {r.status} {r.message}" for r in results if r.backend in absent]
     log.info("example %d is ready (%s)%s", index + 1, prompt, f"; missing {'; '.join(failed)}" if failed else "")
@@ -102,7 +118,7 @@ def compute_examples(
         for index in range(len(EXAMPLES)):
             while (retrying or index > 0) and visitors_waiting():
                 time.sleep(poll_s)
-            compute_example(comparison, showcase, index, alongside)
+            compute_example(comparison, showcase, index, alongside, visitors_waiting)
 
     one_pass(retrying=False)
     wait, model = retry_s, comparison.rows.model

@@ -82,7 +82,7 @@ class ShownRun:
     """A finished comparison as the page shows it: the request, where and when it ran, every row's figures."""
 
     request: GenerationRequest
-    finished: str  # ISO time (UTC) the last row finished
+    finished: str  # ISO time (UTC) this machine's last row finished
     machine: str  # the CPU and threads it ran on
     example: int  # which built-in example (its index)
     rows: list[dict]  # `RowResult.figures()` of every row, in display order
@@ -90,7 +90,9 @@ class ShownRun:
     groups: list[KeptGroup] = field(default_factory=list)  # the other machines' parts, in the page's order
 
     @classmethod
-    def from_results(cls, request, results, machine: str, example: int, states=()) -> tuple[ShownRun, dict]:
+    def from_results(
+        cls, request, results, machine: str, example: int, states=(), finished: str = ""
+    ) -> tuple[ShownRun, dict]:
         """The run and its images (uint8, to be written by `Showcase.record`: this machine's by backend id, each
         other machine's by `group_image(index, backend id)`); `states`: the other machines' `MachineState`s."""
         noise = latents_digest(request.seed, request.height, request.width)
@@ -103,7 +105,7 @@ class ShownRun:
         flagged = [r.flagged for r in results] + [bool(row.get("flagged")) for g, _ in kept for row in g.rows]
         run = cls(
             request=request,
-            finished=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            finished=finished or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             machine=machine,
             example=example,
             rows=[r.figures() for r in results],
