@@ -93,7 +93,7 @@ def machine_figures(state) -> dict:
         "latents_sha256": state.latents_sha256,
         "connect_s": state.connect_s,
         "call_s": (state.finished - state.started) if state.finished else None,
-        "started_at": state.started,  # wall-clock (time.time()) of the call and of its end
+        "started_at": state.started or None,  # wall-clock (time.time()) of the call and of its end (None: kept)
         "finished_at": state.finished,
         "rows": state.rows,
     }
