@@ -1,11 +1,11 @@
 """The booth screen (`/kiosk`): full screen, no controls, readable from a few metres. It races the rows of each
-kept comparison (the operator's examples and the booth's own, never a visitor's) at the speed they were measured:
-every row's bar fills over its measured stages, its picture appears when its bar ends, then the headline; then
-the next comparison. The replay is the browser's own animation: the server answers one small JSON request per
-comparison shown, and nothing while it plays.
+kept comparison (the operator's examples and the booth's own; visitors' only when the operator turns that on) at
+the speed they were measured, every machine's rows at its own: every row's bar fills over its measured stages, its
+picture appears when its bar ends, then the headline; then the next comparison. The replay is the browser's own
+animation: the server answers one small JSON request per comparison shown, and nothing while it plays.
 
 Two routes beside Gradio's, registered through `launch`'s `app_kwargs` (FastAPI's own `routes`): `/kiosk`, the page
-(HTML, CSS and a short script, no framework), and `/kiosk.json?after=KEY`, the comparison to show after KEY."""
+(HTML, CSS and a short script, no framework), and `/kiosk.json?after=KEY&fresh=KEY`, the comparison to show next."""
 
 from __future__ import annotations
 
