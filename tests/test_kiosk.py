@@ -19,6 +19,7 @@ import ui.handlers
 import ui.kiosk
 import ui.layout
 import ui.views
+from backends import backend_class
 from harness.records.booth import BoothLoop, booth_prompts, booth_runs, compute_booth_comparison
 from harness.records.examples import EXAMPLES, compute_example
 from harness.records.showcase import BOOTH_FIRST, Showcase
@@ -29,10 +30,17 @@ DELAYS = {"baseline": 2.0, "ipex-bf16": 1.2, "pytorch-bf16": 1.0, "openvino-stat
           "lcm-taesd": 0.3}  # fmt: skip
 
 
+def fake_rows(tiny_model, cache_dir, delays):
+    """Cheap fake rows taking `delays` seconds, titled as the real rows (a title's length matters on a screen)."""
+    comparison = fake_comparison(tiny_model, cache_dir, load=False, **{b: {"delay": d} for b, d in delays.items()})
+    for backend_id, fake in comparison.fakes.items():
+        fake.title = backend_class(backend_id).title
+    comparison.load_all()
+    return comparison
+
+
 def kiosk_page(tiny_model, cache_dir, tmp_path, delays=DELAYS, **settings):
-    comparison = fake_comparison(
-        tiny_model, cache_dir, **{b: {"delay": d} for b, d in delays.items()}
-    )  # fmt: skip
+    comparison = fake_rows(tiny_model, cache_dir, delays)
     page = ui.context.make_page(
         comparison, Showcase(tmp_path / "showcase", "test machine"), Settings(queue_size=4, **settings)
     )
@@ -62,7 +70,7 @@ def served_with_another_machine(tiny_model, cache_dir, tmp_path_factory):
     """A second page standing for another machine (an instance of the app on loopback, its own rows and times), and a
     page naming it as its remote, with its first example kept (computed on both); (page, its address)."""
     tmp = tmp_path_factory.mktemp("kiosk-machines")
-    comparison = fake_comparison(tiny_model, cache_dir, **{b: {"delay": d} for b, d in OTHER_DELAYS.items()})
+    comparison = fake_rows(tiny_model, cache_dir, OTHER_DELAYS)
     other = ui.context.make_page(comparison, Showcase(tmp / "other", "other machine"), Settings(queue_size=4))
     other_demo = ui.layout.build_demo(other)
     other_port = free_port()
@@ -187,6 +195,8 @@ def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(request, page
                 sides: [...document.querySelectorAll('#rows .frame')].map((f) => f.getBoundingClientRect().height),
                 headline: document.getElementById('headline').textContent,
                 said: [...document.querySelectorAll('.machine-label .said.shown')].map((e) => e.textContent),
+                clipped: [...document.querySelectorAll('#rows .title')]
+                  .filter((e) => e.scrollHeight > e.clientHeight + 1).map((e) => e.textContent),
                 cut: [...document.querySelectorAll('.machine-label')].filter((e) => {
                   const said = e.querySelector('.said').getBoundingClientRect();
                   return said.bottom > e.getBoundingClientRect().bottom + 0.5;
@@ -196,6 +206,7 @@ def test_the_kiosk_in_chromium_races_the_rows_and_shows_everything(request, page
         )
         assert overflow["scroll"] == [width, height] and not overflow["outside"], overflow
         assert not overflow["overlapping"], overflow  # the race stays above the headline
+        assert not overflow["clipped"], overflow  # every row's title whole
         assert all(overflow["images"]) and "faster than the baseline" in overflow["headline"]
         assert min(overflow["sides"]) >= 0.15 * height, overflow["sides"]  # pictures large enough to see from afar
         if expected["groups"]:  # each other machine's line says its own headline once its rows are done, uncut

@@ -210,8 +210,8 @@ KIOSK_HTML = """<!doctype html>
   #rows { flex: 1; min-height: 0; display: grid; column-gap: 1.5vw; row-gap: 1.2vh; align-content: start;
           grid-template-columns: repeat(var(--n, 5), minmax(0, 1fr)); }
   #rows.several { grid-template-columns: minmax(0, 1.1fr) repeat(var(--n, 5), minmax(0, 1fr)); }
-  #rows .title { font-size: 2.2vh; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
-                 align-self: end; }
+  #rows .title { font-size: 2.2vh; font-weight: 600; line-height: 1.2; overflow: hidden; align-self: end;
+                 display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical; }
   .row { display: flex; flex-direction: column; gap: 0.8vh; min-width: 0; }
   .row .frame { width: min(100%, var(--frame-h, 48vh)); aspect-ratio: 1; background: #1b2238; border-radius: 1vh;
                 overflow: hidden; position: relative; }
