@@ -82,7 +82,8 @@ def replay(page: Page, run: ShownRun) -> dict:
     its own measured times beside them, with its own headline (its rows' speed-ups are against its own baseline)."""
     reference = page.comparison.rows.reference
     fastest, other_work = headline_rows(run.rows, reference)
-    racing = [group for group in run.groups if race_rows(group.rows, group.images)]
+    groups = [(group, group_replay(group, reference)) for group in run.groups]
+    racing = [replayed for _group, replayed in groups if replayed["rows"]]
     return {
         "key": run_key(run),
         "prompt": run.request.prompt,
@@ -92,11 +93,13 @@ def replay(page: Page, run: ShownRun) -> dict:
         "machine": run.machine,
         "replay": f"Replayed at the measured speed, measured on {run.machine}, {run.finished_words()}"
         + (" and on the machines named beside their rows" if racing else ""),
-        "headline": headline_words(fastest, "this machine's CPU" if racing else "this CPU"),
+        "headline": headline_words(
+            fastest, "the baseline on this machine's CPU" if racing else "the baseline on this CPU"
+        ),
         "other_work": [other_work_words(r) for r in other_work],
         "rows": race_rows(run.rows, run.images),
-        "groups": [group_replay(group, reference) for group in racing],
-        "absent": [f"{g.label}: {g.state}" for g in run.groups if g not in racing],  # gave no rows this time
+        "groups": racing,
+        "absent": [f"{group.label}: {group.state}" for group, replayed in groups if not replayed["rows"]],
         "hold_s": HOLD_S,
     }
 
@@ -122,23 +125,21 @@ def group_replay(group: KeptGroup, reference: str) -> dict:
     """Another machine's part of the race: its label and CPU, its rows, its own headline in a few words (its rows'
     speed-ups are against its own baseline)."""
     fastest, _other_work = headline_rows(group.rows, reference)
-    recipe = f" ({fastest['recipe']})" if fastest and fastest.get("recipe") else ""
     return {
         "label": group.label,
         "machine": group.machine,
         "note": "on this same machine: timings disturbed" if group.same_machine else "",
         "rows": race_rows(group.rows, group.images),
-        "headline": f"{fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than its baseline"
-        if fastest
-        else "",
+        "headline": headline_words(fastest, "its baseline"),
     }
 
 
-def headline_words(fastest: dict | None, where: str) -> str:
+def headline_words(fastest: dict | None, against: str) -> str:
+    """The fastest same-work row's speed-up, "… faster than `against`" ("" without one)."""
     if fastest is None:
         return ""
     recipe = f" ({fastest['recipe']})" if fastest.get("recipe") else ""
-    return f"{fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than the baseline on {where}"
+    return f"{fastest['title']}{recipe}: {fastest['speedup']:.1f}× faster than {against}"
 
 
 def other_work_words(row: dict) -> str:
