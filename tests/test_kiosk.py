@@ -346,6 +346,8 @@ def test_a_visitors_prompt_reaches_the_big_screen_only_when_the_operator_turns_i
     page.comparison.safety = lambda image: (image, True)
     visitor_comparison(page, "something flagged")
     assert "something flagged" not in every_prompt_the_kiosk_shows(page)
+    shown_now = [r.request.prompt for r in page.visitors_shown.latest(page.comparison.rows.model)]
+    assert shown_now == ["a visitor's lighthouse"]  # it took no slot: none is kept for it
     # the newest few only
     page.comparison.safety = lambda image: (image, False)
     for n in range(page.visitors_shown.KEPT + 1):

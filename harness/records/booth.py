@@ -123,19 +123,18 @@ class VisitorsShown:
         self._lock = threading.Lock()
 
     def keep(self, comparison: Comparison, request, results, states=()) -> ShownRun | None:
-        """Keep a visitor's finished comparison (in the oldest slot); None when it is not to be shown."""
-        if not any(r.status == "ok" for r in results) or any(r.flagged for r in results):
+        """Keep a visitor's finished comparison (in the oldest slot); None when it is not to be shown: no row gave an
+        image, or the safety checker flagged one on any machine (then no slot is taken: the others stay shown)."""
+        run, images = ShownRun.from_results(request, results, self.showcase.machine, VISITOR_FIRST, states)
+        if not any(row["status"] == "ok" for row in run.rows) or run.flagged:
             return None
         with self._lock:
             count = next(self._numbers)
-            number = VISITOR_FIRST + count % self.KEPT
-            self._order[number] = count
-        run = record(comparison, self.showcase, request, results, number, states)
-        if run.flagged:  # another machine's row was flagged: not shown after all
-            return None
-        return run
+            run.example = VISITOR_FIRST + count % self.KEPT
+            self._order[run.example] = count
+        return record(comparison, self.showcase, run, images)
 
     def latest(self, model) -> list[ShownRun]:
-        """The kept ones, newest first (unflagged)."""
+        """The kept ones, newest first."""
         runs = self.showcase.computed(model, self.KEPT, first=VISITOR_FIRST)
-        return sorted((r for r in runs if not r.flagged), key=lambda r: self._order[r.example], reverse=True)
+        return sorted(runs, key=lambda r: self._order[r.example], reverse=True)

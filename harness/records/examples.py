@@ -55,19 +55,19 @@ def keep(comparison: Comparison, showcase: Showcase, request, results, number: i
     `RunsAlongside`), again with their parts once they ended: that may take up to their deadline, unless a visitor
     comes first (`give_way()`: their part is dropped). Its images are written under the row lock: never beside a
     timed row."""
-    run = record(comparison, showcase, request, results, number)
+    run = record(comparison, showcase, *ShownRun.from_results(request, results, showcase.machine, number))
     if others is not None and others.runs:
         states = others.wait(give_way)
         if states is None:
             log.info("%s kept without the other machines: a visitor's comparison goes first", run.kind_words())
             return run
-        run = record(comparison, showcase, request, results, number, states, run.finished)
+        with_others = ShownRun.from_results(request, results, showcase.machine, number, states, run.finished)
+        run = record(comparison, showcase, *with_others)
     return run
 
 
-def record(comparison: Comparison, showcase: Showcase, request, results, number: int, states=(), finished=""):
-    """Keep it now, with the other machines' `MachineState`s `states` (ended)."""
-    run, images = ShownRun.from_results(request, results, showcase.machine, number, states, finished)
+def record(comparison: Comparison, showcase: Showcase, run: ShownRun, images: dict) -> ShownRun:
+    """Keep `run` and its images (`ShownRun.from_results`') now, under the row lock."""
     with comparison.rows.lock, comparison.activity(f"keeping {run.kind_words().lower()}"):
         showcase.record(comparison.rows.model, run, images)
     return run

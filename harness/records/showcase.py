@@ -100,9 +100,6 @@ class ShownRun:
         images = {r.backend: to_uint8(r.image) for r in results if r.image is not None}
         for index, (_group, pictures) in enumerate(kept):
             images.update({group_image(index, b): picture for b, picture in pictures.items()})
-        # `Comparison.run` blanks the images from the first flagged row on; the page blanks the earlier ones too
-        # (every row's image of a flagged request), and so must what is kept to be shown again: every machine's.
-        flagged = [r.flagged for r in results] + [bool(row.get("flagged")) for g, _ in kept for row in g.rows]
         run = cls(
             request=request,
             finished=finished or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -111,7 +108,9 @@ class ShownRun:
             rows=[r.figures() for r in results],
             groups=[group for group, _pictures in kept],
         )
-        return run, {key: np.zeros_like(image) if any(flagged) else image for key, image in images.items()}
+        # `Comparison.run` blanks the images from the first flagged row on; the page blanks the earlier ones too
+        # (every row's image of a flagged request), and so must what is kept to be shown again: every machine's.
+        return run, {key: np.zeros_like(image) if run.flagged else image for key, image in images.items()}
 
     @property
     def flagged(self) -> bool:
